@@ -1,0 +1,56 @@
+"""Triton device helpers shared by every package (one source of truth).
+
+All math is fp32. Each helper is a ``@triton.jit`` function inlined into the
+calling kernel, so using one costs nothing at run time.
+"""
+
+import triton
+import triton.language as tl
+
+FP8_E4M3_MAX = tl.constexpr(448.0)
+
+
+@triton.jit
+def rms_inv(sum_sq, n, eps):
+    """1 / sqrt(mean(x^2) + eps), correctly rounded (eps inside the root)."""
+    return 1.0 / tl.sqrt_rn(sum_sq / n + eps)
+
+
+@triton.jit
+def rope_half(lo, hi, cos, sin):
+    """Rotate-half RoPE on the two halves of a head: returns (y_lo, y_hi)."""
+    return lo * cos - hi * sin, hi * cos + lo * sin
+
+
+@triton.jit
+def rope_pair(a, b, fr, fi):
+    """Interleaved (complex) RoPE of the pair (a, b) by fr + i*fi."""
+    return a * fr - b * fi, a * fi + b * fr
+
+
+@triton.jit
+def quantize_fp8_e4m3(v, inv_scale):
+    """Static FP8 E4M3: clamp(v * (1/scale), -448, 448) then RNE, saturating.
+
+    ``minimum/maximum`` drop a NaN operand like CUDA fminf/fmaxf, so NaN maps
+    to -448 as the spec's kernels do.
+    """
+    t = v * inv_scale
+    t = tl.minimum(tl.maximum(t, -FP8_E4M3_MAX), FP8_E4M3_MAX)
+    return t.to(tl.float8e4nv)
+
+
+@triton.jit
+def gelu_tanh(x):
+    """GELU with the tanh approximation, fp32."""
+    k0: tl.constexpr = 0.7978845608028654  # sqrt(2 / pi)
+    k1: tl.constexpr = 0.044715
+    inner = k0 * (x + k1 * x * x * x)
+    # tanh(u) = 1 - 2 / (exp(2u) + 1): stable at both ends in fp32.
+    t = 1.0 - 2.0 / (tl.exp(2.0 * inner) + 1.0)
+    return 0.5 * x * (1.0 + t)
+
+
+@triton.jit
+def silu(x):
+    return x / (1.0 + tl.exp(-x))

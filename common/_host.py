@@ -1,0 +1,136 @@
+"""Host-side helpers shared by every package: input validation, device guard,
+and the Triton-interpreter support that lets the same kernels run on CPU.
+
+Validation raises ``RuntimeError`` with the message phrases of the spec
+("<name> must be a CUDA tensor", "<name> must be contiguous",
+"<name> must have dtype torch.bfloat16", "<a> and <b> must be on the same CUDA
+device"), always before any kernel launch, so a rejected call writes nothing.
+"""
+
+import contextlib
+import os
+
+import torch
+
+_INT32_MAX = 2**31 - 1
+
+
+def interpreting() -> bool:
+    """True when Triton runs kernels through its CPU interpreter."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def check_tensor(t, name, dtype, *, contiguous=True):
+    """Type, device, dtype and contiguity of one tensor argument."""
+    if not isinstance(t, torch.Tensor):
+        raise RuntimeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.device.type != "cuda" and not (t.device.type == "cpu" and interpreting()):
+        raise RuntimeError(
+            f"{name} must be a CUDA tensor (got {t.device}; CPU tensors run only "
+            "under the Triton interpreter, TRITON_INTERPRET=1)"
+        )
+    if t.dtype != dtype:
+        raise RuntimeError(f"{name} must have dtype {dtype}, got {t.dtype}")
+    if contiguous and not t.is_contiguous():
+        raise RuntimeError(f"{name} must be contiguous")
+
+
+def check_same_device(named):
+    """``named``: sequence of (name, tensor); all must share the first one's device."""
+    first_name, first = named[0]
+    for name, t in named[1:]:
+        if t.device != first.device:
+            raise RuntimeError(
+                f"{first_name} and {name} must be on the same CUDA device "
+                f"(got {first.device} and {t.device})"
+            )
+
+
+def check_shape(t, name, shape, what=None):
+    if tuple(t.shape) != tuple(shape):
+        msg = what or f"{name} must have shape {tuple(shape)}"
+        raise RuntimeError(f"{msg}, got {tuple(t.shape)}")
+
+
+def check_int(value, name, *, minimum=0, maximum=_INT32_MAX):
+    if isinstance(value, bool) or not isinstance(value, int):
+        # SymInts (torch.compile) pass through: the fake/real op re-checks sizes.
+        if isinstance(value, torch.SymInt):
+            return
+        raise RuntimeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum or value > maximum:
+        raise RuntimeError(f"{name} must be in [{minimum}, {maximum}], got {value}")
+
+
+def device_guard(t):
+    """Launch on ``t``'s device (Triton uses the current device's current stream)."""
+    if t.device.type == "cuda":
+        return torch.cuda.device(t.device)
+    return contextlib.nullcontext()
+
+
+# --------------------------------------------------------------------------
+# Exact float conversions for the Triton interpreter.
+#
+# Triton's interpreter (3.6 to at least 3.9) converts floats with its own bit
+# arithmetic, which rounds fp32->fp8e4nv half-up without carrying a mantissa
+# overflow into the exponent (124.14 -> 64 instead of 128) and truncates
+# fp32->bf16. The GPU rounds to nearest even (and saturates fp8, `satfinite`).
+# We replace the conversion by torch's own, which is RNE, and saturate finite
+# fp8 values to match the hardware. Installed on import whenever the
+# interpreter is active, so CPU results carry GPU rounding.
+# --------------------------------------------------------------------------
+
+_FP8_MAX = {torch.float8_e4m3fn: 448.0, torch.float8_e5m2: 57344.0}
+
+
+def _triton_to_torch_float_types():
+    import triton.language as tl
+
+    return {
+        tl.float64: torch.float64,
+        tl.float32: torch.float32,
+        tl.float16: torch.float16,
+        tl.bfloat16: torch.bfloat16,
+        tl.float8e4nv: torch.float8_e4m3fn,
+        tl.float8e5: torch.float8_e5m2,
+    }
+
+
+def install_exact_interpreter_casts():
+    """Patch the interpreter's float conversion with torch's exact RNE casts.
+
+    Idempotent. Returns True when the patch is (now) installed.
+    """
+    from triton.runtime import interpreter as interp
+
+    current = interp._convert_float
+    if getattr(current, "_flashrt_exact", False):
+        return True
+    inexact = current
+    types = _triton_to_torch_float_types()
+    rtne = interp._ir.ROUNDING_MODE.RTNE
+
+    def exact_convert_float(input, input_dtype, output_dtype, rounding_mode):
+        src = types.get(input_dtype)
+        dst = types.get(output_dtype)
+        if src is None or dst is None or rounding_mode not in (None, rtne) or input.size == 0:
+            return inexact(input, input_dtype, output_dtype, rounding_mode)
+        in_bits = input_dtype.primitive_bitwidth
+        out_bits = output_dtype.primitive_bitwidth
+        raw = bytearray(input.tobytes())  # the interpreter holds floats as numpy bits
+        x = torch.frombuffer(raw, dtype=getattr(torch, f"int{in_bits}")).view(src)
+        limit = _FP8_MAX.get(dst)
+        if limit is not None:
+            x = x.to(torch.float64 if src == torch.float64 else torch.float32)
+            x = torch.where(torch.isnan(x), x, x.clamp(-limit, limit))
+        y = x.to(dst).view(getattr(torch, f"int{out_bits}"))
+        return y.numpy().view(f"uint{out_bits}").reshape(input.shape)
+
+    exact_convert_float._flashrt_exact = True
+    interp._convert_float = exact_convert_float
+    return True
+
+
+if interpreting():
+    install_exact_interpreter_casts()

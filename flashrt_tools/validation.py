@@ -1,0 +1,99 @@
+"""Loading built packages through `kernels`, and accuracy cases against reference.py.
+
+A package's ``tests/cases.py`` lists ``Case`` objects (every public function, a
+few shapes each). The same cases feed pytest, `flashrt validate` and the
+benchmarks' correctness gate, so "verified" means one thing everywhere.
+"""
+
+import dataclasses
+import importlib
+import os
+import time
+from typing import Callable, Dict, Sequence, Tuple
+
+import torch
+
+from .repo import Package, load_file
+from .tolerance import Verdict, compare
+
+
+@dataclasses.dataclass
+class Case:
+    function: str  # public name; reference.py has the same name and signature minus outputs
+    label: str  # readable shape id, e.g. "T=64,H=24"
+    make: Callable[[torch.device, torch.Generator], Tuple[tuple, dict]]  # -> (args, kwargs)
+    formats: Sequence[str]  # one comparison format per returned output ("bf16", "exact", ...)
+    compare_kwargs: Dict[str, dict] = dataclasses.field(default_factory=dict)  # per format
+
+    @property
+    def id(self) -> str:
+        return f"{self.function}[{self.label}]"
+
+
+def device_for_run() -> torch.device:
+    """The GPU when there is one, else the CPU (kernels then run in the interpreter)."""
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def ensure_interpreter_if_cpu():
+    """On a machine without a GPU, run Triton through its interpreter with exact casts.
+
+    Must run before triton is imported anywhere (triton.jit reads the variable).
+    """
+    if not torch.cuda.is_available():
+        os.environ["TRITON_INTERPRET"] = "1"
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+_LOADED: Dict[str, object] = {}
+
+
+def load_built(pkg: Package, *, rebuild: bool = True, log=lambda *_: None):
+    """Build ``pkg`` (fresh) and load it through ``kernels.get_local_kernel``."""
+    if pkg.name in _LOADED:
+        return _LOADED[pkg.name]
+    from kernels import get_local_kernel
+
+    from .build import build
+
+    if rebuild:
+        build(pkg, log=log)
+    module = get_local_kernel(pkg.root)
+    _LOADED[pkg.name] = module
+    return module
+
+
+def reference_of(kernel_module):
+    """The reference.py shipped inside a loaded kernel module."""
+    return importlib.import_module(f"{kernel_module.__name__}.reference")
+
+
+def cases_of(pkg: Package):
+    return load_file(pkg.root / "tests" / "cases.py", f"_flashrt_cases_{pkg.python_name}").CASES
+
+
+def as_tuple(x):
+    return tuple(x) if isinstance(x, (tuple, list)) else (x,)
+
+
+def run_case(kernel, reference, case: Case, device, seed: int = 0):
+    """Run one case on ``device``; return (verdicts per output, seconds)."""
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    args, kwargs = case.make(device, gen)
+    start = time.perf_counter()
+    got = as_tuple(getattr(kernel, case.function)(*args, **kwargs))
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    want = as_tuple(getattr(reference, case.function)(*args, **kwargs))
+    if len(got) != len(want) or len(got) != len(case.formats):
+        raise AssertionError(f"{case.id}: {len(got)} outputs, reference {len(want)}, "
+                             f"formats {len(case.formats)}")
+    verdicts = [compare(fmt, g, w, **case.compare_kwargs.get(fmt, {}))
+                for fmt, g, w in zip(case.formats, got, want)]
+    return verdicts, seconds
+
+
+def worst(verdicts: Sequence[Verdict]) -> Verdict:
+    failing = [v for v in verdicts if not v.ok]
+    return failing[0] if failing else max(verdicts, key=lambda v: v.max_abs)
