@@ -81,7 +81,10 @@ def git_tree_id(directory: Path) -> str:
 
 
 def _committed_tree_id(directory: Path):
-    rel = directory.relative_to(ROOT).as_posix()
+    try:
+        rel = directory.relative_to(ROOT).as_posix()
+    except ValueError:  # not inside the repository
+        return None
     try:
         out = subprocess.run(["git", "rev-parse", f"HEAD:{rel}"], cwd=ROOT,
                              capture_output=True, text=True, check=True)
@@ -126,5 +129,5 @@ def build(pkg: Package, backends=BUILD_BACKENDS, log=print) -> dict:
         }
         (out / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
         variants[backend] = out
-        log(f"built {pkg.name} -> {out.relative_to(ROOT)} (id {metadata['id']})")
+        log(f"built {pkg.name} -> {out} (id {metadata['id']})")
     return variants

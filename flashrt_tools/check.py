@@ -63,7 +63,10 @@ def _check_module(path, rel):
 
 
 def _tracked(pattern):
-    out = subprocess.run(["git", "ls-files", pattern], cwd=ROOT, capture_output=True, text=True)
+    try:
+        out = subprocess.run(["git", "ls-files", pattern], cwd=ROOT, capture_output=True, text=True)
+    except OSError:  # no git: nothing can be committed either
+        return []
     return [line for line in out.stdout.splitlines() if line]
 
 
@@ -108,8 +111,9 @@ def check_package(pkg):
         problems.append("generated _ops.py present in the source tree (it is written at build time)")
     for path in sorted(pkg.source.rglob("*.py")):
         problems += _check_module(path, path.relative_to(pkg.root))
-    for f in _tracked(f"{pkg.name}/build") + _tracked(f"{pkg.name}/**/_ops.py"):
-        problems.append(f"build output committed: {f}")
+    if pkg.base == ROOT:
+        for f in _tracked(f"{pkg.name}/build") + _tracked(f"{pkg.name}/**/_ops.py"):
+            problems.append(f"build output committed: {f}")
     return problems
 
 

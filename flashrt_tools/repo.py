@@ -14,6 +14,7 @@ BUILD_BACKENDS = ("cuda", "cpu")  # noarch variants written by `flashrt build`
 @dataclasses.dataclass(frozen=True)
 class Package:
     name: str  # Hub name, e.g. "flashrt-vla-video"
+    base: Path = ROOT  # the folder holding the package folder (tests use copies)
 
     @property
     def python_name(self) -> str:
@@ -21,7 +22,7 @@ class Package:
 
     @property
     def root(self) -> Path:
-        return ROOT / self.name
+        return self.base / self.name
 
     @property
     def source(self) -> Path:

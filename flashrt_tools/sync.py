@@ -29,6 +29,6 @@ def sync(packages, log=print) -> int:
             if not path.exists() or path.read_text() != text:
                 path.write_text(text)
                 changed += 1
-                log(f"synced {path.relative_to(ROOT)}")
+                log(f"synced {path}")
     log(f"sync: {changed} file(s) written")
     return changed

@@ -1,0 +1,227 @@
+"""Timing harness (see BENCHMARKING.md): what every package benchmark uses.
+
+* GPU time under CUDA-graph replay is the headline: N calls captured in one
+  graph, rotating over enough distinct input sets that they do not sit in L2,
+  replayed repeatedly; the median replay time / N per call.
+* The host-issued loop (one Python call per op, events around the loop) is
+  reported beside it: what a user who does not capture graphs sees.
+* Baselines: eager (the reference, warmed), torch.compile of the reference
+  (default mode, compile time excluded) *only after its output verifies
+  against eager*, else ``unsupported``; library/peer where a package has one.
+* Ceilings measured in the same run: 1 GiB device-to-device copy (bytes read +
+  written over time).
+"""
+
+import datetime
+import math
+import platform
+import statistics
+import subprocess
+from typing import Callable, Sequence
+
+import torch
+
+from ..tolerance import Verdict
+
+TIMING_METHOD = (
+    "CUDA-graph replay: N calls captured in one graph over L2-rotated input sets, "
+    "median of {trials} replays / N; host loop: CUDA events around {loop} Python calls, "
+    "median of {trials} trials. Compile: torch.compile default mode, dynamic=False, "
+    "compile time excluded, output verified against eager before timing."
+)
+TRIALS = 15
+LOOP_CALLS = 50
+
+
+def gpu_slug(name: str) -> str:
+    return "-".join("".join(c if c.isalnum() else " " for c in name.lower()).split())
+
+
+def _nvidia_smi(field):
+    try:
+        out = subprocess.run(["nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20)
+        return out.stdout.strip().splitlines()[0] if out.returncode == 0 else None
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return None
+
+
+def environment() -> dict:
+    import triton
+
+    props = torch.cuda.get_device_properties(0)
+    return {
+        "gpu": torch.cuda.get_device_name(0),
+        "gpu_slug": gpu_slug(torch.cuda.get_device_name(0)),
+        "sm_count": props.multi_processor_count,
+        "l2_bytes": props.L2_cache_size,
+        "capability": f"{props.major}.{props.minor}",
+        "driver": _nvidia_smi("driver_version"),
+        "clocks_sm_mem_mhz": _nvidia_smi("clocks.sm,clocks.mem"),
+        "max_clocks_sm_mem_mhz": _nvidia_smi("clocks.max.sm,clocks.max.mem"),
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+        "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "timing_method": TIMING_METHOD.format(trials=TRIALS, loop=LOOP_CALLS),
+    }
+
+
+def _event_ms(fn) -> float:
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    fn()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end)
+
+
+def copy_bandwidth_gbps(nbytes: int = 1 << 30) -> float:
+    """Device-to-device copy of ``nbytes``: (read + written bytes) / median time."""
+    src = torch.empty(nbytes, dtype=torch.uint8, device="cuda").random_()
+    dst = torch.empty_like(src)
+    for _ in range(3):
+        dst.copy_(src)
+    ms = statistics.median(_event_ms(lambda: dst.copy_(src)) for _ in range(TRIALS))
+    del src, dst
+    torch.cuda.empty_cache()
+    return 2 * nbytes / (ms * 1e-3) / 1e9
+
+
+def rotation_sets(bytes_per_call: int) -> int:
+    """Distinct input sets so that one pass over them is >= 3x the L2 size."""
+    l2 = torch.cuda.get_device_properties(0).L2_cache_size
+    return max(2, min(64, math.ceil(3 * l2 / max(1, bytes_per_call))))
+
+
+def graph_us(call: Callable, sets: Sequence, min_calls: int = 64) -> float:
+    """Median GPU time per call under CUDA-graph replay, rotating over ``sets``."""
+    for s in sets:  # warm: JIT, autotune, allocator
+        call(s)
+    torch.cuda.synchronize()
+    reps = max(1, math.ceil(min_calls / len(sets)))
+    graph = torch.cuda.CUDAGraph()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        with torch.cuda.graph(graph, stream=stream):
+            for _ in range(reps):
+                for s in sets:
+                    call(s)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph.replay()
+    torch.cuda.synchronize()
+    n = reps * len(sets)
+    per_call = statistics.median(_event_ms(graph.replay) for _ in range(TRIALS)) * 1e3 / n
+    del graph
+    return per_call
+
+
+def host_loop_us(call: Callable, sets: Sequence) -> float:
+    """Median time per call of a host-issued Python loop (launch overhead included)."""
+    for s in sets:
+        call(s)
+    torch.cuda.synchronize()
+
+    def loop():
+        for i in range(LOOP_CALLS):
+            call(sets[i % len(sets)])
+
+    return statistics.median(_event_ms(loop) for _ in range(TRIALS)) * 1e3 / LOOP_CALLS
+
+
+def verified_compile(reference_fn: Callable, sets: Sequence,
+                     judge_all: Callable[..., Sequence[Verdict]]):
+    """torch.compile(reference_fn) if its outputs verify against eager on ``sets[0]``.
+
+    Returns (compiled_fn or None, status). Tries plain Inductor first, then with
+    ``emulate_precision_casts`` (Inductor may drop an intermediate bf16 rounding).
+    ``judge_all(got, want)`` returns one Verdict per output.
+    """
+    import torch._inductor.config as inductor_config
+
+    want = reference_fn(sets[0])
+    for emulate in (False, True):
+        torch._dynamo.reset()
+        with inductor_config.patch(emulate_precision_casts=emulate):
+            compiled = torch.compile(reference_fn, dynamic=False)
+            try:
+                got = compiled(sets[0])
+            except Exception as e:  # a baseline that does not compile is reported, not fatal
+                return None, f"unsupported: {type(e).__name__}: {str(e)[:120]}"
+        verdicts = judge_all(got, want)
+        if all(v.ok for v in verdicts):
+            status = "verified" + (" (emulate_precision_casts=True)" if emulate else "")
+            if emulate:
+                return _with_patch(compiled, inductor_config), status
+            return compiled, status
+    return None, "unsupported: output differs from eager: " + "; ".join(v.message for v in verdicts)
+
+
+def _with_patch(compiled, inductor_config):
+    def call(*args):
+        with inductor_config.patch(emulate_precision_casts=True):
+            return compiled(*args)
+    return call
+
+
+def label_row(row: dict) -> str:
+    """headline: beat the strongest baseline measured; support: only eager to beat."""
+    strong = [row.get(k) for k in ("compile_us", "library_us", "peer_us") if row.get(k)]
+    if not strong:
+        return "support" if row["ours_us"] < row["eager_us"] else "compatibility"
+    return "headline" if row["ours_us"] < min(strong) else "compatibility"
+
+
+def finish_row(row: dict, copy_gbps: float) -> dict:
+    """Derived columns: speedups, effective bandwidth, % of the copy ceiling, label."""
+    ours = row["ours_us"]
+    row["speedup_vs_eager"] = row["eager_us"] / ours
+    row["speedup_vs_compile"] = row["compile_us"] / ours if row.get("compile_us") else None
+    row["gbps"] = row["bytes"] / (ours * 1e-6) / 1e9 if row.get("bytes") else None
+    row["pct_copy_bw"] = 100.0 * row["gbps"] / copy_gbps if row["gbps"] else None
+    row["tflops"] = row["flops"] / (ours * 1e-6) / 1e12 if row.get("flops") else None
+    row.setdefault("library_us", None)
+    row.setdefault("peer_us", None)
+    row["label"] = label_row(row)
+    return row
+
+
+def measure_row(*, op: str, shape: str, sets: Sequence, ours: Callable, reference: Callable,
+                formats: Sequence[str], nbytes: int, copy_gbps: float, model: str = "",
+                flops: int = 0, library: Callable = None, peer: Callable = None,
+                log=print) -> dict:
+    """Verify every timed path on ``sets[0]``, then time ours and each baseline."""
+    from ..tolerance import compare
+
+    def judge_all(got, want):
+        got = got if isinstance(got, (tuple, list)) else (got,)
+        want = want if isinstance(want, (tuple, list)) else (want,)
+        return [compare(f, g, w) for f, g, w in zip(formats, got, want)]
+
+    row = {"op": op, "shape": shape, "model": model, "bytes": nbytes, "flops": flops or None}
+    verdicts = judge_all(ours(sets[0]), reference(sets[0]))
+    row["max_abs_err"] = max(v.max_abs for v in verdicts)
+    if not all(v.ok for v in verdicts):
+        row.update(label="reject", note="; ".join(v.message for v in verdicts))
+        log(f"  REJECT {op} {shape}: {row['note']}")
+        return row
+    compiled, row["compile_status"] = verified_compile(reference, sets, judge_all)
+    row["ours_us"] = graph_us(ours, sets)
+    row["eager_us"] = graph_us(reference, sets)
+    row["compile_us"] = graph_us(compiled, sets) if compiled else None
+    for name, fn in (("library", library), ("peer", peer)):
+        if fn is not None:
+            ok = all(v.ok for v in judge_all(fn(sets[0]), reference(sets[0])))
+            row[f"{name}_us"] = graph_us(fn, sets) if ok else None
+    row["ours_host_us"] = host_loop_us(ours, sets)
+    row["eager_host_us"] = host_loop_us(reference, sets)
+    row["compile_host_us"] = host_loop_us(compiled, sets) if compiled else None
+    row["input_sets"] = len(sets)
+    finish_row(row, copy_gbps)
+    comp = f"{row['compile_us']:.2f}" if row["compile_us"] else "n/a"
+    log(f"  {op:28s} {shape:28s} ours {row['ours_us']:8.2f} us  eager {row['eager_us']:8.2f}  "
+        f"compile {comp:>8s}  {row['gbps'] or 0:7.0f} GB/s ({row['pct_copy_bw'] or 0:4.1f}%)  "
+        f"{row['label']}")
+    return row

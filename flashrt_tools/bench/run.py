@@ -1,0 +1,61 @@
+"""`flashrt bench`: run each package's benchmarks/bench_*.py on the GPU.
+
+Each bench module defines ``benchmark(ctx) -> list[row]`` (rows built with
+``harness.measure_row``) and may define ``TARGETS``/``target_notes(rows)``.
+Writes ``results/<gpu-slug>/<package>.json`` and regenerates the package's
+``benchmarks/RESULTS.md`` and ``benchmarks/results-<gpu-slug>.png``.
+"""
+
+import dataclasses
+import json
+import time
+
+import torch
+
+from ..repo import RESULTS, load_file, select
+from ..validation import load_built, reference_of
+from . import harness, report
+
+
+@dataclasses.dataclass
+class BenchContext:
+    kernel: object
+    reference: object
+    copy_gbps: float
+    quick: bool
+    log: object = print
+
+
+def bench(package_names=(), *, quick=False, out_root=None, log=print) -> int:
+    if not torch.cuda.is_available():
+        raise SystemExit("flashrt bench needs a CUDA GPU (timings on the interpreter mean nothing)")
+    env = harness.environment()
+    log(f"flashrt bench on {env['gpu']} (driver {env['driver']}, torch {env['torch']}, "
+        f"triton {env['triton']}, CUDA {env['cuda']})")
+    env["copy_gbps"] = harness.copy_bandwidth_gbps()
+    log(f"device-to-device copy ceiling: {env['copy_gbps']:.0f} GB/s (read + write)")
+    out_dir = (out_root and __import__("pathlib").Path(out_root) or RESULTS) / env["gpu_slug"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for pkg in select(package_names):
+        modules = sorted((pkg.root / "benchmarks").glob("bench_*.py"))
+        if not modules:
+            log(f"[{pkg.name}] no benchmarks/bench_*.py; skipped")
+            continue
+        kernel = load_built(pkg)
+        ctx = BenchContext(kernel, reference_of(kernel), env["copy_gbps"], quick, log)
+        rows, notes = [], []
+        t0 = time.perf_counter()
+        for path in modules:
+            module = load_file(path, f"_flashrt_bench_{pkg.python_name}_{path.stem}")
+            log(f"[{pkg.name}] {path.name}")
+            new_rows = module.benchmark(ctx)
+            rows += new_rows
+            if hasattr(module, "target_notes"):
+                notes += module.target_notes(new_rows)
+        record = {"package": pkg.name, "environment": env, "quick": quick, "rows": rows,
+                  "target_notes": notes, "seconds": round(time.perf_counter() - t0, 1)}
+        json_path = out_dir / f"{pkg.name}.json"
+        json_path.write_text(json.dumps(record, indent=1) + "\n")
+        log(f"[{pkg.name}] {len(rows)} rows -> {json_path}")
+        report.write_package_report(pkg, record, log=log)
+    return 0

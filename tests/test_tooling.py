@@ -1,0 +1,160 @@
+"""The repository tooling: build layout, unique ids, the check gate, loading
+paths of `kernels`, and the tolerance helpers (that they fail when they must)."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+from flashrt_tools import build as build_mod
+from flashrt_tools.check import check, check_package
+from flashrt_tools.repo import ROOT, Package
+from flashrt_tools.sync import sync
+from flashrt_tools.tolerance import compare_bf16, compare_exact, compare_fp8
+
+PKG = "flashrt-vla-video"
+
+
+@pytest.fixture
+def pkg_copy(tmp_path):
+    shutil.copytree(ROOT / PKG, tmp_path / PKG, ignore=shutil.ignore_patterns("build", "__pycache__"))
+    return Package(PKG, base=tmp_path)
+
+
+def test_build_writes_kernels_noarch_layout(pkg_copy):
+    from kernels._rust import Metadata
+
+    variants = build_mod.build(pkg_copy, log=lambda *_: None)
+    assert set(variants) == {"cuda", "cpu"}
+    for backend, out in variants.items():
+        files = {p.name for p in out.iterdir()}
+        assert {"__init__.py", "_ops.py", "metadata.json", "reference.py"} <= files
+        meta = json.loads((out / "metadata.json").read_text())
+        assert re.fullmatch(rf"_flashrt_vla_video_{backend}_[0-9a-f]{{7}}(_dirty)?", meta["id"])
+        assert meta["version"] == 1 and meta["backend"] == {"type": backend}
+        Metadata.read_from_file(str(out / "metadata.json"))  # the loader's own parser
+        uid = meta["id"].split(f"_{backend}_", 1)[1]
+        assert f'_OPS_NAME = f"_flashrt_vla_video_{{get_backend()}}_{uid}"' in (out / "_ops.py").read_text()
+
+
+def test_unique_id_follows_source_content(pkg_copy):
+    before = build_mod.unique_id(pkg_copy)
+    (pkg_copy.source / "reference.py").write_text((pkg_copy.source / "reference.py").read_text() + "\n")
+    assert build_mod.unique_id(pkg_copy) != before
+
+
+def test_tree_id_equals_git_for_committed_source():
+    pkg = Package(PKG)
+    rel = pkg.source.relative_to(ROOT).as_posix()
+    try:
+        committed = subprocess.run(["git", "rev-parse", f"HEAD:{rel}"], cwd=ROOT,
+                                   capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", rel], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout with this package committed")
+    if dirty:
+        pytest.skip("package source has uncommitted changes")
+    assert build_mod.git_tree_id(pkg.source) == committed
+
+
+def test_check_passes_on_the_repository():
+    assert check(log=lambda *_: None) == 0
+
+
+@pytest.mark.parametrize("breakage,expected", [
+    ("drop_export", "__all__ differs from the spec"),
+    ("edit_helper", "_helpers.py differs from common/"),
+    ("unprefixed_op", "must take add_op_namespace_prefix"),
+    ("foreign_import", "imports 'numpy'"),
+    ("absolute_self_import", "imports 'flashrt_vla_video'"),
+    ("no_card", "missing CARD.md"),
+    ("bad_build_toml", "build.toml rejected by the kernels parser"),
+])
+def test_check_reports_each_breakage(pkg_copy, breakage, expected):
+    src = pkg_copy.source
+    if breakage == "drop_export":
+        init = src / "__init__.py"
+        init.write_text(init.read_text().replace('"q_norm_rope_bf16", ', ""))
+    elif breakage == "edit_helper":
+        (src / "_helpers.py").write_text((src / "_helpers.py").read_text() + "# edited\n")
+    elif breakage == "unprefixed_op":
+        (src / "extra.py").write_text(
+            "import torch\n@torch.library.custom_op('x::y', mutates_args=())\ndef f(a: torch.Tensor) -> None:\n    pass\n")
+    elif breakage == "foreign_import":
+        (src / "extra.py").write_text("import numpy\n")
+    elif breakage == "absolute_self_import":
+        (src / "extra.py").write_text("from flashrt_vla_video import reference\n")
+    elif breakage == "no_card":
+        (pkg_copy.root / "CARD.md").unlink()
+    elif breakage == "bad_build_toml":
+        toml = pkg_copy.root / "build.toml"
+        toml.write_text(toml.read_text().replace('backends = ["cuda", "cpu"]', 'backends = ["triton"]'))
+    problems = check_package(pkg_copy)
+    assert any(expected in p for p in problems), problems
+
+
+def test_sync_restores_helper_copies(pkg_copy):
+    (pkg_copy.source / "_host.py").write_text("# stale\n")
+    assert sync([pkg_copy], log=lambda *_: None) == 1
+    assert not any("_host.py" in p for p in check_package(pkg_copy))
+
+
+def test_local_kernels_env_and_get_kernel(pkg_copy, monkeypatch):
+    """`LOCAL_KERNELS` + `get_kernel(..., version=1)` resolves to our build, offline."""
+    import kernels
+
+    build_mod.build(pkg_copy, log=lambda *_: None)
+    monkeypatch.setenv("LOCAL_KERNELS", f"flashrt/{PKG}={pkg_copy.root}")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    k = kernels.get_kernel(f"flashrt/{PKG}", version=1)
+    assert sorted(k.__all__) == sorted(["q_norm_rope_bf16", "k_norm_rope_v_cache_bf16",
+                                        "qkv_split_norm_rope_bf16"])
+
+
+# --- tolerance helpers must fail when they should ---------------------------------------------
+
+
+def _bf16(values):
+    return torch.tensor(values, dtype=torch.bfloat16)
+
+
+def test_compare_bf16_allows_one_ulp_not_two():
+    ref = _bf16([1.0, -3.0, 100.0])
+    one = (ref.view(torch.int16) + torch.tensor([1, 0, -1], dtype=torch.int16)).view(torch.bfloat16)
+    two = (ref.view(torch.int16) + torch.tensor([0, 2, 0], dtype=torch.int16)).view(torch.bfloat16)
+    assert compare_bf16(one, ref).ok
+    assert not compare_bf16(two, ref).ok
+    assert not compare_bf16(_bf16([1.0, float("nan"), 100.0]), ref).ok
+    assert not compare_bf16(ref.float(), ref).ok  # wrong dtype
+
+
+def test_compare_bf16_sign_crossing_counts_ulps_through_zero():
+    tiny = torch.tensor([2.0 ** -100], dtype=torch.bfloat16)
+    assert not compare_bf16(-tiny, tiny, atol=0.0).ok  # far apart in ulps
+    assert compare_bf16(-tiny, tiny).ok  # within atol: fp32 cancellation near zero
+
+
+def test_compare_fp8_bounds_one_step_rate_and_rejects_far_codes():
+    ref = torch.linspace(-400, 400, 1000).to(torch.float8_e4m3fn)
+    codes = ref.view(torch.uint8).clone()
+    codes[10] += 1  # one step away
+    assert compare_fp8(codes.view(torch.float8_e4m3fn), ref, max_step_rate=1e-3).ok
+    codes[20] += 1
+    codes[30] += 1
+    assert not compare_fp8(codes.view(torch.float8_e4m3fn), ref, max_step_rate=1e-3).ok
+    far = ref.view(torch.uint8).clone()
+    far[5] += 3
+    assert not compare_fp8(far.view(torch.float8_e4m3fn), ref).ok
+
+
+def test_compare_exact_is_bitwise():
+    a = torch.randn(64).to(torch.bfloat16)
+    b = a.clone()
+    assert compare_exact(a, b).ok
+    b.view(torch.int16)[3] ^= 1
+    assert not compare_exact(a, b).ok
