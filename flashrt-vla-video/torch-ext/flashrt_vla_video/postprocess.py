@@ -47,60 +47,78 @@ def _decode_norm_rope_kernel(
 
     b_lo = tl.load(x_ptr + o_lo, mask=m_r, other=0.0).to(tl.float32)
     b_hi = tl.load(x_ptr + o_lo + HALF, mask=m_r, other=0.0).to(tl.float32)
-    r = rms_inv(tl.sum(b_lo * b_lo, 1) + tl.sum(b_hi * b_hi, 1), HD, eps)[:, None]
     w_lo = tl.load(w_ptr + o_h).to(tl.float32)[None, :]
     w_hi = tl.load(w_ptr + HALF + o_h).to(tl.float32)[None, :]
     c = tl.load(cos_ptr + o_h).to(tl.float32)[None, :]
     s = tl.load(sin_ptr + o_h).to(tl.float32)[None, :]
+    if HAS_V:  # V is copied bit for bit; its load is issued early too
+        o_row = i_r[:, None] * HD + tl.arange(0, HD)[None, :]
+        b_v = tl.load(v_ptr + o_row, mask=m_r)
+    r = rms_inv(tl.sum(b_lo * b_lo, 1) + tl.sum(b_hi * b_hi, 1), HD, eps)[:, None]
     y_lo, y_hi = rope_half(b_lo * r * w_lo, b_hi * r * w_hi, c, s)
     tl.store(out_ptr + o_lo, y_lo.to(tl.bfloat16), mask=m_r)
     tl.store(out_ptr + o_lo + HALF, y_hi.to(tl.bfloat16), mask=m_r)
 
-    if HAS_V:  # V is copied bit for bit
-        o_row = i_r[:, None] * HD + tl.arange(0, HD)[None, :]
-        tl.store(v_out_ptr + o_row, tl.load(v_ptr + o_row, mask=m_r), mask=m_r)
+    if HAS_V:
+        tl.store(v_out_ptr + o_row, b_v, mask=m_r)
 
 
-@triton.jit(do_not_specialize=["seq_len_tokens", "seq_len"])
+@triton.jit(do_not_specialize=["n_rows", "seq_len_tokens", "seq_len"])
 def _qkv_split_norm_rope_kernel(
     packed_ptr, wq_ptr, wk_ptr, fr_ptr, fi_ptr, q_out_ptr, k_out_ptr,
-    seq_len_tokens, seq_len, eps,
-    D: tl.constexpr, HALF_HD: tl.constexpr, BLOCK_P: tl.constexpr,
+    n_rows, seq_len_tokens, seq_len, eps,
+    P: tl.constexpr, HALF_HD: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr,
 ):
-    """One program per (token row, Q-or-K): RMSNorm over all D = heads*head_dim,
-    then complex RoPE on adjacent pairs with the table row of the token."""
-    i_row = tl.program_id(0).to(tl.int64)  # b * L + t
-    is_k = tl.program_id(1)
-    t = i_row % seq_len_tokens
-    o_p = tl.arange(0, BLOCK_P)  # pair index in [0, D/2)
-    m_p = o_p < D // 2
-    o_x = o_p[:, None] * 2 + tl.arange(0, 2)[None, :]  # [BLOCK_P, 2]
-    m_x = m_p[:, None]
+    """BLOCK_T token rows x {Q, K} per program: RMSNorm over all D = 2*P elements
+    of each section, then complex RoPE with the table row of the token.
 
-    b_x = tl.load(packed_ptr + i_row * (3 * D) + is_k * D + o_x, mask=m_x, other=0.0)
-    b_x = b_x.to(tl.float32)
-    r = rms_inv(tl.sum(tl.sum(b_x * b_x, 1), 0), D, eps)
-    if is_k == 0:
-        b_w = tl.load(wq_ptr + o_x, mask=m_x, other=0.0)
-    else:
-        b_w = tl.load(wk_ptr + o_x, mask=m_x, other=0.0)
-    b_a, b_b = tl.split(b_x * r * b_w.to(tl.float32))
+    bf16 tensors arrive viewed as int32 words, each holding one RoPE pair
+    (a = element 2p in the low half, b = 2p+1 in the high half): loads and
+    stores stay 16-byte vectors and the pair needs no shuffle. bf16 -> fp32 is
+    a 16-bit shift.
+    """
+    i_t = tl.program_id(0).to(tl.int64) * BLOCK_T + tl.arange(0, BLOCK_T)  # b * L + t
+    m_t = i_t < n_rows
+    o_s = tl.arange(0, 2)  # section: 0 = Q, 1 = K
+    o_p = tl.arange(0, BLOCK_P)
+    m_p = o_p < P
+    m_x = m_t[:, None, None] & m_p[None, None, :]  # [BLOCK_T, 2, BLOCK_P]
 
-    rotate = t < seq_len
-    o_f = t * HALF_HD + o_p % HALF_HD
-    b_fr = tl.load(fr_ptr + o_f, mask=m_p & rotate, other=1.0)
-    b_fi = tl.load(fi_ptr + o_f, mask=m_p & rotate, other=0.0)
-    y_a, y_b = rope_pair(b_a, b_b, b_fr, b_fi)
-    y = tl.join(tl.where(rotate, y_a, b_a), tl.where(rotate, y_b, b_b)).to(tl.bfloat16)
-    if is_k == 0:
-        tl.store(q_out_ptr + i_row * D + o_x, y, mask=m_x)
-    else:
-        tl.store(k_out_ptr + i_row * D + o_x, y, mask=m_x)
+    # Every load is issued before the reduction: with one wave of programs
+    # (T ~ 1k tokens) a chain of dependent memory latencies would dominate.
+    o_x = i_t[:, None, None] * (3 * P) + o_s[None, :, None] * P + o_p[None, None, :]
+    b_x = tl.load(packed_ptr + o_x, mask=m_x, other=0)
+    p_w = tl.where(o_s[:, None] == 0, wq_ptr, wk_ptr) + o_p[None, :]
+    b_w = tl.load(p_w, mask=m_p[None, :], other=0)[None, :, :]
+    t = i_t % seq_len_tokens
+    rotate = m_t & (t < seq_len)
+    o_f = t[:, None] * HALF_HD + (o_p % HALF_HD)[None, :]
+    m_f = rotate[:, None] & m_p[None, :]
+    b_fr = tl.load(fr_ptr + o_f, mask=m_f, other=1.0)[:, None, :]
+    b_fi = tl.load(fi_ptr + o_f, mask=m_f, other=0.0)[:, None, :]
+
+    b_a = (b_x << 16).to(tl.float32, bitcast=True)
+    b_b = (b_x & -65536).to(tl.float32, bitcast=True)
+    r = rms_inv(tl.sum(b_a * b_a + b_b * b_b, 2), 2 * P, eps)[:, :, None]
+    n_a = b_a * r * (b_w << 16).to(tl.float32, bitcast=True)
+    n_b = b_b * r * (b_w & -65536).to(tl.float32, bitcast=True)
+    y_a, y_b = rope_pair(n_a, n_b, b_fr, b_fi)
+    rot = rotate[:, None, None]
+    y_a = tl.where(rot, y_a, n_a).to(tl.bfloat16).to(tl.int16, bitcast=True).to(tl.int32)
+    y_b = tl.where(rot, y_b, n_b).to(tl.bfloat16).to(tl.int16, bitcast=True).to(tl.int32)
+    y = (y_a & 0xFFFF) | (y_b << 16)
+
+    p_o = tl.where(o_s[None, :, None] == 0, q_out_ptr, k_out_ptr)
+    tl.store(p_o + i_t[:, None, None] * P + o_p[None, None, :], y, mask=m_x)
 
 
 def _qkv_launch_config(D):
+    """(BLOCK_T, BLOCK_P, num_warps). One token per program at model widths (more
+    tokens per program measured slower on H100); about 32 int32 pairs per thread."""
     block_p = triton.next_power_of_2(D // 2)
-    return block_p, max(4, min(16, block_p // 256))
+    block_t = max(1, 1024 // block_p)
+    num_warps = max(1, min(16, 2 * block_t * block_p // 1024))
+    return block_t, block_p, num_warps
 
 
 # ----------------------------------------------------------------------------
@@ -208,11 +226,13 @@ def _qkv_split_norm_rope_bf16_op(
 ) -> None:
     B, L, _ = packed_qkv.shape
     D = heads * head_dim
-    block_p, num_warps = _qkv_launch_config(D)
+    block_t, block_p, num_warps = _qkv_launch_config(D)
+    pairs = [t.view(torch.int32) for t in (packed_qkv, norm_q_weight, norm_k_weight, q_out, k_out)]
     with device_guard(packed_qkv):
-        _qkv_split_norm_rope_kernel[(B * L, 2)](
-            packed_qkv, norm_q_weight, norm_k_weight, freqs_re, freqs_im, q_out, k_out,
-            L, seq_len, eps, D=D, HALF_HD=head_dim // 2, BLOCK_P=block_p, num_warps=num_warps,
+        _qkv_split_norm_rope_kernel[(triton.cdiv(B * L, block_t),)](
+            pairs[0], pairs[1], pairs[2], freqs_re, freqs_im, pairs[3], pairs[4],
+            B * L, L, seq_len, eps, P=D // 2, HALF_HD=head_dim // 2, BLOCK_T=block_t,
+            BLOCK_P=block_p, num_warps=num_warps,
         )
 
 
