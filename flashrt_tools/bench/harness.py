@@ -95,6 +95,18 @@ def rotation_sets(bytes_per_call: int) -> int:
     return max(2, min(64, math.ceil(3 * l2 / max(1, bytes_per_call))))
 
 
+def same_size_copy_us(nbytes: int, n_sets: int) -> float:
+    """A device-to-device copy moving ``nbytes`` (read + written) under the same
+    method: the bandwidth a memory-bound op of this size can hope for (small
+    transfers do not reach the 1 GiB ceiling: ramp-up, tail, launch)."""
+    half = max(1, nbytes // 2)
+    src = [torch.empty(half, dtype=torch.uint8, device="cuda").random_() for _ in range(n_sets)]
+    dst = [torch.empty_like(s) for s in src]
+    us = graph_us(lambda i: dst[i].copy_(src[i]), list(range(n_sets)))
+    del src, dst
+    return us
+
+
 def graph_us(call: Callable, sets: Sequence, min_calls: int = 64) -> float:
     """Median GPU time per call under CUDA-graph replay, rotating over ``sets``."""
     for s in sets:  # warm: JIT, autotune, allocator
@@ -181,6 +193,8 @@ def finish_row(row: dict, copy_gbps: float) -> dict:
     row["speedup_vs_compile"] = row["compile_us"] / ours if row.get("compile_us") else None
     row["gbps"] = row["bytes"] / (ours * 1e-6) / 1e9 if row.get("bytes") else None
     row["pct_copy_bw"] = 100.0 * row["gbps"] / copy_gbps if row["gbps"] else None
+    copy_us = row.get("same_size_copy_us")
+    row["pct_same_size_copy"] = 100.0 * copy_us / ours if copy_us else None
     row["tflops"] = row["flops"] / (ours * 1e-6) / 1e12 if row.get("flops") else None
     row.setdefault("library_us", None)
     row.setdefault("peer_us", None)
@@ -219,6 +233,7 @@ def measure_row(*, op: str, shape: str, sets: Sequence, ours: Callable, referenc
     row["eager_host_us"] = host_loop_us(reference, sets)
     row["compile_host_us"] = host_loop_us(compiled, sets) if compiled else None
     row["input_sets"] = len(sets)
+    row["same_size_copy_us"] = same_size_copy_us(nbytes, len(sets)) if nbytes else None
     finish_row(row, copy_gbps)
     comp = f"{row['compile_us']:.2f}" if row["compile_us"] else "n/a"
     log(f"  {op:28s} {shape:28s} ours {row['ours_us']:8.2f} us  eager {row['eager_us']:8.2f}  "

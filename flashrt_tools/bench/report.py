@@ -29,19 +29,22 @@ def render_markdown(pkg_name: str, records) -> str:
             f"- method: {env['timing_method']}",
             "- columns: µs per call (GPU time, graph replay); ×eager / ×compile = baseline time "
             "over ours; GB/s over the minimum bytes (every input read once, every output "
-            "written once); host = host-issued Python loop µs per call (ours / eager / compile).",
+            "written once); % copy = of the 1 GiB copy ceiling; % same-size copy = a "
+            "device copy moving the same bytes, timed the same way, over ours (small "
+            "transfers cannot reach the 1 GiB figure); host = host-issued Python loop µs per "
+            "call (ours / eager / compile).",
             "- labels: `headline` beat the strongest baseline measured (verified compile, "
             "library or peer); `support` only eager was available to beat; `compatibility` "
             "correct but not faster; `reject` failed verification (not timed).",
             "",
             "| op | shape | model | ours µs | eager µs | compile µs | ×eager | ×compile | GB/s "
-            "| % copy | max abs err | host µs (ours / eager / compile) | compile status | label |",
-            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|",
+            "| % copy | % same-size copy | max abs err | host µs (ours / eager / compile) | compile status | label |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|",
         ]
         for r in rec["rows"]:
             if r.get("label") == "reject":
                 lines.append(f"| {r['op']} | {r['shape']} | {r.get('model', '')} | – | – | – | – "
-                             f"| – | – | – | {_f(r['max_abs_err'], '.3g')} | – | – | reject: "
+                             f"| – | – | – | – | {_f(r['max_abs_err'], '.3g')} | – | – | reject: "
                              f"{r.get('note', '')} |")
                 continue
             host = " / ".join(_f(r.get(k), ".1f") for k in
@@ -52,6 +55,7 @@ def render_markdown(pkg_name: str, records) -> str:
                 f"| {_f(r['eager_us'])} | {_f(r.get('compile_us'))} "
                 f"| {_speed(r['speedup_vs_eager'])} | {_speed(r.get('speedup_vs_compile'))} "
                 f"| {_f(r.get('gbps'), '.0f')} | {_f(r.get('pct_copy_bw'), '.1f')} "
+                f"| {_f(r.get('pct_same_size_copy'), '.0f')} "
                 f"| {_f(r['max_abs_err'], '.3g')} | {host} | {status} | {r['label']} |")
         if rec.get("target_notes"):
             lines += ["", "### Targets", ""] + [f"- {n}" for n in rec["target_notes"]]
