@@ -205,14 +205,19 @@ def finish_row(row: dict, copy_gbps: float) -> dict:
 def measure_row(*, op: str, shape: str, sets: Sequence, ours: Callable, reference: Callable,
                 formats: Sequence[str], nbytes: int, copy_gbps: float, model: str = "",
                 flops: int = 0, library: Callable = None, peer: Callable = None,
-                log=print) -> dict:
-    """Verify every timed path on ``sets[0]``, then time ours and each baseline."""
+                compare_kwargs: dict = None, log=print) -> dict:
+    """Verify every timed path on ``sets[0]``, then time ours and each baseline.
+
+    ``formats``: one tolerance format per output; ``compare_kwargs``: per-format
+    keyword arguments for the comparators (e.g. {"gemm": {"p99_abs": ...}}).
+    """
     from ..tolerance import compare
 
     def judge_all(got, want):
         got = got if isinstance(got, (tuple, list)) else (got,)
         want = want if isinstance(want, (tuple, list)) else (want,)
-        return [compare(f, g, w) for f, g, w in zip(formats, got, want)]
+        return [compare(f, g, w, **(compare_kwargs or {}).get(f, {}))
+                for f, g, w in zip(formats, got, want)]
 
     row = {"op": op, "shape": shape, "model": model, "bytes": nbytes, "flops": flops or None}
     verdicts = judge_all(ours(sets[0]), reference(sets[0]))
