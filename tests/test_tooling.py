@@ -14,7 +14,7 @@ from flashrt_tools import build as build_mod
 from flashrt_tools.check import check, check_package
 from flashrt_tools.repo import ROOT, Package
 from flashrt_tools.sync import sync
-from flashrt_tools.tolerance import compare_bf16, compare_exact, compare_fp8
+from flashrt_tools.tolerance import compare_bf16, compare_exact, compare_fp8, compare_gemm
 
 PKG = "flashrt-vla-video"
 
@@ -158,3 +158,11 @@ def test_compare_exact_is_bitwise():
     assert compare_exact(a, b).ok
     b.view(torch.int16)[3] ^= 1
     assert not compare_exact(a, b).ok
+
+
+def test_compare_gemm_p99_on_large_outputs():
+    """p99 works past torch.quantile's 16M-element limit and catches a shifted output."""
+    ref = torch.randn(17_000_000, generator=torch.Generator().manual_seed(0))
+    noisy = ref + 1e-3 * torch.randn(ref.shape, generator=torch.Generator().manual_seed(1))
+    assert compare_gemm(noisy, ref, p99_abs=5e-3).ok
+    assert not compare_gemm(noisy + 0.01, ref, p99_abs=5e-3).ok

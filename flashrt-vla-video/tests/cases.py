@@ -82,6 +82,7 @@ def _sweep(on_gpu):
         _qkv_case(2, 7, 3, 16),
         _qkv_case(1, 9, 2, 6, table_rows=12, seq_len=5),  # head_dim not a power of two
         _qkv_case(1, 4, 24, 128, table_rows=8),  # Wan2.2 TI2V-5B width
+        _qkv_case(1, 2, 40, 128, table_rows=4),  # Wan2.2 A14B width (wide-row load order)
     ]
     if on_gpu:
         decode_shapes += [(16, 24, 128), (1, 40, 128), (4, 16, 48, 128)]

@@ -68,6 +68,7 @@ def _qkv_split_norm_rope_kernel(
     packed_ptr, wq_ptr, wk_ptr, fr_ptr, fi_ptr, q_out_ptr, k_out_ptr,
     n_rows, seq_len_tokens, seq_len, eps,
     P: tl.constexpr, HALF_HD: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr,
+    EARLY_LOADS: tl.constexpr,
 ):
     """BLOCK_T token rows x {Q, K} per program: RMSNorm over all D = 2*P elements
     of each section, then complex RoPE with the table row of the token.
@@ -84,22 +85,28 @@ def _qkv_split_norm_rope_kernel(
     m_p = o_p < P
     m_x = m_t[:, None, None] & m_p[None, None, :]  # [BLOCK_T, 2, BLOCK_P]
 
-    # Every load is issued before the reduction: with one wave of programs
-    # (T ~ 1k tokens) a chain of dependent memory latencies would dominate.
+    # Loads issued before the reduction overlap their latencies (one wave of
+    # programs at T ~ 1k tokens otherwise waits on a chain of them); on wide rows
+    # the extra live registers cost more than they save, so it is a switch.
     o_x = i_t[:, None, None] * (3 * P) + o_s[None, :, None] * P + o_p[None, None, :]
     b_x = tl.load(packed_ptr + o_x, mask=m_x, other=0)
     p_w = tl.where(o_s[:, None] == 0, wq_ptr, wk_ptr) + o_p[None, :]
-    b_w = tl.load(p_w, mask=m_p[None, :], other=0)[None, :, :]
     t = i_t % seq_len_tokens
     rotate = m_t & (t < seq_len)
     o_f = t[:, None] * HALF_HD + (o_p % HALF_HD)[None, :]
     m_f = rotate[:, None] & m_p[None, :]
-    b_fr = tl.load(fr_ptr + o_f, mask=m_f, other=1.0)[:, None, :]
-    b_fi = tl.load(fi_ptr + o_f, mask=m_f, other=0.0)[:, None, :]
+    if EARLY_LOADS:
+        b_w = tl.load(p_w, mask=m_p[None, :], other=0)[None, :, :]
+        b_fr = tl.load(fr_ptr + o_f, mask=m_f, other=1.0)[:, None, :]
+        b_fi = tl.load(fi_ptr + o_f, mask=m_f, other=0.0)[:, None, :]
 
     b_a = (b_x << 16).to(tl.float32, bitcast=True)
     b_b = (b_x & -65536).to(tl.float32, bitcast=True)
     r = rms_inv(tl.sum(b_a * b_a + b_b * b_b, 2), 2 * P, eps)[:, :, None]
+    if not EARLY_LOADS:
+        b_w = tl.load(p_w, mask=m_p[None, :], other=0)[None, :, :]
+        b_fr = tl.load(fr_ptr + o_f, mask=m_f, other=1.0)[:, None, :]
+        b_fi = tl.load(fi_ptr + o_f, mask=m_f, other=0.0)[:, None, :]
     n_a = b_a * r * (b_w << 16).to(tl.float32, bitcast=True)
     n_b = b_b * r * (b_w & -65536).to(tl.float32, bitcast=True)
     y_a, y_b = rope_pair(n_a, n_b, b_fr, b_fi)
@@ -113,12 +120,13 @@ def _qkv_split_norm_rope_kernel(
 
 
 def _qkv_launch_config(D):
-    """(BLOCK_T, BLOCK_P, num_warps). One token per program at model widths (more
-    tokens per program measured slower on H100); about 32 int32 pairs per thread."""
+    """(BLOCK_T, BLOCK_P, num_warps, EARLY_LOADS). One token per program at model
+    widths (more tokens per program measured slower on H100); about 32 int32
+    pairs per thread; early loads up to 2048 pairs per section (see the kernel)."""
     block_p = triton.next_power_of_2(D // 2)
     block_t = max(1, 1024 // block_p)
     num_warps = max(1, min(16, 2 * block_t * block_p // 1024))
-    return block_t, block_p, num_warps
+    return block_t, block_p, num_warps, block_p <= 2048
 
 
 # ----------------------------------------------------------------------------
@@ -226,13 +234,13 @@ def _qkv_split_norm_rope_bf16_op(
 ) -> None:
     B, L, _ = packed_qkv.shape
     D = heads * head_dim
-    block_t, block_p, num_warps = _qkv_launch_config(D)
+    block_t, block_p, num_warps, early = _qkv_launch_config(D)
     pairs = [t.view(torch.int32) for t in (packed_qkv, norm_q_weight, norm_k_weight, q_out, k_out)]
     with device_guard(packed_qkv):
         _qkv_split_norm_rope_kernel[(triton.cdiv(B * L, block_t),)](
             pairs[0], pairs[1], pairs[2], freqs_re, freqs_im, pairs[3], pairs[4],
             B * L, L, seq_len, eps, P=D // 2, HALF_HD=head_dim // 2, BLOCK_T=block_t,
-            BLOCK_P=block_p, num_warps=num_warps,
+            BLOCK_P=block_p, EARLY_LOADS=early, num_warps=num_warps,
         )
 
 
