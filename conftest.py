@@ -19,10 +19,6 @@ if INTERPRETING:
     load_common("_host").install_exact_interpreter_casts()
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "gpu: needs a CUDA GPU (compiled Triton, graphs, timing)")
-
-
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return
