@@ -11,6 +11,7 @@ Each is a thin wrapper (validate, allocate missing outputs, call the op) over
 an out-variant ``torch.library.custom_op`` that launches one Triton kernel.
 """
 
+import functools
 from typing import Optional, Tuple
 
 import torch
@@ -86,8 +87,8 @@ def _qkv_split_norm_rope_kernel(
     m_x = m_t[:, None, None] & m_p[None, None, :]  # [BLOCK_T, 2, BLOCK_P]
 
     # Loads issued before the reduction overlap their latencies (one wave of
-    # programs at T ~ 1k tokens otherwise waits on a chain of them); on wide rows
-    # the extra live registers cost more than they save, so it is a switch.
+    # programs at T ~ 1k tokens otherwise waits on a chain of them); with several
+    # waves the extra live registers cost more than they save: a switch.
     o_x = i_t[:, None, None] * (3 * P) + o_s[None, :, None] * P + o_p[None, None, :]
     b_x = tl.load(packed_ptr + o_x, mask=m_x, other=0)
     p_w = tl.where(o_s[:, None] == 0, wq_ptr, wk_ptr) + o_p[None, :]
@@ -119,14 +120,26 @@ def _qkv_split_norm_rope_kernel(
     tl.store(p_o + i_t[:, None, None] * P + o_p[None, None, :], y, mask=m_x)
 
 
-def _qkv_launch_config(D):
-    """(BLOCK_T, BLOCK_P, num_warps, EARLY_LOADS). One token per program at model
-    widths (more tokens per program measured slower on H100); about 32 int32
-    pairs per thread; early loads up to 2048 pairs per section (see the kernel)."""
+@functools.lru_cache(maxsize=None)
+def _sm_count(device):
+    if device.type != "cuda":
+        return 1
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def _qkv_launch_config(D, n_rows, device):
+    """(BLOCK_T, BLOCK_P, num_warps, EARLY_LOADS), measured on H100 at the Wan widths.
+
+    One token per program at model widths (more per program measured slower);
+    about 32 int32 pairs per thread. Early loads pay off when the grid is about
+    one wave (<= 12 programs per SM: 1k tokens), and cost registers beyond
+    that; two variants at most, never one per token count.
+    """
     block_p = triton.next_power_of_2(D // 2)
     block_t = max(1, 1024 // block_p)
     num_warps = max(1, min(16, 2 * block_t * block_p // 1024))
-    return block_t, block_p, num_warps, block_p <= 2048
+    early = triton.cdiv(n_rows, block_t) <= 12 * _sm_count(device)
+    return block_t, block_p, num_warps, early
 
 
 # ----------------------------------------------------------------------------
@@ -234,7 +247,7 @@ def _qkv_split_norm_rope_bf16_op(
 ) -> None:
     B, L, _ = packed_qkv.shape
     D = heads * head_dim
-    block_t, block_p, num_warps, early = _qkv_launch_config(D)
+    block_t, block_p, num_warps, early = _qkv_launch_config(D, B * L, packed_qkv.device)
     pairs = [t.view(torch.int32) for t in (packed_qkv, norm_q_weight, norm_k_weight, q_out, k_out)]
     with device_guard(packed_qkv):
         _qkv_split_norm_rope_kernel[(triton.cdiv(B * L, block_t),)](
