@@ -7,8 +7,10 @@ Three public functions (spec: postprocess-norms.md §1):
 * ``qkv_split_norm_rope_bf16``  packed QKV: whole-hidden RMSNorm of Q and K
                                 + interleaved RoPE from fp32 tables (Wan style)
 
-Each is a thin wrapper (validate, allocate missing outputs, call the op) over
-an out-variant ``torch.library.custom_op`` that launches one Triton kernel.
+Each is a thin wrapper (validate, allocate missing outputs, launch) over an
+out-variant ``torch.library.custom_op`` that launches one Triton kernel. Eager
+calls launch the kernel directly (the op's dispatch would triple the host
+time); under torch.compile the op is what gets traced.
 """
 
 import functools
@@ -19,7 +21,8 @@ import triton
 import triton.language as tl
 
 from ._helpers import rms_inv, rope_half, rope_pair
-from ._host import check_int, check_same_device, check_shape, check_tensor, device_guard
+from ._host import (check_int, check_same_device, check_shape, check_tensor, device_guard,
+                    launch_directly)
 from ._ops import add_op_namespace_prefix
 
 HEAD_DIM = 128  # decode kernels are fixed to head_dim 128 (spec)
@@ -245,6 +248,12 @@ def _qkv_split_norm_rope_bf16_op(
     freqs_re: torch.Tensor, freqs_im: torch.Tensor, q_out: torch.Tensor, k_out: torch.Tensor,
     heads: int, head_dim: int, seq_len: int, eps: float = 1e-6,
 ) -> None:
+    _launch_qkv(packed_qkv, norm_q_weight, norm_k_weight, freqs_re, freqs_im, q_out, k_out,
+                heads, head_dim, seq_len, eps)
+
+
+def _launch_qkv(packed_qkv, norm_q_weight, norm_k_weight, freqs_re, freqs_im, q_out, k_out,
+                heads, head_dim, seq_len, eps):
     B, L, _ = packed_qkv.shape
     D = heads * head_dim
     block_t, block_p, num_warps, early = _qkv_launch_config(D, B * L, packed_qkv.device)
@@ -287,7 +296,10 @@ def q_norm_rope_bf16(
     check_tensor(out, "out", _BF16)
     check_shape(out, "out", q.shape, "out shape must match q shape")
     check_same_device(named + [("out", out)])
-    _q_norm_rope_bf16_op(q, weight, cos, sin, out, eps)
+    if launch_directly(q):
+        _launch_decode(q, weight, cos, sin, out, None, None, eps)
+    else:
+        _q_norm_rope_bf16_op(q, weight, cos, sin, out, eps)
     return out
 
 
@@ -315,7 +327,10 @@ def k_norm_rope_v_cache_bf16(
             f"{tuple(k_out.shape)} and {tuple(v_out.shape)} for {tuple(k.shape)}"
         )
     check_same_device(named + [("k_out", k_out), ("v_out", v_out)])
-    _k_norm_rope_v_cache_bf16_op(k, v, weight, cos, sin, k_out, v_out, eps)
+    if launch_directly(k):
+        _launch_decode(k, weight, cos, sin, k_out, v, v_out, eps)
+    else:
+        _k_norm_rope_v_cache_bf16_op(k, v, weight, cos, sin, k_out, v_out, eps)
     return k_out, v_out
 
 
@@ -349,6 +364,7 @@ def qkv_split_norm_rope_bf16(
     check_tensor(k_out, "k_out", _BF16)
     check_same_device(named + [("freqs_re", freqs_re), ("freqs_im", freqs_im),
                                ("q_out", q_out), ("k_out", k_out)])
-    _qkv_split_norm_rope_bf16_op(packed_qkv, norm_q_weight, norm_k_weight, freqs_re, freqs_im,
-                                 q_out, k_out, heads, head_dim, seq_len, eps)
+    launch = _launch_qkv if launch_directly(packed_qkv) else _qkv_split_norm_rope_bf16_op
+    launch(packed_qkv, norm_q_weight, norm_k_weight, freqs_re, freqs_im, q_out, k_out,
+           heads, head_dim, seq_len, eps)
     return q_out, k_out
