@@ -52,7 +52,11 @@ SPEC_API = {
         "bf16_fp8_geglu_mlp_bf16", "silu_mul_merged_quantize_fp8_static_bf16",
         "gelu_mul_merged_quantize_fp8_static_bf16",
     ],
-    "flashrt-smallm-gemm": ["nvfp4_w4a4_decode_matvec_bf16out"],
+    # + two extensions beyond the seed (Hopper weight-only NVFP4 path; see the package CARD)
+    "flashrt-smallm-gemm": [
+        "nvfp4_w4a4_decode_matvec_bf16out", "nvfp4_weight_only_linear_bf16",
+        "nvfp4_quantize_weight_bf16",
+    ],
     "flashrt-nvfp4": ["nvfp4_sf_linear_to_swizzled", "nvfp4_sf_swizzled_bytes"],
     "flashrt-fused-quant": [
         "nvfp4_swizzled_scale_bytes", "silu_mul_quant_nvfp4_swizzled_bf16",

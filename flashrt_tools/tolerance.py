@@ -55,7 +55,9 @@ def _max_abs(got, ref) -> float:
     return (got.double() - ref.double())[finite].abs().max().item()
 
 
-def compare_exact(got: torch.Tensor, ref: torch.Tensor) -> Verdict:
+def compare_exact(got, ref) -> Verdict:
+    if not isinstance(got, torch.Tensor):  # pure-Python results (byte counts, sizes)
+        got, ref = torch.tensor(got), torch.tensor(ref)
     if got.shape != ref.shape or got.dtype != ref.dtype:
         return Verdict(False, "exact", float("inf"),
                        f"shape/dtype {tuple(got.shape)} {got.dtype} vs {tuple(ref.shape)} {ref.dtype}")

@@ -1,0 +1,447 @@
+"""Tests of flashrt-fp8-ffn, loaded through `kernels` from a fresh build.
+
+On CPU the Triton kernels run in the interpreter (small ragged shapes); on a
+GPU the same tests run natively, plus the spec's model shapes (cases.py),
+CUDA-graph capture and compile with Inductor. Outputs are poisoned first so
+an unwritten element fails. The spec's bit-exact equalities (fused == staged,
+BF16 entry == FP8 entry, compiled == eager, graph replay == eager) are checked
+bit for bit; accuracy against reference.py with the tolerances of cases.py.
+"""
+
+import functools
+import importlib
+
+import pytest
+import torch
+
+from flashrt_tools.repo import ROOT, load_file
+from flashrt_tools.tolerance import compare
+from flashrt_tools.validation import reference_of, run_case
+
+cases = load_file(ROOT / "flashrt-fp8-ffn" / "tests" / "cases.py", "_flashrt_cases_flashrt_fp8_ffn")
+
+SEED = 1234
+FP8, BF16 = torch.float8_e4m3fn, torch.bfloat16
+MLP_FUNCS = ("fp8_gelu_mlp_bf16", "fp8_gelu_mlp_v2_bf16")
+
+
+def _gen(seed=SEED):
+    return torch.Generator().manual_seed(seed)
+
+
+def _poison(shape, dtype, device):
+    if dtype == FP8:  # 0x7F: an E4M3 NaN code, never produced by the kernels
+        return torch.full(shape, 0x7F, dtype=torch.uint8, device=device).view(FP8)
+    return torch.full(shape, float("nan"), dtype=dtype, device=device)
+
+
+def _bits(t):
+    return t.view({1: torch.uint8, 2: torch.int16, 4: torch.int32}[t.element_size()]).clone()
+
+
+def _same_bits(a, b):
+    return a.shape == b.shape and torch.equal(_bits(a.contiguous()), _bits(b.contiguous()))
+
+
+def _ok(fmt, got, want):
+    v = compare(fmt, got, want, **cases.GEMM_TOL.get(fmt, {}))
+    assert v.ok, v.message
+
+
+def _mlp_args(kw):
+    return (kw["input"], kw["up_weight"], kw["up_bias"], kw["down_weight"], kw["down_bias"],
+            kw["input_scale"], kw["up_weight_scale"], kw["hidden_scale"], kw["down_weight_scale"])
+
+
+# --- accuracy: every output of every function, ragged sizes ----------------------------------
+
+
+@pytest.mark.parametrize("case", cases.CASES, ids=lambda c: c.id)
+def test_matches_reference(kernel, device, case):
+    verdicts, _ = run_case(kernel, reference_of(kernel), case, device, seed=SEED)
+    for v in verdicts:
+        assert v.ok, f"{case.id}: {v.message}"
+
+
+@pytest.mark.parametrize("v2", [False, True], ids=["v1", "v2"])
+@pytest.mark.parametrize("shape", [(1, 32, 64, 48), (19, 96, 136, 40)], ids=str)
+def test_mlp_every_buffer(kernel, device, shape, v2):
+    """hidden_bf16 (pre-bias up GEMM), hidden_fp8 and out: all written, all returned."""
+    M, K, H, N = shape
+    kw = cases.mlp_inputs(M, K, H, N, device, _gen())
+    hb, hq, out = _poison((M, H), BF16, device), _poison((M, H), FP8, device), \
+        _poison((M, N), BF16, device)
+    fn = MLP_FUNCS[v2]
+    got = getattr(kernel, fn)(*_mlp_args(kw), hb, hq, out)
+    assert got is out
+    want = reference_of(kernel).gelu_mlp_parts(*_mlp_args(kw), v2=v2)
+    _ok("gemm", hb, want[0])
+    _ok("fp8", hq, want[1])
+    _ok("gemm", out, want[2])
+
+
+def test_gelu_quant_buffers_returned(kernel, device):
+    kw = cases.linear_inputs(5, 64, 40, device, _gen())
+    hb, q = _poison((5, 40), BF16, device), _poison((5, 40), FP8, device)
+    s_out = torch.tensor([cases.HIDDEN_SCALE], device=device)
+    got = kernel.fp8_linear_bias_gelu_quant_bf16(**kw, output_scale=s_out, hidden_bf16=hb,
+                                                 out_fp8=q)
+    assert got[0] is hb and got[1] is q
+    want = reference_of(kernel).fp8_linear_bias_gelu_quant_bf16(**kw, output_scale=s_out)
+    _ok("gemm", hb, want[0])
+    _ok("fp8", q, want[1])
+
+
+def test_identity_weight_is_exact(kernel, device):
+    """W = identity (codes 1.0): every product and sum is exact, so out = bf16(x * sx * sw)
+    bit for bit, whatever the accumulation policy; with bias the same plus one rounding."""
+    M, K = 21, 48
+    x = cases.fp8_codes((M, K), _gen(), device, 16.0)
+    w = torch.eye(K, device=device).to(FP8)
+    sx = torch.tensor([0.0625], device=device)
+    sw = torch.tensor([0.5], device=device)
+    b = cases.bias(K, _gen(7), device)
+    want = (x.float() * (sx * sw)).to(BF16)
+    assert _same_bits(kernel.fp8_gemm_bf16(x, w, sx, sw), want)
+    want_b = (x.float() * (sx * sw) + b.float()).to(BF16)
+    assert _same_bits(kernel.fp8_linear_bias_bf16(x, w, b, sx, sw), want_b)
+
+
+@pytest.mark.gpu  # CPU: Triton 3.6's interpreter lowers minnumf/maxnumf to np.minimum/np.maximum,
+# which propagate NaN (the GPU's fminf/fmaxf drop it), so NaN cannot map to -448 there.
+def test_nan_quantizes_to_minus_448(kernel, device):
+    x = torch.randn(3, 32, generator=_gen()).to(BF16).to(device)
+    x[1, 5] = float("nan")
+    kw = cases.linear_inputs(3, 32, 16, device, _gen(), bf16_entry=True)
+    kw["input"] = x
+    q = _poison((3, 32), FP8, device)
+    kernel.bf16_fp8_linear_bias_bf16(**kw, input_fp8=q)
+    assert q.view(torch.uint8)[1, 5].item() == 0xFE  # -448
+    assert _same_bits(q, reference_of(kernel).quantize_input(x, kw["input_scale"]))
+
+
+# --- the spec's bit-exact self-consistency gates ----------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(1, 32, 64, 48), (33, 200, 136, 72), (300, 64, 40, 24)],
+                         ids=str)
+def test_fused_equals_staged(kernel, device, shape):
+    M, K, H, N = shape
+    kw = cases.mlp_inputs(M, K, H, N, device, _gen())
+    args = _mlp_args(kw)
+    x, U, bu, D, bd, sx, su, sh, sd = args
+    for v2 in (False, True):
+        hb, hq = _poison((M, H), BF16, device), _poison((M, H), FP8, device)
+        out = getattr(kernel, MLP_FUNCS[v2])(*args, hb, hq)
+        # up half == fp8_linear_bias_gelu_quant_bf16
+        h_s, q_s = kernel.fp8_linear_bias_gelu_quant_bf16(x, U, bu, sx, su, sh)
+        assert _same_bits(hb, h_s) and _same_bits(hq, q_s)
+        # hidden_bf16 == fp8_gemm_bf16 (pre-bias)
+        assert _same_bits(hb, kernel.fp8_gemm_bf16(x, U, sx, su))
+        if v2:  # bias inside the fp32 epilogue == fp8_linear_bias_bf16
+            staged = kernel.fp8_linear_bias_bf16(hq, D, bd, sh, sd)
+        else:  # fp8_gemm_bf16 -> + bias in fp32 -> bf16
+            staged = (kernel.fp8_gemm_bf16(hq, D, sh, sd).float() + bd.float()).to(BF16)
+        assert _same_bits(out, staged), f"v2={v2}"
+
+
+@pytest.mark.parametrize("pad_to", [None, 16, 64], ids=lambda p: f"pad_to={p}")
+def test_bf16_entry_equals_fp8_entry(kernel, device, pad_to):
+    """input_fp8[:M] == reciprocal quantizer, pad rows FP8 zero, outputs == the FP8 entry
+    over the same P rows; ``out[:M]`` is returned as a view of the caller's out."""
+    M, K, H, N = 9, 64, 48, 40
+    P = M if pad_to is None else pad_to
+    ref = reference_of(kernel)
+    kw = cases.linear_inputs(M, K, N, device, _gen(), bf16_entry=True)
+    qin, out = _poison((P, K), FP8, device), _poison((P, N), BF16, device)
+    got = kernel.bf16_fp8_linear_bias_bf16(**kw, input_fp8=qin, out=out, pad_to=pad_to)
+    assert got.shape == (M, N) and got.data_ptr() == out.data_ptr()
+    assert _same_bits(qin, ref.quantize_input(kw["input"], kw["input_scale"], pad_to=P))
+    want = kernel.fp8_linear_bias_bf16(qin, kw["weight"], kw["bias"], kw["input_scale"],
+                                       kw["weight_scale"])
+    assert _same_bits(out, want)
+    assert _same_bits(out[M:], kw["bias"].expand(P - M, N))  # pad rows: bf16(bias)
+
+    m = cases.mlp_inputs(M, K, H, N, device, _gen(), bf16_entry=True)
+    for v2 in (False, True):
+        bufs = (_poison((P, K), FP8, device), _poison((P, H), BF16, device),
+                _poison((P, H), FP8, device), _poison((P, N), BF16, device))
+        fn = "bf16_" + MLP_FUNCS[v2]
+        got = getattr(kernel, fn)(*_mlp_args(m), *bufs, pad_to=pad_to)
+        assert got.shape == (M, N) and got.data_ptr() == bufs[3].data_ptr()
+        assert _same_bits(bufs[0], ref.quantize_input(m["input"], m["input_scale"], pad_to=P))
+        fa = list(_mlp_args(m))
+        fa[0] = bufs[0]
+        hb, hq, out2 = (torch.empty_like(b) for b in bufs[1:])
+        getattr(kernel, MLP_FUNCS[v2])(*fa, hb, hq, out2)
+        for a, b in zip(bufs[1:], (hb, hq, out2)):
+            assert _same_bits(a, b), fn
+
+
+def test_padded_rows_from_input_fp8(kernel, device):
+    """Without pad_to, a passed input_fp8 sets P (its rows)."""
+    kw = cases.linear_inputs(5, 32, 16, device, _gen(), bf16_entry=True)
+    qin = _poison((8, 32), FP8, device)
+    got = kernel.bf16_fp8_linear_bias_bf16(**kw, input_fp8=qin)
+    assert got.shape == (5, 16)
+    assert (qin.view(torch.uint8)[5:] == 0).all()
+
+
+# --- bad inputs: the spec's error, nothing written -------------------------------------------
+
+
+def _linear_bad(kind, device):
+    kw = cases.linear_inputs(4, 32, 16, device, _gen())
+    out = _poison((4, 16), BF16, device)
+    if kind == "input_dtype":
+        kw["input"] = kw["input"].to(BF16)
+    elif kind == "weight_dtype":
+        kw["weight"] = kw["weight"].float()
+    elif kind == "k_mismatch":
+        kw["weight"] = kw["weight"][:, :16].contiguous()
+    elif kind == "bias_length":
+        kw["bias"] = kw["bias"][:15].contiguous()
+    elif kind == "bias_dtype":
+        kw["bias"] = kw["bias"].float()
+    elif kind == "scale_numel":
+        kw["input_scale"] = torch.ones(2, device=device)
+    elif kind == "scale_dtype":
+        kw["weight_scale"] = kw["weight_scale"].double()
+    elif kind == "out_shape":
+        out = _poison((4, 15), BF16, device)
+    elif kind == "out_dtype":
+        out = torch.full((4, 16), float("nan"), device=device)
+    elif kind == "non_contiguous":
+        kw["input"] = cases.fp8_codes((32, 4), _gen(), device, 16.0).t()
+    elif kind == "rank":
+        kw["input"] = kw["input"][0]
+    elif kind == "empty":
+        kw["input"] = kw["input"][:0]
+    return kw, out
+
+
+LINEAR_BAD = {
+    "input_dtype": "input must have dtype torch.float8_e4m3fn",
+    "weight_dtype": "weight must have dtype torch.float8_e4m3fn",
+    "k_mismatch": "input.shape\\[1\\] must match weight.shape\\[1\\]",
+    "bias_length": "bias length must match weight.shape\\[0\\]",
+    "bias_dtype": "bias must have dtype torch.bfloat16",
+    "scale_numel": "input_scale must contain exactly one value",
+    "scale_dtype": "weight_scale must have dtype torch.float32",
+    "out_shape": "out must have shape \\(input.shape\\[0\\], weight.shape\\[0\\]\\)",
+    "out_dtype": "out must have dtype torch.bfloat16",
+    "non_contiguous": "input must be contiguous",
+    "rank": "input must be 2-D",
+    "empty": "input dimensions must be non-zero",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(LINEAR_BAD))
+def test_linear_bias_bad_inputs(kernel, device, kind):
+    kw, out = _linear_bad(kind, device)
+    before = _bits(out)
+    with pytest.raises(RuntimeError, match=LINEAR_BAD[kind]):
+        kernel.fp8_linear_bias_bf16(**kw, out=out)
+    assert torch.equal(_bits(out), before)
+
+
+MLP_BAD = {
+    "hidden_mismatch": ("down_weight", lambda t: t[:, :-8].contiguous(),
+                        "up_weight.shape\\[0\\] must match down_weight.shape\\[1\\]"),
+    "up_bias_length": ("up_bias", lambda t: t[:-1].contiguous(),
+                       "up_bias length must match up_weight.shape\\[0\\]"),
+    "down_bias_length": ("down_bias", lambda t: t[:-1].contiguous(),
+                         "down_bias length must match down_weight.shape\\[0\\]"),
+    "hidden_scale": ("hidden_scale", lambda t: torch.ones(1, 1, 2, device=t.device),
+                     "hidden_scale must contain exactly one value"),
+    "k_mismatch": ("input", lambda t: t[:, :-16].contiguous(),
+                   "input.shape\\[1\\] must match up_weight.shape\\[1\\]"),
+}
+
+
+@pytest.mark.parametrize("fn", MLP_FUNCS)
+@pytest.mark.parametrize("kind", sorted(MLP_BAD) + ["hidden_fp8_shape", "out_shape"])
+def test_mlp_bad_inputs(kernel, device, kind, fn):
+    M, K, H, N = 4, 64, 48, 32
+    kw = cases.mlp_inputs(M, K, H, N, device, _gen())
+    bufs = [_poison((M, H), BF16, device), _poison((M, H), FP8, device),
+            _poison((M, N), BF16, device)]
+    if kind in MLP_BAD:
+        name, edit, message = MLP_BAD[kind]
+        kw[name] = edit(kw[name])
+    elif kind == "hidden_fp8_shape":
+        bufs[1], message = _poison((M, H - 1), FP8, device), "hidden_fp8 must have the shape"
+    else:
+        bufs[2], message = _poison((M, N + 1), BF16, device), "out must have shape"
+    before = [_bits(b) for b in bufs]
+    with pytest.raises(RuntimeError, match=message):
+        getattr(kernel, fn)(*_mlp_args(kw), *bufs)
+    for b, bb in zip(bufs, before):
+        assert torch.equal(_bits(b), bb)
+
+
+@pytest.mark.parametrize("fn", ["bf16_fp8_linear_bias_bf16", "bf16_fp8_gelu_mlp_bf16",
+                                "bf16_fp8_gelu_mlp_v2_bf16"])
+def test_bf16_entry_padding_errors(kernel, device, fn):
+    M, K, H, N = 9, 64, 48, 40
+    if fn == "bf16_fp8_linear_bias_bf16":
+        kw = cases.linear_inputs(M, K, N, device, _gen(), bf16_entry=True)
+        args, n_out = (), {"out": _poison((M, N), BF16, device)}
+    else:
+        kw = cases.mlp_inputs(M, K, H, N, device, _gen(), bf16_entry=True)
+        args, n_out = (), {"out": _poison((M, N), BF16, device)}
+    call = getattr(kernel, fn)
+    with pytest.raises(ValueError, match="pad_to must be >= input.shape\\[0\\]"):
+        call(*args, **kw, pad_to=M - 1)
+    # short padded scratch: out has M rows while pad_to asks for 16
+    before = _bits(n_out["out"])
+    with pytest.raises((ValueError, RuntimeError), match="padded rows"):
+        call(*args, **kw, **n_out, pad_to=16)
+    assert torch.equal(_bits(n_out["out"]), before)
+    with pytest.raises(RuntimeError, match="input must have dtype torch.bfloat16"):
+        bad = dict(kw)
+        bad["input"] = kw["input"].to(FP8)
+        call(**bad)
+
+
+@pytest.mark.gpu
+def test_cpu_tensor_rejected_on_gpu(kernel):
+    kw = cases.linear_inputs(4, 32, 16, torch.device("cuda"), _gen())
+    kw["weight"] = kw["weight"].cpu()
+    with pytest.raises(RuntimeError, match="weight must be a CUDA tensor"):
+        kernel.fp8_linear_bias_bf16(**kw)
+
+
+# --- torch.library contracts, torch.compile, CUDA graphs ---------------------------------------
+
+
+def _ops(kernel):
+    return importlib.import_module(f"{kernel.__name__}._ops").ops
+
+
+# opcheck's "test_schema" compares tensors with torch.allclose, which torch does not
+# implement for float8 (every op here takes FP8 tensors); the schema's mutation
+# declarations are checked by test_schema_mutations instead.
+OPCHECK_UTILS = ("test_faketensor", "test_aot_dispatch_static", "test_aot_dispatch_dynamic")
+OUTPUT_ARGS = {"out", "out_fp8", "hidden_bf16", "hidden_fp8", "input_fp8"}
+
+
+def test_schema_mutations(kernel):
+    """Each op returns () and declares exactly its output buffers as mutated (Tensor!)."""
+    ops = _ops(kernel)
+    for name in kernel.__all__:
+        schema = getattr(ops, name).default._schema
+        assert len(schema.returns) == 0, name
+        written = {a.name for a in schema.arguments if a.alias_info and a.alias_info.is_write}
+        assert written == {a.name for a in schema.arguments} & OUTPUT_ARGS, name
+
+
+def test_opcheck(kernel, device):
+    ops = _ops(kernel)
+    opcheck = functools.partial(torch.library.opcheck, test_utils=OPCHECK_UTILS)
+    M, K, H, N = 5, 64, 48, 40
+    kw = cases.linear_inputs(M, K, N, device, _gen())
+    x, w, b, sx, sw = kw["input"], kw["weight"], kw["bias"], kw["input_scale"], kw["weight_scale"]
+    so = torch.tensor([cases.HIDDEN_SCALE], device=device)
+    e = lambda *s, dt=BF16: torch.empty(s, dtype=dt, device=device)  # noqa: E731
+    opcheck(ops.fp8_gemm_bf16, (x, w, sx, sw, e(M, N)))
+    opcheck(ops.fp8_linear_bias_bf16, (x, w, b, sx, sw, e(M, N)))
+    opcheck(ops.fp8_linear_bias_gelu_quant_bf16,
+                          (x, w, b, sx, sw, so, e(M, N), e(M, N, dt=FP8)))
+    xb = cases.linear_inputs(M, K, N, device, _gen(), bf16_entry=True)
+    opcheck(ops.bf16_fp8_linear_bias_bf16,
+                          (xb["input"], w, b, xb["input_scale"], sw, e(8, K, dt=FP8), e(8, N)))
+    m = cases.mlp_inputs(M, K, H, N, device, _gen())
+    mb = cases.mlp_inputs(M, K, H, N, device, _gen(), bf16_entry=True)
+    for name in MLP_FUNCS:
+        opcheck(getattr(ops, name),
+                              (*_mlp_args(m), e(M, H), e(M, H, dt=FP8), e(M, N)))
+        opcheck(getattr(ops, "bf16_" + name),
+                              (*_mlp_args(mb), e(8, K, dt=FP8), e(8, H), e(8, H, dt=FP8),
+                               e(8, N)))
+
+
+def test_compile_fullgraph_no_recompile_across_m(kernel, device):
+    """One dynamic graph serves every row count; compiled == eager bit for bit."""
+    backend = "inductor" if device.type == "cuda" else "aot_eager"
+    K, H, N = 64, 48, 40
+
+    def fn(xb, x, up, bu, down, bd, sx, su, sh, sd, w, b):
+        a = kernel.bf16_fp8_gelu_mlp_bf16(xb, up, bu, down, bd, sx, su, sh, sd)
+        c = kernel.fp8_gelu_mlp_v2_bf16(x, up, bu, down, bd, sx, su, sh, sd)
+        d = kernel.bf16_fp8_linear_bias_bf16(xb, w, b, sx, su)
+        h, q = kernel.fp8_linear_bias_gelu_quant_bf16(x, up, bu, sx, su, sh)
+        g = kernel.fp8_gemm_bf16(x, w, sx, su)
+        return a, c, d, h, q, g
+
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, fullgraph=True, dynamic=True, backend=backend)
+
+    def inputs(M):
+        m = cases.mlp_inputs(M, K, H, N, device, _gen(M))
+        mb = cases.mlp_inputs(M, K, H, N, device, _gen(M), bf16_entry=True)
+        w, _ = cases.fp8_weight(N, K, _gen(M + 1), device)
+        return (mb["input"], m["input"], m["up_weight"], m["up_bias"], m["down_weight"],
+                m["down_bias"], mb["input_scale"], m["up_weight_scale"], m["hidden_scale"],
+                m["down_weight_scale"], w, cases.bias(N, _gen(3), device))
+
+    compiled(*inputs(7))
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for M in (5, 19, 33):
+            args = inputs(M)
+            for got, want in zip(compiled(*args), fn(*args)):
+                assert _same_bits(got, want)
+
+
+@pytest.mark.gpu
+def test_cuda_graph_replay_matches_eager(kernel):
+    device = torch.device("cuda")
+    M, K, H, N = 10, 1024, 4096, 1024
+    m = cases.mlp_inputs(M, K, H, N, device, _gen(), bf16_entry=True)
+    l = cases.linear_inputs(M, K, N, device, _gen(), bf16_entry=True)
+    bufs = {v2: (torch.empty(M, K, dtype=FP8, device=device),
+                 torch.empty(M, H, dtype=BF16, device=device),
+                 torch.empty(M, H, dtype=FP8, device=device),
+                 torch.empty(M, N, dtype=BF16, device=device)) for v2 in (False, True)}
+    lin = (torch.empty(M, K, dtype=FP8, device=device), torch.empty(M, N, dtype=BF16,
+                                                                     device=device))
+
+    def step():
+        for v2 in (False, True):
+            getattr(kernel, "bf16_" + MLP_FUNCS[v2])(*_mlp_args(m), *bufs[v2])
+        kernel.bf16_fp8_linear_bias_bf16(**l, input_fp8=lin[0], out=lin[1])
+
+    step()
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    fresh = cases.mlp_inputs(M, K, H, N, device, _gen(7), bf16_entry=True)
+    fresh_l = cases.linear_inputs(M, K, N, device, _gen(7), bf16_entry=True)
+    for k in m:
+        m[k].copy_(fresh[k])
+    for k in l:
+        l[k].copy_(fresh_l[k])
+    graph.replay()
+    torch.cuda.synchronize()
+    replayed = [[b.clone() for b in bufs[v2]] for v2 in (False, True)] + [[b.clone()
+                                                                          for b in lin]]
+    step()
+    torch.cuda.synchronize()
+    eager = [list(bufs[v2]) for v2 in (False, True)] + [list(lin)]
+    for r_list, e_list in zip(replayed, eager):
+        for r, e in zip(r_list, e_list):
+            assert _same_bits(r, e)
+    _ok("gemm", bufs[False][3], reference_of(kernel).bf16_fp8_gelu_mlp_bf16(*_mlp_args(m)))
+
+
+def test_direct_launch_equals_op(kernel, device):
+    ops = _ops(kernel)
+    M, K, H, N = 6, 64, 48, 40
+    m = cases.mlp_inputs(M, K, H, N, device, _gen())
+    out1 = kernel.fp8_gelu_mlp_bf16(*_mlp_args(m))
+    hb, hq, out2 = (torch.empty(M, H, dtype=BF16, device=device),
+                    torch.empty(M, H, dtype=FP8, device=device), torch.empty_like(out1))
+    ops.fp8_gelu_mlp_bf16(*_mlp_args(m), hb, hq, out2)
+    assert _same_bits(out1, out2)
+

@@ -1,0 +1,356 @@
+"""Tests of flashrt-fp8-swiglu-ffn, loaded through `kernels` from a fresh build.
+
+On CPU the Triton kernels run in the interpreter (small ragged shapes); on a
+GPU the same tests run natively, plus the spec's model shapes (cases.py),
+CUDA-graph capture and compile with Inductor. Outputs are poisoned first. The
+spec's bit-exact equalities (fused == staged, BF16 entry == FP8 entry,
+compiled == eager, graph replay == eager) are checked bit for bit.
+"""
+
+import functools
+import importlib
+
+import pytest
+import torch
+
+from flashrt_tools.repo import ROOT, load_file
+from flashrt_tools.tolerance import compare
+from flashrt_tools.validation import reference_of, run_case
+
+cases = load_file(ROOT / "flashrt-fp8-swiglu-ffn" / "tests" / "cases.py",
+                  "_flashrt_cases_flashrt_fp8_swiglu_ffn")
+
+SEED = 1234
+FP8, BF16 = torch.float8_e4m3fn, torch.bfloat16
+ACTS = {"swiglu": ("silu", "silu_mul_merged_quantize_fp8_static_bf16"),
+        "geglu": ("gelu", "gelu_mul_merged_quantize_fp8_static_bf16")}
+
+
+def _gen(seed=SEED):
+    return torch.Generator().manual_seed(seed)
+
+
+def _poison(shape, dtype, device):
+    if dtype == FP8:  # 0x7F: an E4M3 NaN code, never produced by the kernels
+        return torch.full(shape, 0x7F, dtype=torch.uint8, device=device).view(FP8)
+    return torch.full(shape, float("nan"), dtype=dtype, device=device)
+
+
+def _bits(t):
+    return t.view({1: torch.uint8, 2: torch.int16, 4: torch.int32}[t.element_size()]).clone()
+
+
+def _same_bits(a, b):
+    return a.shape == b.shape and torch.equal(_bits(a.contiguous()), _bits(b.contiguous()))
+
+
+def _ok(fmt, got, want):
+    v = compare(fmt, got, want, **cases.GEMM_TOL.get(fmt, {}))
+    assert v.ok, v.message
+
+
+def _args(kw):
+    return (kw["input"], kw["gate_up_weight"], kw["down_weight"], kw["input_scale"],
+            kw["gate_up_weight_scale"], kw["hidden_scale"], kw["down_weight_scale"])
+
+
+# --- accuracy ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", cases.CASES, ids=lambda c: c.id)
+def test_matches_reference(kernel, device, case):
+    verdicts, _ = run_case(kernel, reference_of(kernel), case, device, seed=SEED)
+    for v in verdicts:
+        assert v.ok, f"{case.id}: {v.message}"
+
+
+@pytest.mark.parametrize("act", sorted(ACTS))
+@pytest.mark.parametrize("shape", [(1, 32, 32, 48), (19, 96, 72, 40)], ids=str)
+def test_mlp_every_buffer(kernel, device, shape, act):
+    """gate_up_bf16, hidden_fp8 and out: all written, all checked, out returned."""
+    M, K, H, N = shape
+    kw = cases.mlp_inputs(M, K, H, N, device, _gen())
+    gu, hq, out = (_poison((M, 2 * H), BF16, device), _poison((M, H), FP8, device),
+                   _poison((M, N), BF16, device))
+    got = getattr(kernel, f"fp8_{act}_mlp_bf16")(*_args(kw), gu, hq, out)
+    assert got is out
+    want = reference_of(kernel).gated_mlp_parts(*_args(kw), activation=ACTS[act][0])
+    _ok("gemm", gu, want[0])
+    _ok("fp8", hq, want[1])
+    _ok("gemm", out, want[2])
+
+
+@pytest.mark.parametrize("act", sorted(ACTS))
+def test_act_quant_exact_pow2_scale(kernel, device, act):
+    """Power-of-two scale: byte parity with the PyTorch reference (spec §2.4, §3.4)."""
+    fn = ACTS[act][1]
+    kw = cases.act_quant_inputs(8, 64, device, _gen(), scale=0.25)
+    out = _poison((8, 64), FP8, device)
+    assert getattr(kernel, fn)(**kw, out_fp8=out) is out
+    assert _same_bits(out, getattr(reference_of(kernel), fn)(**kw))
+
+
+def test_act_quant_saturates(kernel, device):
+    """Products beyond +-448 * scale clamp to +-448 (codes 0x7E / 0xFE), never NaN."""
+    gu = torch.tensor([[30.0, 30.0, 40.0, -40.0]], dtype=BF16, device=device)  # [gate | up]
+    s = torch.tensor([0.5], device=device)
+    for fn in (kernel.silu_mul_merged_quantize_fp8_static_bf16,
+               kernel.gelu_mul_merged_quantize_fp8_static_bf16):
+        assert fn(gu, s).view(torch.uint8).tolist() == [[0x7E, 0xFE]]
+
+
+# --- bit-exact self-consistency ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("act", sorted(ACTS))
+@pytest.mark.parametrize("shape", [(1, 32, 32, 48), (33, 200, 68, 72), (260, 64, 24, 16)],
+                         ids=str)
+def test_fused_equals_staged(kernel, device, shape, act):
+    """fp8_gemm_bf16 -> *_mul_merged_quantize -> fp8_gemm_bf16 == the fused MLP, bit for bit."""
+    M, K, H, N = shape
+    kw = cases.mlp_inputs(M, K, H, N, device, _gen())
+    x, GU, D, sx, sg, sh, sd = _args(kw)
+    gu, hq = _poison((M, 2 * H), BF16, device), _poison((M, H), FP8, device)
+    out = getattr(kernel, f"fp8_{act}_mlp_bf16")(*_args(kw), gu, hq)
+    gu_s = kernel.fp8_gemm_bf16(x, GU, sx, sg)
+    hq_s = getattr(kernel, ACTS[act][1])(gu_s, sh)
+    out_s = kernel.fp8_gemm_bf16(hq_s, D, sh, sd)
+    assert _same_bits(gu, gu_s) and _same_bits(hq, hq_s) and _same_bits(out, out_s)
+
+
+@pytest.mark.parametrize("act", sorted(ACTS))
+@pytest.mark.parametrize("pad_to", [None, 16, 64], ids=lambda p: f"pad_to={p}")
+def test_bf16_entry_equals_fp8_entry(kernel, device, pad_to, act):
+    M, K, H, N = 9, 64, 24, 40
+    P = M if pad_to is None else pad_to
+    kw = cases.mlp_inputs(M, K, H, N, device, _gen(), bf16_entry=True)
+    bufs = (_poison((P, K), FP8, device), _poison((P, 2 * H), BF16, device),
+            _poison((P, H), FP8, device), _poison((P, N), BF16, device))
+    got = getattr(kernel, f"bf16_fp8_{act}_mlp_bf16")(*_args(kw), *bufs, pad_to=pad_to)
+    assert got.shape == (M, N) and got.data_ptr() == bufs[3].data_ptr()
+    assert _same_bits(bufs[0], reference_of(kernel).quantize_input(kw["input"],
+                                                                   kw["input_scale"], pad_to=P))
+    fa = list(_args(kw))
+    fa[0] = bufs[0]
+    want = [torch.empty_like(b) for b in bufs[1:]]
+    getattr(kernel, f"fp8_{act}_mlp_bf16")(*fa, *want)
+    for a, b in zip(bufs[1:], want):
+        assert _same_bits(a, b)
+
+
+# --- bad inputs --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fn", [v[1] for v in ACTS.values()])
+@pytest.mark.parametrize("kind,message", [
+    ("odd_width", "gate_up_bf16.shape\\[1\\] must be even"),
+    ("out_shape", "out_fp8 must have shape \\(gate_up_bf16.shape\\[0\\], "
+                  "gate_up_bf16.shape\\[1\\] / 2\\)"),
+    ("dtype", "gate_up_bf16 must have dtype torch.bfloat16"),
+    ("scale", "output_scale must contain exactly one value"),
+])
+def test_act_quant_bad_inputs(kernel, device, fn, kind, message):
+    kw = cases.act_quant_inputs(4, 128, device, _gen(), scale=0.5)
+    out = _poison((4, 128), FP8, device)
+    if kind == "odd_width":
+        kw["gate_up_bf16"] = kw["gate_up_bf16"][:, :255].contiguous()
+        out = _poison((4, 127), FP8, device)
+    elif kind == "out_shape":
+        out = _poison((4, 127), FP8, device)
+    elif kind == "dtype":
+        kw["gate_up_bf16"] = kw["gate_up_bf16"].half()
+    else:
+        kw["output_scale"] = torch.ones(2, device=device)
+    before = _bits(out)
+    with pytest.raises(RuntimeError, match=message):
+        getattr(kernel, fn)(**kw, out_fp8=out)
+    assert torch.equal(_bits(out), before)
+
+
+MLP_BAD = {
+    "odd_gate_up": ("gate_up_weight", lambda t: t[:-1].contiguous(),
+                    "gate_up_weight.shape\\[0\\] must be even"),
+    "down_hidden": ("down_weight", lambda t: t[:, :-8].contiguous(),
+                    "down_weight.shape\\[1\\] must match hidden size"),
+    "k_mismatch": ("input", lambda t: t[:, :-16].contiguous(),
+                   "input.shape\\[1\\] must match gate_up_weight.shape\\[1\\]"),
+    "weight_dtype": ("down_weight", lambda t: t.to(BF16), "down_weight must have dtype "
+                                                          "torch.float8_e4m3fn"),
+    "scale_numel": ("hidden_scale", lambda t: torch.ones(3, device=t.device),
+                    "hidden_scale must contain exactly one value"),
+}
+
+
+@pytest.mark.parametrize("act", sorted(ACTS))
+@pytest.mark.parametrize("kind", sorted(MLP_BAD) + ["hidden_fp8_shape", "out_shape"])
+def test_mlp_bad_inputs(kernel, device, kind, act):
+    M, K, H, N = 4, 64, 128, 32
+    kw = cases.mlp_inputs(M, K, H, N, device, _gen())
+    bufs = [_poison((M, 2 * H), BF16, device), _poison((M, H), FP8, device),
+            _poison((M, N), BF16, device)]
+    if kind in MLP_BAD:
+        name, edit, message = MLP_BAD[kind]
+        kw[name] = edit(kw[name])
+    elif kind == "hidden_fp8_shape":  # spec: [4, 255] for H = 256 -> here [4, H - 1]
+        bufs[1], message = _poison((M, H - 1), FP8, device), "hidden_fp8 must have shape"
+    else:
+        bufs[2], message = _poison((M, N - 1), BF16, device), "out must have shape"
+    before = [_bits(b) for b in bufs]
+    with pytest.raises(RuntimeError, match=message):
+        getattr(kernel, f"fp8_{act}_mlp_bf16")(*_args(kw), *bufs)
+    for b, bb in zip(bufs, before):
+        assert torch.equal(_bits(b), bb)
+
+
+@pytest.mark.parametrize("act", sorted(ACTS))
+def test_bf16_entry_padding_errors(kernel, device, act):
+    M, K, H, N = 9, 64, 24, 40
+    kw = cases.mlp_inputs(M, K, H, N, device, _gen(), bf16_entry=True)
+    call = getattr(kernel, f"bf16_fp8_{act}_mlp_bf16")
+    with pytest.raises(ValueError, match="pad_to must be >= input.shape\\[0\\]"):
+        call(*_args(kw), pad_to=M - 1)
+    out = _poison((M, N), BF16, device)
+    before = _bits(out)
+    with pytest.raises((ValueError, RuntimeError), match="padded rows"):
+        call(*_args(kw), out=out, pad_to=16)
+    assert torch.equal(_bits(out), before)
+
+
+def test_gemm_bad_inputs(kernel, device):
+    kw = cases.gemm_inputs(4, 32, 16, device, _gen())
+    out = _poison((4, 15), BF16, device)
+    before = _bits(out)
+    with pytest.raises(RuntimeError, match="out must have shape"):
+        kernel.fp8_gemm_bf16(**kw, out=out)
+    assert torch.equal(_bits(out), before)
+    with pytest.raises(RuntimeError, match="input.shape\\[1\\] must match weight.shape\\[1\\]"):
+        kernel.fp8_gemm_bf16(kw["input"][:, :16].contiguous(), kw["weight"], kw["input_scale"],
+                             kw["weight_scale"])
+
+
+@pytest.mark.gpu
+def test_cpu_tensor_rejected_on_gpu(kernel):
+    kw = cases.gemm_inputs(4, 32, 16, torch.device("cuda"), _gen())
+    kw["weight"] = kw["weight"].cpu()
+    with pytest.raises(RuntimeError, match="weight must be a CUDA tensor"):
+        kernel.fp8_gemm_bf16(**kw)
+
+
+# --- torch.library contracts, compile, CUDA graphs ----------------------------------------------
+
+
+def _ops(kernel):
+    return importlib.import_module(f"{kernel.__name__}._ops").ops
+
+
+# opcheck's "test_schema" compares tensors with torch.allclose, which torch does not implement
+# for float8 (every op here has FP8 tensors); test_schema_mutations checks the declarations.
+OPCHECK_UTILS = ("test_faketensor", "test_aot_dispatch_static", "test_aot_dispatch_dynamic")
+OUTPUT_ARGS = {"out", "out_fp8", "gate_up_bf16", "hidden_fp8", "input_fp8"}
+
+
+def test_schema_mutations(kernel):
+    ops = _ops(kernel)
+    for name in kernel.__all__:
+        schema = getattr(ops, name).default._schema
+        assert len(schema.returns) == 0, name
+        written = {a.name for a in schema.arguments if a.alias_info and a.alias_info.is_write}
+        expected = {a.name for a in schema.arguments} & OUTPUT_ARGS
+        if "merged_quantize" in name:  # gate_up_bf16 is the quantizers' input
+            expected = {"out_fp8"}
+        assert written == expected, name
+
+
+def test_opcheck(kernel, device):
+    ops = _ops(kernel)
+    opcheck = functools.partial(torch.library.opcheck, test_utils=OPCHECK_UTILS)
+    M, K, H, N = 5, 64, 24, 40
+    e = lambda *s, dt=BF16: torch.empty(s, dtype=dt, device=device)  # noqa: E731
+    g = cases.gemm_inputs(M, K, N, device, _gen())
+    opcheck(ops.fp8_gemm_bf16, (g["input"], g["weight"], g["input_scale"], g["weight_scale"],
+                                e(M, N)))
+    a = cases.act_quant_inputs(M, H, device, _gen(), scale=0.25)
+    m = cases.mlp_inputs(M, K, H, N, device, _gen())
+    mb = cases.mlp_inputs(M, K, H, N, device, _gen(), bf16_entry=True)
+    for act, (_, qname) in ACTS.items():
+        opcheck(getattr(ops, qname), (a["gate_up_bf16"], a["output_scale"], e(M, H, dt=FP8)))
+        opcheck(getattr(ops, f"fp8_{act}_mlp_bf16"),
+                (*_args(m), e(M, 2 * H), e(M, H, dt=FP8), e(M, N)))
+        opcheck(getattr(ops, f"bf16_fp8_{act}_mlp_bf16"),
+                (*_args(mb), e(8, K, dt=FP8), e(8, 2 * H), e(8, H, dt=FP8), e(8, N)))
+
+
+def test_compile_fullgraph_no_recompile_across_m(kernel, device):
+    """One dynamic graph serves every row count; compiled == eager bit for bit."""
+    backend = "inductor" if device.type == "cuda" else "aot_eager"
+    K, H, N = 64, 24, 40
+
+    def fn(xb, x, gu_w, down, sxb, sx, sg, sh, sd, gu):
+        a = kernel.bf16_fp8_swiglu_mlp_bf16(xb, gu_w, down, sxb, sg, sh, sd)
+        b = kernel.fp8_geglu_mlp_bf16(x, gu_w, down, sx, sg, sh, sd)
+        c = kernel.silu_mul_merged_quantize_fp8_static_bf16(gu, sh)
+        d = kernel.gelu_mul_merged_quantize_fp8_static_bf16(gu, sh)
+        e = kernel.fp8_gemm_bf16(x, gu_w, sx, sg)
+        return a, b, c, d, e
+
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, fullgraph=True, dynamic=True, backend=backend)
+
+    def inputs(M):
+        m = cases.mlp_inputs(M, K, H, N, device, _gen(M))
+        mb = cases.mlp_inputs(M, K, H, N, device, _gen(M), bf16_entry=True)
+        a = cases.act_quant_inputs(M, H, device, _gen(M + 1), scale=0.25)
+        return (mb["input"], m["input"], m["gate_up_weight"], m["down_weight"],
+                mb["input_scale"], m["input_scale"], m["gate_up_weight_scale"],
+                m["hidden_scale"], m["down_weight_scale"], a["gate_up_bf16"])
+
+    compiled(*inputs(7))
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for M in (5, 19, 33):
+            args = inputs(M)
+            for got, want in zip(compiled(*args), fn(*args)):
+                assert _same_bits(got, want)
+
+
+@pytest.mark.gpu
+def test_cuda_graph_replay_matches_eager(kernel):
+    device = torch.device("cuda")
+    M, K, H, N = 10, 1024, 4096, 1024
+    m = cases.mlp_inputs(M, K, H, N, device, _gen(), bf16_entry=True)
+    bufs = {act: (torch.empty(M, K, dtype=FP8, device=device),
+                  torch.empty(M, 2 * H, dtype=BF16, device=device),
+                  torch.empty(M, H, dtype=FP8, device=device),
+                  torch.empty(M, N, dtype=BF16, device=device)) for act in ACTS}
+
+    def step():
+        for act in ACTS:
+            getattr(kernel, f"bf16_fp8_{act}_mlp_bf16")(*_args(m), *bufs[act])
+
+    step()
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    fresh = cases.mlp_inputs(M, K, H, N, device, _gen(7), bf16_entry=True)
+    for k in m:
+        m[k].copy_(fresh[k])
+    graph.replay()
+    torch.cuda.synchronize()
+    replayed = {act: [b.clone() for b in bufs[act]] for act in ACTS}
+    step()
+    torch.cuda.synchronize()
+    for act in ACTS:
+        for r, e in zip(replayed[act], bufs[act]):
+            assert _same_bits(r, e)
+    _ok("gemm", bufs["swiglu"][3], reference_of(kernel).bf16_fp8_swiglu_mlp_bf16(*_args(m)))
+
+
+def test_direct_launch_equals_op(kernel, device):
+    ops = _ops(kernel)
+    M, K, H, N = 6, 64, 24, 40
+    m = cases.mlp_inputs(M, K, H, N, device, _gen())
+    out1 = kernel.fp8_swiglu_mlp_bf16(*_args(m))
+    gu, hq, out2 = (torch.empty(M, 2 * H, dtype=BF16, device=device),
+                    torch.empty(M, H, dtype=FP8, device=device), torch.empty_like(out1))
+    ops.fp8_swiglu_mlp_bf16(*_args(m), gu, hq, out2)
+    assert _same_bits(out1, out2)

@@ -1,0 +1,259 @@
+"""Tests of flashrt-gemm-epilogues, loaded through `kernels` from a fresh build.
+
+CPU: Triton interpreter, small ragged shapes; GPU: the same plus the spec's
+grids (cases.py), Inductor compile and CUDA-graph replay. Outputs poisoned first.
+"""
+
+import functools
+import importlib
+
+import pytest
+import torch
+
+from flashrt_tools.repo import ROOT, load_file
+from flashrt_tools.validation import reference_of, run_case
+
+cases = load_file(ROOT / "flashrt-gemm-epilogues" / "tests" / "cases.py",
+                  "_flashrt_cases_flashrt_gemm_epilogues")
+
+SEED = 1234
+FP8, BF16 = torch.float8_e4m3fn, torch.bfloat16
+
+
+def _gen(seed=SEED):
+    return torch.Generator().manual_seed(seed)
+
+
+def _poison(shape, dtype, device):
+    if dtype == FP8:
+        return torch.full(shape, 0x7F, dtype=torch.uint8, device=device).view(FP8)
+    return torch.full(shape, float("nan"), dtype=dtype, device=device)
+
+
+def _bits(t):
+    return t.view({1: torch.uint8, 2: torch.int16}[t.element_size()]).clone()
+
+
+def _same_bits(a, b):
+    return a.shape == b.shape and torch.equal(_bits(a.contiguous()), _bits(b.contiguous()))
+
+
+@pytest.mark.parametrize("case", cases.CASES, ids=lambda c: c.id)
+def test_matches_reference(kernel, device, case):
+    verdicts, _ = run_case(kernel, reference_of(kernel), case, device, seed=SEED)
+    for v in verdicts:
+        assert v.ok, f"{case.id}: {v.message}"
+
+
+@pytest.mark.parametrize("fn", cases.QUANT_FUNCS)
+@pytest.mark.parametrize("shape", [(4, 16), (2, 3, 32), (8, 64)], ids=str)
+@pytest.mark.parametrize("scale", [0.25, 0.5, 1.0])
+def test_quantizers_exact_with_pow2_scales(kernel, device, fn, shape, scale):
+    """Spec §3.4: exact FP8 parity with the PyTorch reference at power-of-two scales;
+    the caller's out buffer is written and returned."""
+    kw = cases.quant_inputs(fn, shape, device, _gen(), scale=scale)
+    out = _poison(shape, FP8, device)
+    assert getattr(kernel, fn)(**kw, out=out) is out
+    assert _same_bits(out, getattr(reference_of(kernel), fn)(**kw))
+
+
+@pytest.mark.parametrize("fn", cases.GEMM_FUNCS)
+def test_gemm_out_buffer_returned(kernel, device, fn):
+    kw = cases.gemm_inputs(fn, 9, 40, 24, device, _gen())
+    out = _poison((9, 24), BF16, device)
+    assert getattr(kernel, fn)(**kw, out=out) is out
+    assert not torch.isnan(out.float()).any()
+
+
+def test_identity_weight_is_exact(kernel, device):
+    """b = identity: the product is exact, so out == bf16(x + bias) / bf16(G(x + bias))."""
+    M, K = 19, 48
+    x = (torch.randn(M, K, generator=_gen()) * 2).to(BF16).to(device)
+    eye = torch.eye(K, dtype=BF16, device=device)
+    bias = (torch.randn(K, generator=_gen(3)) * 0.5).to(BF16).to(device)
+    assert _same_bits(kernel.bf16_linear_bf16(x, eye), x)
+    assert _same_bits(kernel.bf16_gemm_bias(x, eye, bias), (x.float() + bias.float()).to(BF16))
+    # GELU: the kernel's tanh differs from PyTorch's in the last fp32 bits: within 1 bf16 ulp
+    got = kernel.bf16_gemm_bias_gelu(x, eye, bias).float()
+    want = reference_of(kernel).bf16_gemm_bias_gelu(x, eye, bias).float()
+    assert ((got - want).abs() <= want.abs() * 2.0 ** -7 + 1e-6).all()
+
+
+def test_channel_scale_is_x_times_c_then_reciprocal(kernel, device):
+    """(x * c) * fp32(1/s), not x * (c / s): a non-power-of-two scale exposes the order."""
+    kw = cases.quant_inputs("channel_scale_quantize_fp8_static_bf16", (16, 256), device, _gen())
+    kw["scale"] = torch.tensor([0.0137], device=device)
+    got = kernel.channel_scale_quantize_fp8_static_bf16(**kw)
+    want = reference_of(kernel).channel_scale_quantize_fp8_static_bf16(**kw)
+    assert _same_bits(got, want)
+
+
+# --- bad inputs ------------------------------------------------------------------------------
+
+
+GEMM_BAD = [
+    ("bf16_gemm_bias", "k_mismatch", "a.shape\\[1\\] must match b.shape\\[0\\]"),
+    ("bf16_gemm_bias", "bias_length", "bias length must match b.shape\\[1\\]"),
+    ("bf16_gemm_bias_gelu", "out_shape", "out must have shape"),
+    ("bf16_gemm_bias_gelu", "dtype", "a must have dtype torch.bfloat16"),
+    ("bf16_linear_bias_bf16", "k_mismatch", "x.shape\\[1\\] must match w.shape\\[0\\]"),
+    ("bf16_linear_bias_bf16", "bias_length", "bias length must match w.shape\\[1\\]"),
+    ("bf16_linear_bf16", "non_contiguous", "x must be contiguous"),
+    ("bf16_linear_bf16", "rank", "x must be 2-D"),
+]
+
+
+@pytest.mark.parametrize("fn,kind,message", GEMM_BAD, ids=lambda v: str(v))
+def test_gemm_bad_inputs(kernel, device, fn, kind, message):
+    kw = cases.gemm_inputs(fn, 8, 32, 16, device, _gen())
+    first, second = list(kw)[:2]
+    out = _poison((8, 16), BF16, device)
+    if kind == "k_mismatch":
+        kw[second] = kw[second][:-1].contiguous()
+    elif kind == "bias_length":
+        kw["bias"] = kw["bias"][:-1].contiguous()
+    elif kind == "out_shape":
+        out = _poison((8, 15), BF16, device)
+    elif kind == "dtype":
+        kw[first] = kw[first].float()
+    elif kind == "non_contiguous":
+        kw[first] = torch.randn(32, 8, generator=_gen()).to(BF16).to(device).t()
+    elif kind == "rank":
+        kw[first] = kw[first][0]
+    before = _bits(out)
+    with pytest.raises(RuntimeError, match=message):
+        getattr(kernel, fn)(**kw, out=out)
+    assert torch.equal(_bits(out), before)
+
+
+QUANT_BAD = [
+    ("bias_gelu_quantize_fp8_static_bf16", "vec_length",
+     "bias length must match the last input dimension"),
+    ("channel_scale_quantize_fp8_static_bf16", "vec_length",
+     "channel_scale length must match the last input dimension"),
+    ("gelu_quantize_fp8_static_bf16", "out_shape", "out must have the same shape as input"),
+    ("gelu_quantize_fp8_static_bf16", "out_dtype", "out must have dtype torch.float8_e4m3fn"),
+    ("gelu_quantize_fp8_static_bf16", "scale", "scale must contain exactly one value"),
+    ("bias_gelu_quantize_fp8_static_bf16", "dtype", "input must have dtype torch.bfloat16"),
+    ("channel_scale_quantize_fp8_static_bf16", "non_contiguous", "input must be contiguous"),
+    ("gelu_quantize_fp8_static_bf16", "empty", "non-empty"),
+]
+
+
+@pytest.mark.parametrize("fn,kind,message", QUANT_BAD, ids=lambda v: str(v))
+def test_quantize_bad_inputs(kernel, device, fn, kind, message):
+    kw = cases.quant_inputs(fn, (4, 32), device, _gen(), scale=0.5)
+    out = _poison((4, 32), FP8, device)
+    vec = "bias" if "bias" in kw else "channel_scale"
+    if kind == "vec_length":
+        kw[vec] = kw[vec][:-1].contiguous()
+    elif kind == "out_shape":
+        out = _poison((4, 31), FP8, device)
+    elif kind == "out_dtype":
+        out = _poison((4, 32), BF16, device)
+    elif kind == "scale":
+        kw["scale"] = torch.ones(2, device=device)
+    elif kind == "dtype":
+        kw["input"] = kw["input"].float()
+    elif kind == "non_contiguous":
+        kw["input"] = torch.randn(32, 4, generator=_gen()).to(BF16).to(device).t()
+    elif kind == "empty":
+        kw["input"], out = kw["input"][:0], out[:0]
+    before = _bits(out)
+    with pytest.raises(RuntimeError, match=message):
+        getattr(kernel, fn)(**kw, out=out)
+    assert torch.equal(_bits(out), before)
+
+
+# --- torch.library contracts, compile, CUDA graphs ---------------------------------------------
+
+
+def _ops(kernel):
+    return importlib.import_module(f"{kernel.__name__}._ops").ops
+
+
+def test_opcheck(kernel, device):
+    ops = _ops(kernel)
+    for fn in cases.GEMM_FUNCS:
+        kw = cases.gemm_inputs(fn, 5, 32, 24, device, _gen())
+        torch.library.opcheck(getattr(ops, fn), (*kw.values(), torch.empty(5, 24, dtype=BF16,
+                                                                            device=device)))
+    # quantizers write FP8: opcheck's test_schema compares with torch.allclose, which torch
+    # does not implement for float8; the other checks run, and the schema is checked below.
+    opcheck = functools.partial(torch.library.opcheck, test_utils=(
+        "test_faketensor", "test_aot_dispatch_static", "test_aot_dispatch_dynamic"))
+    for fn in cases.QUANT_FUNCS:
+        kw = cases.quant_inputs(fn, (3, 40), device, _gen(), scale=0.5)
+        opcheck(getattr(ops, fn), (*kw.values(), torch.empty(3, 40, dtype=FP8, device=device)))
+        schema = getattr(ops, fn).default._schema
+        written = [a.name for a in schema.arguments if a.alias_info and a.alias_info.is_write]
+        assert written == ["out"] and len(schema.returns) == 0
+
+
+def test_compile_fullgraph_no_recompile_across_m(kernel, device):
+    backend = "inductor" if device.type == "cuda" else "aot_eager"
+    K, N = 40, 24
+
+    def fn(x, w, bias, s, c):
+        return (kernel.bf16_gemm_bias_gelu(x, w, bias), kernel.bf16_linear_bf16(x, w),
+                kernel.bias_gelu_quantize_fp8_static_bf16(x, c, s),
+                kernel.gelu_quantize_fp8_static_bf16(x, s),
+                kernel.channel_scale_quantize_fp8_static_bf16(x, c, s))
+
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, fullgraph=True, dynamic=True, backend=backend)
+
+    def inputs(M):
+        g = _gen(M)
+        return ((torch.randn(M, K, generator=g) * 2).to(BF16).to(device),
+                (torch.randn(K, N, generator=g) / K ** 0.5).to(BF16).to(device),
+                (torch.randn(N, generator=g) * 0.5).to(BF16).to(device),
+                torch.tensor([0.25], device=device),
+                torch.randn(K, generator=g).to(BF16).to(device))
+
+    compiled(*inputs(7))
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for M in (5, 19, 33):
+            args = inputs(M)
+            for got, want in zip(compiled(*args), fn(*args)):
+                assert _same_bits(got, want)
+
+
+@pytest.mark.gpu
+def test_cuda_graph_replay_matches_eager(kernel):
+    device = torch.device("cuda")
+    q = cases.quant_inputs("bias_gelu_quantize_fp8_static_bf16", (64, 4096), device, _gen())
+    g = cases.gemm_inputs("bf16_gemm_bias_gelu", 16, 4096, 4096, device, _gen())
+    qo = torch.empty(64, 4096, dtype=FP8, device=device)
+    go = torch.empty(16, 4096, dtype=BF16, device=device)
+
+    def step():
+        kernel.bias_gelu_quantize_fp8_static_bf16(**q, out=qo)
+        kernel.bf16_gemm_bias_gelu(**g, out=go)
+
+    step()
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    fq = cases.quant_inputs("bias_gelu_quantize_fp8_static_bf16", (64, 4096), device, _gen(7))
+    fg = cases.gemm_inputs("bf16_gemm_bias_gelu", 16, 4096, 4096, device, _gen(7))
+    for k in q:
+        q[k].copy_(fq[k])
+    for k in g:
+        g[k].copy_(fg[k])
+    graph.replay()
+    torch.cuda.synchronize()
+    rq, rg = qo.clone(), go.clone()
+    step()
+    torch.cuda.synchronize()
+    assert _same_bits(rq, qo) and _same_bits(rg, go)
+
+
+@pytest.mark.gpu
+def test_cpu_tensor_rejected_on_gpu(kernel):
+    kw = cases.quant_inputs("gelu_quantize_fp8_static_bf16", (4, 32), torch.device("cuda"),
+                            _gen(), scale=0.5)
+    kw["input"] = kw["input"].cpu()
+    with pytest.raises(RuntimeError, match="input must be a CUDA tensor"):
+        kernel.gelu_quantize_fp8_static_bf16(**kw)

@@ -1,0 +1,316 @@
+"""Tests of flashrt-smallm-gemm, loaded through `kernels` from a fresh build.
+
+GEMMs against a reference dequantizing the exact packed tensors (gemm
+comparator, see cases.py) plus the spec's constant test (exact) and max-ULP
+gate; quantizer byte-exact and round trip; bad inputs (nothing written);
+opcheck, compile, CUDA graph.
+"""
+
+import importlib
+
+import pytest
+import torch
+
+from flashrt_tools.repo import ROOT, load_file
+from flashrt_tools.tolerance import compare
+from flashrt_tools.validation import reference_of, run_case
+
+cases = load_file(ROOT / "flashrt-smallm-gemm" / "tests" / "cases.py",
+                  "_flashrt_cases_flashrt_smallm_gemm")
+
+GEN_SEED = 1234
+
+
+def _gen():
+    return torch.Generator().manual_seed(GEN_SEED)
+
+
+def _bits(t):
+    return t.view(torch.int16).clone()
+
+
+@pytest.mark.parametrize("case", cases.CASES, ids=lambda c: c.id)
+def test_matches_reference(kernel, device, case):
+    verdicts, _ = run_case(kernel, reference_of(kernel), case, device, seed=GEN_SEED)
+    for v in verdicts:
+        assert v.ok, f"{case.id}: {v.message}"
+
+
+@pytest.mark.parametrize("K,want", [(4096, 512.0), (12288, 1536.0)])
+def test_matvec_constant(kernel, device, K, want):
+    """Spec §4.4: bytes 0x11 (two 0.5s), scales 0x38 (1.0), alpha 0.5 -> K * 0.25 * 0.5."""
+    a = torch.full((K // 2,), 0x11, dtype=torch.uint8, device=device)
+    b = torch.full((16, K // 2), 0x11, dtype=torch.uint8, device=device)
+    sf = torch.full((K // 16 * 128 // 4 * 4,), 0x38, dtype=torch.uint8, device=device)
+    out = kernel.nvfp4_w4a4_decode_matvec_bf16out(a, b, sf, sf, alpha=0.5)
+    assert out.shape == (16,) and bool((out.float() == want).all())
+
+
+@pytest.mark.parametrize("M,N,K", [(1, 64, 1024), (4, 48, 512), (64, 16, 256)])
+def test_matvec_max_ulp(kernel, device, M, N, K):
+    """Spec gate: max bf16 ULP <= 5, outside fp32-cancellation (atol = fp32 sum bound)."""
+    args, kw = cases.matvec_inputs(M, N, K, device, _gen())
+    got = kernel.nvfp4_w4a4_decode_matvec_bf16out(*args, **kw)
+    ref = reference_of(kernel)
+    want = ref.nvfp4_w4a4_decode_matvec_bf16out(*args, **kw)
+    a = ref.dequantize(args[0], args[2], M, K).double()
+    b = ref.dequantize(args[1], args[3], N, K).double()
+    bound = float(((a.abs() @ b.abs().t()) * kw["alpha"]).max()) * (K // 16) * 2.0 ** -24
+    v = compare("bf16", got, want, ulps=5, atol=bound)
+    assert v.ok, v.message
+
+
+def test_matvec_scale_sign_and_nan(kernel, device):
+    """smallm decode: scale sign honoured; 0x7F / 0xFF scale -> 0."""
+    K = 64
+    a = torch.full((K // 2,), 0x22, dtype=torch.uint8, device=device)  # 1.0s
+    b = torch.full((4, K // 2), 0x22, dtype=torch.uint8, device=device)
+    sfa = torch.full((512,), 0x38, dtype=torch.uint8, device=device)
+    lin = torch.tensor([[0x38] * 4, [0xB8] * 4, [0x7F] * 4, [0xFF, 0x38, 0x38, 0x38]],
+                       dtype=torch.uint8)
+    sfb = cases.swizzle(lin).to(device)
+    out = kernel.nvfp4_w4a4_decode_matvec_bf16out(a, b, sfa, sfb)
+    assert out.float().tolist() == [64.0, -64.0, 0.0, 48.0]
+
+
+def test_matvec_out_shapes(kernel, device):
+    args, kw = cases.matvec_inputs(1, 24, 128, device, _gen())
+    out2 = torch.full((1, 24), float("nan"), dtype=torch.bfloat16, device=device)
+    got = kernel.nvfp4_w4a4_decode_matvec_bf16out(*args, **kw, out=out2)
+    assert got is out2
+    one = kernel.nvfp4_w4a4_decode_matvec_bf16out(*args, **kw)
+    assert one.shape == (24,) and torch.equal(_bits(one), _bits(out2[0]))
+    args, kw = cases.matvec_inputs(3, 24, 128, device, _gen())
+    assert kernel.nvfp4_w4a4_decode_matvec_bf16out(*args, **kw).shape == (3, 24)
+
+
+def test_linear_out_buffer_and_alpha(kernel, device):
+    (x, w, s), kw = cases.linear_inputs(7, 40, 256, device, _gen())
+    out = torch.full((7, 40), float("nan"), dtype=torch.bfloat16, device=device)
+    got = kernel.nvfp4_weight_only_linear_bf16(x, w, s, **kw, out=out)
+    assert got is out
+    want = reference_of(kernel).nvfp4_weight_only_linear_bf16(x, w, s, **kw)
+    assert compare("gemm", out, want, **cases.gemm_tolerance(256, 0.5, 1.0)["gemm"]).ok
+
+
+def test_quantize_round_trip_and_linear(kernel, device):
+    """Quantized weight -> linear equals F.linear with the dequantized weight; the
+    dequantized weight is within one E2M1 step x scale of the original."""
+    (w,), kw = cases.weight_inputs(48, 256, device, _gen())
+    packed, scales = kernel.nvfp4_quantize_weight_bf16(w, **kw)
+    ref = reference_of(kernel)
+    deq = ref.dequantize(packed, scales, 48, 256) / kw["global_scale"]
+    err = (deq - w.float()).abs().view(48, 16, 16)
+    blk = w.float().abs().view(48, 16, 16).amax(2, keepdim=True)
+    assert bool((err <= blk / 6 * 1.125 * 2 / 2 + 1e-6).all())  # half of the widest step (2)
+    x = torch.randn(5, 256, generator=_gen()).to(torch.bfloat16).to(device)
+    y = kernel.nvfp4_weight_only_linear_bf16(x, packed, scales, alpha=1.0 / kw["global_scale"])
+    want = (x.double() @ deq.double().t()).to(torch.bfloat16)
+    assert compare("gemm", y, want, p99_abs=float(want.float().abs().mean()) * 2.0 ** -7).ok
+
+
+@pytest.mark.parametrize("rows", [1, 31, 32, 33, 127, 128, 129])
+def test_quantize_padding_untouched(kernel, device, rows):
+    (w,), kw = cases.weight_inputs(rows, 80, device, _gen())
+    n = -(-rows // 128) * 2 * 512
+    packed = torch.full((rows, 40), 0x5A, dtype=torch.uint8, device=device)
+    scales = torch.full((n,), 0xA5, dtype=torch.uint8, device=device)
+    got = kernel.nvfp4_quantize_weight_bf16(w, **kw, packed=packed, scales=scales)
+    assert got[0] is packed and got[1] is scales
+    ref = reference_of(kernel)
+    want_p, want_s = ref.nvfp4_quantize_weight_bf16(w, **kw)
+    assert torch.equal(packed, want_p)
+    written = torch.zeros(n, dtype=torch.bool, device=device)
+    written[ref.swizzled_offsets(rows, 5, device).flatten()] = True
+    assert torch.equal(scales[written], want_s[written]) and bool((scales[~written] == 0xA5).all())
+
+
+MATVEC_BAD = {
+    "b_rank": (ValueError, "b_packed must be a 2-D tensor"),
+    "dtype": (RuntimeError, "a_packed must have dtype torch.uint8"),
+    "a_bytes": (RuntimeError, "a_packed must contain K / 2"),
+    "K": (RuntimeError, "K must be positive and a multiple of 16"),
+    "M": (RuntimeError, "a_packed must have 1 to 64 rows"),
+    "sfa": (RuntimeError, "sfa must contain at least"),
+    "sfb": (RuntimeError, "sfb must contain at least"),
+    "out_shape": (RuntimeError, "out must have shape"),
+    "out_dtype": (RuntimeError, "out must have dtype torch.bfloat16"),
+    "contiguity": (RuntimeError, "b_packed must be contiguous"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(MATVEC_BAD))
+def test_matvec_bad_inputs(kernel, device, kind):
+    (a, b, sfa, sfb), kw = cases.matvec_inputs(2, 16, 128, device, _gen())
+    out = torch.full((2, 16), float("nan"), dtype=torch.bfloat16, device=device)
+    o = out
+    if kind == "b_rank":
+        b = b.flatten()
+    elif kind == "dtype":
+        a = a.view(torch.int8)
+    elif kind == "a_bytes":
+        a = a[:, :32].contiguous()
+    elif kind == "K":
+        a, b = a[:, :36].contiguous(), b[:, :36].contiguous()
+    elif kind == "M":
+        a = torch.zeros(65, 64, dtype=torch.uint8, device=device)
+    elif kind == "sfa":
+        sfa = sfa[:100]
+    elif kind == "sfb":
+        sfb = sfb[:100]
+    elif kind == "out_shape":
+        o = out[0]
+    elif kind == "out_dtype":
+        o = out.float()
+    elif kind == "contiguity":
+        b = torch.zeros(64, 16, dtype=torch.uint8, device=device).t()
+    err, message = MATVEC_BAD[kind]
+    before = _bits(out)
+    with pytest.raises(err, match=message):
+        kernel.nvfp4_w4a4_decode_matvec_bf16out(a, b, sfa, sfb, **kw, out=o)
+    assert torch.equal(_bits(out), before)
+
+
+LINEAR_BAD = {
+    "x_dtype": "x must have dtype torch.bfloat16", "x_K": "x last dimension must be K",
+    "w_rank": "w_packed must be 2-D", "scales": "w_scales must contain at least",
+    "bias": "bias must have shape", "out_shape": "out must have shape",
+    "empty": "x must be non-empty",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(LINEAR_BAD))
+def test_linear_bad_inputs(kernel, device, kind):
+    (x, w, s), kw = cases.linear_inputs(3, 16, 128, device, _gen())
+    out = torch.full((3, 16), float("nan"), dtype=torch.bfloat16, device=device)
+    o = out
+    if kind == "x_dtype":
+        x = x.half()
+    elif kind == "x_K":
+        x = x[:, :96].contiguous()
+    elif kind == "w_rank":
+        w = w.flatten()
+    elif kind == "scales":
+        s = s[:10]
+    elif kind == "bias":
+        kw["bias"] = kw["bias"][:5]
+    elif kind == "out_shape":
+        o = out[:2]
+    elif kind == "empty":
+        x = x[:0]
+    before = _bits(out)
+    with pytest.raises(RuntimeError, match=LINEAR_BAD[kind]):
+        kernel.nvfp4_weight_only_linear_bf16(x, w, s, **kw, out=o)
+    assert torch.equal(_bits(out), before)
+
+
+@pytest.mark.parametrize("kind,err,message", [
+    ("rank", ValueError, "weight must be a 2-D tensor"), ("K", RuntimeError, "divisible by 16"),
+    ("dtype", RuntimeError, "weight must have dtype torch.bfloat16"),
+    ("packed", RuntimeError, "packed must have shape"),
+    ("scales", RuntimeError, "scales must contain at least")])
+def test_quantize_bad_inputs(kernel, device, kind, err, message):
+    (w,), kw = cases.weight_inputs(8, 64, device, _gen())
+    packed = torch.full((8, 32), 0x5A, dtype=torch.uint8, device=device)
+    scales = torch.full((512,), 0xA5, dtype=torch.uint8, device=device)
+    p, s = packed, scales
+    if kind == "rank":
+        w = w[0]
+    elif kind == "K":
+        w = w[:, :40].contiguous()
+    elif kind == "dtype":
+        w = w.float()
+    elif kind == "packed":
+        p = torch.full((8, 16), 0x5A, dtype=torch.uint8, device=device)
+    elif kind == "scales":
+        s = scales[:100]
+    with pytest.raises(err, match=message):
+        kernel.nvfp4_quantize_weight_bf16(w, **kw, packed=p, scales=s)
+    assert bool((packed == 0x5A).all()) and bool((scales == 0xA5).all())
+
+
+def _ops(kernel):
+    return importlib.import_module(f"{kernel.__name__}._ops").ops
+
+
+def test_opcheck(kernel, device):
+    ops = _ops(kernel)
+    (a, b, sfa, sfb), _ = cases.matvec_inputs(3, 20, 128, device, _gen())
+    torch.library.opcheck(ops.nvfp4_w4a4_decode_matvec_bf16out,
+                          (a, b, sfa, sfb, torch.empty(3, 20, dtype=torch.bfloat16, device=device),
+                           0.5))
+    (x, w, s), kw = cases.linear_inputs(5, 20, 128, device, _gen())
+    torch.library.opcheck(ops.nvfp4_weight_only_linear_bf16,
+                          (x, w, s, kw["bias"], torch.empty(5, 20, dtype=torch.bfloat16,
+                                                            device=device), 0.5))
+    (wt,), qkw = cases.weight_inputs(20, 64, device, _gen())
+    torch.library.opcheck(ops.nvfp4_quantize_weight_bf16,
+                          (wt, torch.empty(20, 32, dtype=torch.uint8, device=device),
+                           torch.zeros(512, dtype=torch.uint8, device=device), qkw["global_scale"]))
+
+
+def test_compile_fullgraph_no_recompile_across_row_counts(kernel, device):
+    backend = "inductor" if device.type == "cuda" else "aot_eager"
+    N, K = 24, 128
+
+    def fn(x, w, s, bias, a, sfa, b, sfb):
+        y = kernel.nvfp4_weight_only_linear_bf16(x, w, s, alpha=0.5, bias=bias)
+        z = kernel.nvfp4_w4a4_decode_matvec_bf16out(a, b, sfa, sfb, alpha=0.25)
+        return y, z
+
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, fullgraph=True, dynamic=True, backend=backend)
+
+    def inputs(rows):
+        (x, w, s), kw = cases.linear_inputs(rows, N, K, device, _gen())
+        (a, b, sfa, sfb), _ = cases.matvec_inputs(rows, N, K, device, _gen())
+        return x, w, s, kw["bias"], a, sfa, b, sfb
+
+    compiled(*inputs(7))
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for rows in (5, 19, 33):
+            args = inputs(rows)
+            for got, want in zip(compiled(*args), fn(*args)):
+                assert torch.equal(_bits(got), _bits(want))
+
+
+@pytest.mark.gpu
+def test_cuda_graph_replay_matches_eager(kernel):
+    device = torch.device("cuda")
+    (x, w, s), kw = cases.linear_inputs(4, 1024, 4096, device, _gen())  # split-K path
+    (a, b, sfa, sfb), mkw = cases.matvec_inputs(1, 4096, 4096, device, _gen(), one_d=True)
+    (wt,), qkw = cases.weight_inputs(256, 4096, device, _gen())
+    y = torch.empty(4, 1024, dtype=torch.bfloat16, device=device)
+    z = torch.empty(4096, dtype=torch.bfloat16, device=device)
+    p = torch.empty(256, 2048, dtype=torch.uint8, device=device)
+    sc = torch.zeros(256 * 4096 // 16, dtype=torch.uint8, device=device)
+
+    def step():
+        kernel.nvfp4_weight_only_linear_bf16(x, w, s, **kw, out=y)
+        kernel.nvfp4_w4a4_decode_matvec_bf16out(a, b, sfa, sfb, **mkw, out=z)
+        kernel.nvfp4_quantize_weight_bf16(wt, **qkw, packed=p, scales=sc)
+
+    step()
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    x.copy_(torch.randn(4, 4096, generator=torch.Generator().manual_seed(7)).to(x))
+    wt.copy_((torch.randn(256, 4096, generator=torch.Generator().manual_seed(8)) * 0.02).to(wt))
+    graph.replay()
+    torch.cuda.synchronize()
+    ref = reference_of(kernel)
+    tol = cases.gemm_tolerance(4096, 0.5, 1.0)["gemm"]
+    assert compare("gemm", y, ref.nvfp4_weight_only_linear_bf16(x, w, s, **kw), **tol).ok
+    assert compare("gemm", z, ref.nvfp4_w4a4_decode_matvec_bf16out(a, b, sfa, sfb, **mkw),
+                   **cases.gemm_tolerance(4096, 0.25, 8.5625 * 1.4)["gemm"]).ok
+    wp, ws = ref.nvfp4_quantize_weight_bf16(wt, **qkw)
+    assert torch.equal(p, wp) and torch.equal(sc, ws)
+
+
+def test_direct_launch_equals_op(kernel, device):
+    (x, w, s), kw = cases.linear_inputs(6, 30, 256, device, _gen())
+    y1 = kernel.nvfp4_weight_only_linear_bf16(x, w, s, **kw)
+    y2 = torch.empty_like(y1)
+    _ops(kernel).nvfp4_weight_only_linear_bf16(x, w, s, kw["bias"], y2, kw["alpha"])
+    assert torch.equal(_bits(y1), _bits(y2))
