@@ -13,8 +13,9 @@ and the peer liger-kernel (RMSNorm with fp32 casting, fused add + RMSNorm,
 LayerNorm) where its op matches; FP8 variants have no peer.
 
 The residual variants update ``residual`` in place on every timed call; the
-baselines read a frozen copy of the initial residual (same bytes), so every path
-is verified on the same data. Run: ``flashrt bench residual-norm-quant`` on a GPU.
+baselines read a frozen copy of the initial residual and write the rounded sum to
+a sink buffer (the same bytes as ours), so every path is verified on the same data
+and does the same work. Run: ``flashrt bench residual-norm-quant`` on a GPU.
 """
 
 import sys
@@ -93,6 +94,7 @@ def _rows_for(ctx, function, shapes, peers, device):
             s = dict(kw, out=torch.empty(rows, dim, dtype=out_dtype, device=device))
             if "residual" in kw:
                 s["residual0"] = kw["residual"].clone()
+                s["residual_sink"] = torch.empty_like(kw["residual"])
             sets.append(s)
         names = list(cases.norm_inputs(1, 2, device, torch.Generator(), **flags))
 
@@ -100,8 +102,14 @@ def _rows_for(ctx, function, shapes, peers, device):
             return getattr(ctx.kernel, function)(*(s[n] for n in names), out=s["out"])
 
         def eager(s, names=names):
-            return getattr(ctx.reference, function)(
-                *(s["residual0" if n == "residual" else n] for n in names))
+            args = (s["residual0" if n == "residual" else n] for n in names)
+            if "residual" not in s:
+                return getattr(ctx.reference, function)(*args)
+            # The same traffic as ours: the rounded sum is written back (to a sink, so
+            # the frozen initial residual stays every path's input).
+            out, rounded = getattr(ctx.reference, function + "_with_residual")(*args)
+            s["residual_sink"].copy_(rounded)
+            return out
 
         peer = _peer(peers, function, sets)
         rows_out.append(measure_row(op=function, shape=f"rows={rows},D={dim}", model=model,
