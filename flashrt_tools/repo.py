@@ -55,9 +55,17 @@ def select(names):
     return chosen
 
 
-def common_files():
-    """The shared helper files that `flashrt sync` copies into every package."""
-    return sorted(p for p in COMMON.glob("_*.py"))
+# Shared modules that only some packages carry (packages cannot import each other):
+# common/<file> -> the packages `flashrt sync` copies it into.
+SHARED_MODULES = {"fp8_gemm.py": ("flashrt-fp8-ffn", "flashrt-fp8-swiglu-ffn")}
+
+
+def common_files(package_name=None):
+    """The common/ files `flashrt sync` copies into a package: every ``_*.py`` helper,
+    plus the SHARED_MODULES that list the package."""
+    files = sorted(p for p in COMMON.glob("_*.py"))
+    files += [COMMON / f for f, owners in SHARED_MODULES.items() if package_name in owners]
+    return files
 
 
 def load_common(name: str):

@@ -1,7 +1,8 @@
 """`flashrt sync`: write the ``common/`` helpers into every package.
 
 Each ``common/_<name>.py`` becomes ``torch-ext/<python_name>/_<name>.py`` with a
-generated header. `flashrt check` fails when a copy differs from what sync writes.
+generated header, and each module of ``repo.SHARED_MODULES`` is copied the same
+way into the packages it lists. `flashrt check` fails when a copy differs from what sync writes.
 """
 
 from .repo import ROOT, common_files
@@ -19,7 +20,7 @@ def synced_text(common_file) -> str:
 
 def expected_copies(pkg):
     """{path in the package: text it must hold}."""
-    return {pkg.source / f.name: synced_text(f) for f in common_files()}
+    return {pkg.source / f.name: synced_text(f) for f in common_files(pkg.name)}
 
 
 def sync(packages, log=print) -> int:

@@ -88,18 +88,38 @@ def _mlp_case(function, M, K, H, N, *, bf16_entry=False, pad_to=None):
         kw = mlp_inputs(M, K, H, N, device, gen, bf16_entry=bf16_entry)
         if pad_to is not None:
             kw["pad_to"] = pad_to
+        kw["hidden_fp8"] = torch.empty((pad_to or M, H), dtype=FP8, device=device)
         return (), kw
 
     label = f"M={M},K={K},H={H},N={N}" + (f",pad_to={pad_to}" if pad_to else "")
-    return Case(function, label, make, ("gemm",), GEMM_TOL)
+    return Case(function, label, make, ("gemm",), GEMM_TOL, expected=_mlp_expected)
+
+
+def _mlp_expected(reference, got, args, kwargs):
+    """out vs the reference down GEMM on the kernel's own hidden_fp8 (rows < M).
+
+    A gate/up value one bf16 ulp off (fp32 vs exact accumulation, a different but
+    equally valid summation order) can move its FP8 hidden code one step, and one
+    step moves every output of the row by up to ~1e-2: judging ``out`` against the
+    reference's own chain would grade summation order, not the kernel. Every stage
+    is still held to the reference: the gate/up GEMM and the gated quantizer by their
+    own cases, fused == staged bit for bit by test_fused_equals_staged."""
+    M = got[0].shape[0]
+    hidden = kwargs["hidden_fp8"][:M]
+    return reference.fp8_gemm_bf16(hidden, kwargs["down_weight"], kwargs["hidden_scale"],
+                                   kwargs["down_weight_scale"])
 
 
 # Ragged on CPU: M = 1 / odd / just over a block / the > 256 bucket; K with a tail
 # past the 128-wide K block and one K not a multiple of 16; H, N not tile multiples.
-CPU_GEMM = [(1, 32, 16), (7, 96, 40), (17, 200, 72), (33, 50, 24), (300, 64, 40)]
+# (5, 1000, 40) and the last MLP reach the split-K swap kernel (few column tiles,
+# K >= 512; the interpreter counts 4 SMs): 4 splits with a K tail, 2 splits in the
+# gated up GEMM and in the down GEMM.
+CPU_GEMM = [(1, 32, 16), (7, 96, 40), (17, 200, 72), (33, 50, 24), (300, 64, 40),
+            (5, 1000, 40)]
 CPU_ACT = [(1, 16), (5, 24), (33, 100), (64, 256)]
 CPU_MLP = [(1, 32, 32, 48), (7, 96, 40, 40), (33, 64, 68, 72), (20, 50, 30, 24),
-           (260, 64, 24, 16)]
+           (260, 64, 24, 16), (3, 512, 32, 40), (2, 64, 512, 24)]
 
 # GPU: model shapes of spec §2.1 (M, K, H, N).
 GPU_GEMM = [(1, 1024, 8192), (10, 4096, 1024), (512, 1152, 8608), (1024, 2048, 16384),

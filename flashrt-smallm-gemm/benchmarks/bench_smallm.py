@@ -11,7 +11,9 @@ Baselines (same run, CUDA-graph replay):
   path a user without NVFP4 kernels would run (4x the weight bytes);
 * extra field ``fp8_scaled_mm_us``: ``torch._scaled_mm`` FP8 E4M3 with
   per-tensor fp32 scales (M padded to 16), 2x our weight bytes; timing only
-  (its quantization differs, so it is not verified against ours).
+  (its quantization differs, so it is not verified against ours);
+* extra field ``fp8_ours_us``: flashrt-fp8-ffn's ``fp8_gemm_bf16`` on the same
+  FP8 operands (our FP8 GEMM; timing only, like ``fp8_scaled_mm_us``).
 Targets: weight-only linear >= 2x BF16 cuBLAS and faster than FP8 _scaled_mm
 at M <= 16.
 
@@ -48,6 +50,23 @@ def _fp8_scaled_mm(M, N, K, device):
         torch._scaled_mm(x, w[0].t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
         return lambda i: torch._scaled_mm(x, w[i].t(), scale_a=one, scale_b=one,
                                           out_dtype=torch.bfloat16), n
+    except Exception as e:  # reported in the row, not fatal
+        return str(e)[:100], 0
+
+
+def _fp8_ours(M, N, K, device):
+    """(callable over set index, n_sets) for flashrt-fp8-ffn's fp8_gemm_bf16, or a reason."""
+    try:
+        from flashrt_tools.repo import Package
+        from flashrt_tools.validation import load_built
+
+        fp8_ffn = load_built(Package("flashrt-fp8-ffn"))
+        n = rotation_sets(N * K)
+        w = [torch.randn(N, K, device=device).to(torch.float8_e4m3fn) for _ in range(n)]
+        x = torch.randn(M, K, device=device).to(torch.float8_e4m3fn)
+        one = torch.ones(1, device=device)
+        out = torch.empty(M, N, dtype=torch.bfloat16, device=device)
+        return lambda i: fp8_ffn.fp8_gemm_bf16(x, w[i], one, one, out), n
     except Exception as e:  # reported in the row, not fatal
         return str(e)[:100], 0
 
@@ -124,11 +143,14 @@ def benchmark(ctx):
         for M in ((1, 16) if ctx.quick else MS):
             fp8 = _fp8_scaled_mm(M, N, K, device)
             fp8_us = graph_us(fp8[0], list(range(fp8[1]))) if callable(fp8[0]) else None
+            ours8 = _fp8_ours(M, N, K, device)
+            ours8_us = graph_us(ours8[0], list(range(ours8[1]))) if callable(ours8[0]) else None
             for build in (_linear_rows, _matvec_row):
                 row, wbytes = build(ctx, device, M, K, N)
                 if "ours_us" in row:
                     row["weight_tbps"] = wbytes / (row["ours_us"] * 1e-6) / 1e12
                     row["fp8_scaled_mm_us"] = fp8_us
+                    row["fp8_ours_us"] = ours8_us  # flashrt-fp8-ffn fp8_gemm_bf16
                     if fp8_us is None:
                         row["fp8_scaled_mm_note"] = f"unsupported: {fp8[0]}"
                 rows.append(row)
@@ -150,7 +172,8 @@ def target_notes(rows):
         M = int(r["shape"].split("M=")[1].split(",")[0])
         lib, fp8 = r.get("library_us"), r.get("fp8_scaled_mm_us")
         extra = (f"{r['ours_us']:.2f} us, x BF16 F.linear {lib / r['ours_us'] if lib else 0:.2f}, "
-                 f"FP8 _scaled_mm {fp8 or 0:.2f} us, weight stream {r.get('weight_tbps', 0):.2f} TB/s")
+                 f"FP8 _scaled_mm {fp8 or 0:.2f} us, our FP8 GEMM {r.get('fp8_ours_us') or 0:.2f} us, "
+                 f"weight stream {r.get('weight_tbps', 0):.2f} TB/s")
         if r["op"] == "nvfp4_weight_only_linear_bf16" and M <= 16:
             checks = [(">= 2x BF16 cuBLAS", bool(lib) and lib / r["ours_us"] >= 2.0),
                       ("faster than FP8 _scaled_mm", bool(fp8) and r["ours_us"] < fp8)]

@@ -41,9 +41,20 @@ def ue4m3_unsigned(e):
     return torch.where(E == 0, m.float() * 2.0 ** -9, (1.0 + m.float() / 8) * torch.exp2(E.float() - 7))
 
 
+_LUTS = {}
+
+
+def _e2m1_lut(device):
+    """The E2M1 decode table on ``device``, made once: a host-to-device copy on every
+    call would make the reference impossible to capture in a CUDA graph (benchmarks)."""
+    if device not in _LUTS:
+        _LUTS[device] = torch.tensor(E2M1_VALUES, dtype=torch.float32, device=device)
+    return _LUTS[device]
+
+
 def dequantize(packed, sf, rows, K):
     """fp32 [rows, K] of packed E2M1 bytes [rows, K/2] x swizzled scales (smallm decode)."""
-    lut = torch.tensor(E2M1_VALUES, dtype=torch.float32, device=packed.device)
+    lut = _e2m1_lut(packed.device)
     packed = packed.reshape(rows, K // 2)
     codes = torch.stack([packed & 0xF, packed >> 4], dim=-1).reshape(rows, K).long()
     scale = ue4m3_smallm(sf.flatten()[swizzled_offsets(rows, K // 16, packed.device)])

@@ -1,0 +1,468 @@
+"""FP8 E4M3 GEMM core with fused epilogues (spec gemm-quant.md §0.2, §1, §2).
+
+``out[m, n] = epilogue(s_a * s_w * sum_k f32(A[m, k]) * f32(W[n, k]))`` with A
+``[M, K]`` and the weight ``[N, K]`` row-major (nn.Linear layout, K-major: the
+natural B operand of a tensor-core dot). One Triton kernel serves every FP8
+op of the package; constexpr flags pick the epilogue, applied to the fp32
+accumulator while it is still in registers:
+
+* ``EPI_NONE``        ``bf16(s * acc)``
+* ``EPI_BIAS``        ``bf16(s * acc + f32(b))``                 (one rounding)
+* ``EPI_BIAS_ROUNDED`` ``bf16(f32(bf16(s * acc)) + f32(b))``     (v1 tail: two)
+* ``EPI_GELU_QUANT``  ``h = bf16(s * acc)`` stored, then ``Q8(G(f32(h) + f32(b)), s_out)``
+* ``GATED``           merged ``[gate; up]`` weight ``[2H, K]``: one program computes
+                      gate columns ``j`` and up columns ``H + j`` of the same rows,
+                      stores both as bf16 and ``Q8(act(f32(g)) * f32(u), s_out)``.
+
+Two kernels share one epilogue:
+
+* ``_fp8_gemm_kernel``: one BLOCK_M x BLOCK_N output tile per program, K looped
+  inside; the path for M > 16 (and for M <= 64 when the weight has enough column
+  tiles to fill the GPU).
+* ``_fp8_gemm_swap_kernel`` (decode rows): the weight tile is the dot's left
+  operand (``acc^T = W A^T``), so 64 weight rows fill the tensor core's M side
+  and the few activation rows sit on its narrow N side. When the weight has few
+  column tiles (a down projection, N = 1024), K is split over SPLIT programs per
+  tile: each stores its fp32 partial in a workspace, and the last of them to
+  arrive (an atomic counter per tile, reset by that program) sums the partials
+  in split order and runs the epilogue. One launch, and the sum order is fixed,
+  so results do not depend on which program finishes last. Measured on H100
+  (graph replay, M = 10): 1024 -> 4096 4.9 us (= the tile kernel), 4096 -> 1024
+  6.2 us (tile kernel 9.7, ``torch._scaled_mm`` 7.3), 16384 -> 2048 15.8 us
+  (tile kernel 23.5, ``_scaled_mm`` 18.6).
+
+Determinism (the spec's bit-exact equalities): the launch configuration is a
+pure function of ``(M, N_total, K)`` and the device (no autotuning), every
+output element is reduced over K in the same order whatever the epilogue, and
+the gated kernel uses the staged GEMM's configuration for the merged width, so
+fused == staged and BF16-entry == FP8-entry hold bit for bit.
+
+Accumulation policy: on sm_90 Triton's FP8 ``tl.dot`` keeps partial sums in the
+tensor core's reduced-precision accumulator unless told to promote them
+(``max_num_imprecise_acc``, default 2**30 = never). We promote after every
+32-wide K step (one wgmma instruction), i.e. full fp32 accumulation, which is
+what the fp32 fake-quant reference assumes (see CARD.md for the trade-off).
+
+One source of truth: common/fp8_gemm.py, copied by `flashrt sync` into
+flashrt-fp8-ffn and flashrt-fp8-swiglu-ffn (packages cannot import each other).
+"""
+
+import functools
+import threading
+
+import torch
+import triton
+import triton.language as tl
+
+from ._helpers import gelu_tanh, quantize_fp8_e4m3, silu
+from ._host import check_same_device, check_tensor, device_guard
+
+FP8 = torch.float8_e4m3fn
+BF16 = torch.bfloat16
+FP32 = torch.float32
+
+EPI_NONE = 0
+EPI_BIAS = 1
+EPI_BIAS_ROUNDED = 2
+EPI_GELU_QUANT = 3
+ACT_SILU = 1
+ACT_GELU = 2
+
+# Products summed in the tensor core before promotion to the fp32 accumulator.
+# 32 = one Hopper FP8 wgmma K step: full fp32 accumulation.
+IMPRECISE_ACC = 32
+
+
+# ----------------------------------------------------------------------------
+# Kernels
+# ----------------------------------------------------------------------------
+
+
+@triton.jit
+def _epilogue(acc, acc_u, s, o_m, o_n, M, N, ldc, bias_ptr, so_ptr, c_ptr, q_ptr,
+              EPI: tl.constexpr, GATED: tl.constexpr, ACT: tl.constexpr):
+    """Epilogue on the fp32 accumulator(s). ``o_m`` / ``o_n``: row / column index
+    of each accumulator element, as 2-D tensors broadcasting to its shape (the
+    swap kernel's accumulator is transposed)."""
+    mask = (o_m < M) & (o_n < N)
+    o_row = o_m.to(tl.int64)
+    o_c = o_row * ldc + o_n
+    o_q = o_row * N + o_n
+    if GATED:
+        b_g = (acc * s).to(tl.bfloat16)
+        b_u = (acc_u * s).to(tl.bfloat16)
+        tl.store(c_ptr + o_c, b_g, mask=mask)
+        tl.store(c_ptr + o_c + N, b_u, mask=mask)
+        g = b_g.to(tl.float32)
+        if ACT == 1:
+            act = silu(g)
+        else:
+            act = gelu_tanh(g)
+        inv = tl.div_rn(1.0, tl.load(so_ptr).to(tl.float32))
+        tl.store(q_ptr + o_q, quantize_fp8_e4m3(act * b_u.to(tl.float32), inv), mask=mask)
+    else:
+        y = acc * s
+        if EPI == 3:
+            h = y.to(tl.bfloat16)
+            tl.store(c_ptr + o_c, h, mask=mask)
+            b = tl.load(bias_ptr + o_n % N).to(tl.float32)
+            inv = tl.div_rn(1.0, tl.load(so_ptr).to(tl.float32))
+            tl.store(q_ptr + o_q, quantize_fp8_e4m3(gelu_tanh(h.to(tl.float32) + b), inv),
+                     mask=mask)
+        else:
+            if EPI == 1:
+                y = y + tl.load(bias_ptr + o_n % N).to(tl.float32)
+            if EPI == 2:
+                y = y.to(tl.bfloat16).to(tl.float32) + tl.load(bias_ptr + o_n % N).to(tl.float32)
+            tl.store(c_ptr + o_c, y.to(tl.bfloat16), mask=mask)
+
+
+@triton.jit(do_not_specialize=["M"])
+def _fp8_gemm_kernel(
+    a_ptr, w_ptr, sa_ptr, sw_ptr, bias_ptr, so_ptr, c_ptr, q_ptr,
+    M, N, K, ldc,
+    EPI: tl.constexpr, GATED: tl.constexpr, ACT: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr, EVEN_K: tl.constexpr, IMPRECISE: tl.constexpr,
+):
+    """One BLOCK_M x BLOCK_N output tile per program (grouped order for L2 reuse).
+
+    N is the number of output columns computed (H when GATED; the up rows of
+    the merged weight start at row N). Loads clamp row indices (``% M``,
+    ``% N``) instead of masking them, so only the K tail is ever masked.
+    """
+    i_p = tl.program_id(0)
+    n_m = tl.cdiv(M, BLOCK_M)
+    n_n = tl.cdiv(N, BLOCK_N)
+    per_group = GROUP_M * n_n
+    first_m = (i_p // per_group) * GROUP_M
+    size_m = tl.minimum(n_m - first_m, GROUP_M)
+    i_m = first_m + (i_p % per_group) % size_m
+    i_n = (i_p % per_group) // size_m
+
+    o_m = i_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    o_n = i_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    o_k = tl.arange(0, BLOCK_K)
+    r_m = (o_m % M).to(tl.int64)
+    r_n = o_n % N
+    p_a = a_ptr + r_m[:, None] * K + o_k[None, :]
+    p_w = w_ptr + r_n.to(tl.int64)[None, :] * K + o_k[:, None]  # W^T tile [BLOCK_K, BLOCK_N]
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    acc_u = acc
+    if GATED:
+        p_u = w_ptr + (r_n + N).to(tl.int64)[None, :] * K + o_k[:, None]
+    for k in range(0, K, BLOCK_K):
+        if EVEN_K:
+            b_a = tl.load(p_a)
+            b_w = tl.load(p_w)
+        else:
+            m_k = o_k < K - k
+            b_a = tl.load(p_a, mask=m_k[None, :], other=0.0)
+            b_w = tl.load(p_w, mask=m_k[:, None], other=0.0)
+        acc = tl.dot(b_a, b_w, acc, max_num_imprecise_acc=IMPRECISE)
+        if GATED:
+            if EVEN_K:
+                b_u = tl.load(p_u)
+            else:
+                b_u = tl.load(p_u, mask=m_k[:, None], other=0.0)
+            acc_u = tl.dot(b_a, b_u, acc_u, max_num_imprecise_acc=IMPRECISE)
+            p_u += BLOCK_K
+        p_a += BLOCK_K
+        p_w += BLOCK_K
+
+    s = tl.load(sa_ptr).to(tl.float32) * tl.load(sw_ptr).to(tl.float32)
+    _epilogue(acc, acc_u, s, o_m[:, None], o_n[None, :], M, N, ldc, bias_ptr, so_ptr, c_ptr,
+              q_ptr, EPI, GATED, ACT)
+
+
+@triton.jit
+def _swap_partial(a_ptr, w_ptr, row0, o_m, o_n, o_k, M, N, K, k0, k_end,
+                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                  EVEN_K: tl.constexpr, IMPRECISE: tl.constexpr):
+    """sum over k in [k0, k_end) of W[row0 + o_n, k] * A[o_m, k]: a [BLOCK_N, BLOCK_M] tile."""
+    p_w = w_ptr + (row0 + o_n % N).to(tl.int64)[:, None] * K + (k0 + o_k)[None, :]
+    p_a = a_ptr + (o_m % M).to(tl.int64)[None, :] * K + (k0 + o_k)[:, None]
+    acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
+    for k in range(k0, k_end, BLOCK_K):
+        if EVEN_K:
+            b_w = tl.load(p_w)
+            b_a = tl.load(p_a)
+        else:
+            m_k = o_k < K - k
+            b_w = tl.load(p_w, mask=m_k[None, :], other=0.0)
+            b_a = tl.load(p_a, mask=m_k[:, None], other=0.0)
+        acc = tl.dot(b_w, b_a, acc, max_num_imprecise_acc=IMPRECISE)
+        p_w += BLOCK_K
+        p_a += BLOCK_K
+    return acc
+
+
+@triton.jit(do_not_specialize=["M"])
+def _fp8_gemm_swap_kernel(
+    a_ptr, w_ptr, sa_ptr, sw_ptr, bias_ptr, so_ptr, c_ptr, q_ptr, ws_ptr, lock_ptr,
+    M, N, K, ldc, k_per_split,
+    EPI: tl.constexpr, GATED: tl.constexpr, ACT: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    SPLIT: tl.constexpr, EVEN_K: tl.constexpr, IMPRECISE: tl.constexpr,
+):
+    """Decode rows (M <= BLOCK_M): program (tile, split) owns weight rows
+    [tile*BLOCK_N, +BLOCK_N) and K range [split*k_per_split, +k_per_split)."""
+    i_p = tl.program_id(0)
+    i_n = i_p // SPLIT
+    i_s = i_p % SPLIT
+    o_n = i_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    o_m = tl.arange(0, BLOCK_M)
+    o_k = tl.arange(0, BLOCK_K)
+    k0 = i_s * k_per_split
+    k_end = tl.minimum(k0 + k_per_split, K)
+    acc = _swap_partial(a_ptr, w_ptr, 0, o_m, o_n, o_k, M, N, K, k0, k_end,
+                        BLOCK_M, BLOCK_N, BLOCK_K, EVEN_K, IMPRECISE)
+    acc_u = acc
+    if GATED:
+        acc_u = _swap_partial(a_ptr, w_ptr, N, o_m, o_n, o_k, M, N, K, k0, k_end,
+                              BLOCK_M, BLOCK_N, BLOCK_K, EVEN_K, IMPRECISE)
+    s = tl.load(sa_ptr).to(tl.float32) * tl.load(sw_ptr).to(tl.float32)
+    if SPLIT == 1:
+        _epilogue(acc, acc_u, s, o_m[None, :], o_n[:, None], M, N, ldc, bias_ptr, so_ptr,
+                  c_ptr, q_ptr, EPI, GATED, ACT)
+    else:
+        TILE: tl.constexpr = BLOCK_N * BLOCK_M
+        N_ACC: tl.constexpr = 2 if GATED else 1
+        o_t = tl.arange(0, BLOCK_N)[:, None] * BLOCK_M + tl.arange(0, BLOCK_M)[None, :]
+        p_ws = ws_ptr + i_n.to(tl.int64) * (SPLIT * N_ACC * TILE) + o_t
+        tl.store(p_ws + i_s * (N_ACC * TILE), acc)
+        if GATED:
+            tl.store(p_ws + i_s * (N_ACC * TILE) + TILE, acc_u)
+        # Every thread's partial is stored before one thread's release (barrier +
+        # gpu-scope acq_rel atomic); the last arrival acquires them all.
+        tl.debug_barrier()
+        arrived = tl.atomic_add(lock_ptr + i_n, 1, sem="acq_rel", scope="gpu")
+        if arrived == SPLIT - 1:
+            acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
+            acc_u = acc
+            for j in range(SPLIT):  # fixed order: the result is deterministic
+                acc += tl.load(p_ws + j * (N_ACC * TILE), cache_modifier=".cg")
+                if GATED:
+                    acc_u += tl.load(p_ws + j * (N_ACC * TILE) + TILE, cache_modifier=".cg")
+            _epilogue(acc, acc_u, s, o_m[None, :], o_n[:, None], M, N, ldc, bias_ptr, so_ptr,
+                      c_ptr, q_ptr, EPI, GATED, ACT)
+            tl.atomic_xchg(lock_ptr + i_n, 0, sem="relaxed", scope="gpu")  # ready for the next call
+
+
+@triton.jit(do_not_specialize=["M", "P"])
+def _quantize_input_kernel(x_ptr, s_ptr, out_ptr, M, P, K,
+                           BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr):
+    """input_fp8[m] = Q8(f32(x[m]), s) for m < M; FP8 zero for M <= m < P."""
+    o_r = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
+    o_k = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
+    m_k = (o_k < K)[None, :]
+    o = o_r[:, None] * K + o_k[None, :]
+    b_x = tl.load(x_ptr + o, mask=(o_r < M)[:, None] & m_k, other=0.0).to(tl.float32)
+    inv = tl.div_rn(1.0, tl.load(s_ptr).to(tl.float32))
+    q = quantize_fp8_e4m3(b_x, inv)  # masked (pad) rows load 0 -> code 0x00
+    tl.store(out_ptr + o, q, mask=(o_r < P)[:, None] & m_k)
+
+
+# ----------------------------------------------------------------------------
+# Launch configuration: one analytic config per (M, N, K, device), no autotune
+# ----------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def _sm_count(device):
+    if device.type != "cuda":
+        return 4  # interpreter: small enough that CPU tests reach split-K and N tiling
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+SWAP_BLOCK_N = 64  # weight rows per swap-kernel program
+
+
+@functools.lru_cache(maxsize=4096)
+def gemm_config(M, N, K, device):
+    """Launch configuration, a pure function of (M, N, K, device).
+
+    N is the *total* weight rows (2H for a merged gate/up weight), so the gated
+    kernel and the staged GEMM of the same weight use the same configuration.
+    Returns a tuple whose first item names the kernel:
+
+    * ``("swap", BLOCK_M, BLOCK_N, BLOCK_K, SPLIT, k_per_split, warps, stages)``
+      for decode rows. SPLIT is 1 when the weight has at least ~0.36 column
+      tiles per SM (H100: 48 tiles of 64 rows), else the largest power of two
+      keeping tiles x SPLIT <= 1.2 programs per SM, with >= 2 K steps per split
+      (measured on H100: 4096 -> 1024 best at 16 x 8 programs, 16384 -> 2048 at 32 x 4).
+    * ``("tile", BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, warps, stages)`` otherwise:
+      128 x 128 x 128 tiles (8 warps) for M > 256, else the N split is halved
+      (down to 16 columns) until the grid covers every SM.
+    """
+    sms = _sm_count(device)
+    tiles = triton.cdiv(N, SWAP_BLOCK_N)
+    few_tiles = tiles * 132 < 48 * sms
+    if M <= 16 or (M <= 64 and few_tiles):
+        bm = 16 if M <= 16 else (32 if M <= 32 else 64)
+        bk = 256 if K >= 8192 else 128
+        steps = triton.cdiv(K, bk)
+        split = 1
+        if few_tiles:
+            while split * 2 * tiles * 10 <= 12 * sms and split * 4 <= steps:
+                split *= 2
+        k_per_split = triton.cdiv(steps, split) * bk
+        return ("swap", bm, SWAP_BLOCK_N, bk, split, k_per_split, 4, 4)
+    if M <= 64:
+        bm, warps, stages = (32 if M <= 32 else 64), 4, 4
+    elif M <= 256:
+        bm, warps, stages = 64, 4, 4
+    else:
+        bm, warps, stages = 128, 8, 3
+    bn, bk = 128, 128
+    if M <= 256:
+        while bn > 16 and triton.cdiv(M, bm) * triton.cdiv(N, bn) < sms:
+            bn //= 2
+    return ("tile", bm, bn, bk, 8, warps, stages)
+
+
+class _SplitLocks:
+    """Per (device, stream) arrival counters of the split-K swap kernel.
+
+    Counters return to zero at the end of every launch, so one zeroed buffer
+    serves every call on its stream. Created outside CUDA-graph capture (a
+    buffer allocated during capture would only be zeroed when the graph first
+    replays); a capture that finds none uses a fresh zeroed buffer of its own.
+    """
+
+    def __init__(self):
+        self._buffers = {}
+        self._lock = threading.Lock()
+
+    def get(self, device, count):
+        if device.type != "cuda":
+            return torch.zeros(count, dtype=torch.int32, device=device)
+        key = (device.index, torch.cuda.current_stream(device).stream_id)
+        with self._lock:
+            buf = self._buffers.get(key)
+            if buf is not None and buf.numel() >= count:
+                return buf
+            fresh = torch.zeros(max(count, 1024), dtype=torch.int32, device=device)
+            if not torch.cuda.is_current_stream_capturing():
+                self._buffers[key] = fresh
+            return fresh
+
+
+_SPLIT_LOCKS = _SplitLocks()
+
+
+def launch_fp8_gemm(a, w, sa, sw, c, *, bias=None, so=None, q=None, epi=EPI_NONE, act=0):
+    """c (and q) <- epilogue(A @ W^T). ``act`` != 0 selects the gated epilogue."""
+    M, K = a.shape
+    n_total = w.shape[0]
+    gated = act != 0
+    N = n_total // 2 if gated else n_total
+    cfg = gemm_config(M, n_total, K, a.device)
+    bias_arg = sa if bias is None else bias
+    so_arg = sa if so is None else so
+    q_arg = c if q is None else q
+    with device_guard(a):
+        if cfg[0] == "swap":
+            _, bm, bn, bk, split, k_per_split, warps, stages = cfg
+            tiles = triton.cdiv(N, bn)
+            if split > 1:
+                ws = torch.empty(tiles * split * (2 if gated else 1) * bn * bm,
+                                 dtype=FP32, device=a.device)
+                locks = _SPLIT_LOCKS.get(a.device, tiles)
+            else:
+                ws = locks = sa  # unused
+            _fp8_gemm_swap_kernel[(tiles * split,)](
+                a, w, sa, sw, bias_arg, so_arg, c, q_arg, ws, locks, M, N, K, c.shape[1],
+                k_per_split, EPI=epi, GATED=gated, ACT=act, BLOCK_M=bm, BLOCK_N=bn,
+                BLOCK_K=bk, SPLIT=split, EVEN_K=K % bk == 0, IMPRECISE=IMPRECISE_ACC,
+                num_warps=warps, num_stages=stages,
+            )
+        else:
+            _, bm, bn, bk, group, warps, stages = cfg
+            grid = (triton.cdiv(M, bm) * triton.cdiv(N, bn),)
+            _fp8_gemm_kernel[grid](
+                a, w, sa, sw, bias_arg, so_arg, c, q_arg, M, N, K, c.shape[1],
+                EPI=epi, GATED=gated, ACT=act, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk,
+                GROUP_M=group, EVEN_K=K % bk == 0, IMPRECISE=IMPRECISE_ACC,
+                num_warps=warps, num_stages=stages,
+            )
+
+
+def launch_quantize_input(x, sx, input_fp8):
+    M, K = x.shape
+    P = input_fp8.shape[0]
+    block_k = min(1024, triton.next_power_of_2(K))
+    block_r = max(1, 2048 // block_k)
+    grid = (triton.cdiv(P, block_r), triton.cdiv(K, block_k))
+    with device_guard(x):
+        _quantize_input_kernel[grid](x, sx, input_fp8, M, P, K, BLOCK_R=block_r,
+                                     BLOCK_K=block_k, num_warps=4)
+
+
+# ----------------------------------------------------------------------------
+# Validation helpers (spec phrases; RuntimeError unless the spec says ValueError)
+# ----------------------------------------------------------------------------
+
+
+def check_matrix(t, name, dtype):
+    check_tensor(t, name, dtype)
+    if t.dim() != 2:
+        raise RuntimeError(f"{name} must be 2-D, got {t.dim()} dimensions")
+    if t.shape[0] == 0 or t.shape[1] == 0:
+        raise RuntimeError(f"{name} dimensions must be non-zero, got {tuple(t.shape)}")
+
+
+def check_scale(t, name):
+    check_tensor(t, name, FP32)
+    if t.numel() != 1:
+        raise RuntimeError(f"{name} must contain exactly one value, got {t.numel()}")
+
+
+def check_bias(b, name, n, what):
+    check_tensor(b, name, BF16)
+    if b.dim() != 1 or b.shape[0] != n:
+        raise RuntimeError(f"{name} length must match {what}, got shape {tuple(b.shape)} "
+                           f"for {n}")
+
+
+def check_out(t, name, dtype, shape, what):
+    check_tensor(t, name, dtype)
+    if tuple(t.shape) != tuple(shape):
+        raise RuntimeError(f"{what}, got {tuple(t.shape)}")
+
+
+def same_device(*named):
+    check_same_device([(n, t) for n, t in named if t is not None])
+
+
+def padded_rows(x, pad_to, input_fp8):
+    """P of spec §1.3: pad_to if given; else the rows of a passed input_fp8; else
+    the default (NVIDIA Thor, sm_110, pads 9 <= M <= 128 to a multiple of 64;
+    everywhere else P = M)."""
+    M = x.shape[0]
+    if pad_to is not None:
+        if isinstance(pad_to, bool) or not isinstance(pad_to, (int, torch.SymInt)):
+            raise ValueError(f"pad_to must be an int or None, got {type(pad_to).__name__}")
+        if pad_to < M:
+            raise ValueError(f"pad_to must be >= input.shape[0], got pad_to={pad_to} for M={M}")
+        return pad_to
+    if input_fp8 is not None and input_fp8.dim() == 2:
+        if input_fp8.shape[0] < M:
+            raise ValueError("all scratch outputs must use input_fp8.shape[0] padded rows, "
+                             f"and input_fp8 must have >= input.shape[0] = {M} rows, "
+                             f"got {input_fp8.shape[0]}")
+        return input_fp8.shape[0]
+    if (x.device.type == "cuda" and getattr(torch.version, "hip", None) is None
+            and torch.cuda.get_device_capability(x.device) == (11, 0)):
+        if 9 <= M <= 128:
+            return (M + 63) // 64 * 64
+    return M
+
+
+def check_padded(P, named):
+    """Every passed scratch buffer of a BF16-entry call must have P rows."""
+    for name, t in named:
+        if t is not None and (t.dim() != 2 or t.shape[0] != P):
+            raise ValueError(f"all scratch outputs must use input_fp8.shape[0] padded rows: "
+                             f"{name} has shape {tuple(t.shape)}, expected {P} rows")
+
