@@ -93,7 +93,9 @@ def fp32_reciprocal(scale):
 
 
 def quantize_fp8_static(v, scale):
-    inv = fp32_reciprocal(scale).to(v.device)
+    # A 0-dim CPU tensor enters a CUDA op as a scalar (no host-to-device copy), so
+    # the reference can be captured in a CUDA graph (benchmarks).
+    inv = fp32_reciprocal(scale)
     return (v.float() * inv).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
 
 
