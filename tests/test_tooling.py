@@ -166,3 +166,24 @@ def test_compare_gemm_p99_on_large_outputs():
     noisy = ref + 1e-3 * torch.randn(ref.shape, generator=torch.Generator().manual_seed(1))
     assert compare_gemm(noisy, ref, p99_abs=5e-3).ok
     assert not compare_gemm(noisy + 0.01, ref, p99_abs=5e-3).ok
+
+
+def test_stack_gate_checks_every_layer():
+    """The FFN-stack benchmark gate (flashrt_tools/bench/ffn_stack.py) verifies each
+    layer on its own input and names the first layer that fails."""
+    from flashrt_tools.bench.ffn_stack import _first_failure
+
+    gen = torch.Generator().manual_seed(0)
+    weights = [torch.randn(8, 8, generator=gen) for _ in range(3)]
+    inputs = [torch.randn(4, 8, generator=gen).to(torch.bfloat16) for _ in weights]
+
+    def reference(i, x):
+        return (x.float() @ weights[i].t()).to(torch.bfloat16)
+
+    def wrong_last_layer(i, x):
+        y = reference(i, x)
+        return y * 1.25 if i == 2 else y
+
+    tol = {"p99_abs": 2.0 ** -5}
+    assert _first_failure(reference, reference, inputs, tol) is None
+    assert _first_failure(wrong_last_layer, reference, inputs, tol).startswith("layer 2:")

@@ -4,8 +4,8 @@ Grid:
 * fp8_gemm_bf16 alone (the same kernel as flashrt-fp8-ffn) at the merged gate/up
   widths: PI0.5 decoder (K 1024 -> 2H 8192) and PI0.5 GeGLU (K 2048 -> 2H 32768),
   M in {1, 8, 16, 64, 128, 512, 1024, 4096}; library = torch._scaled_mm.
-* bf16_fp8_{geglu,swiglu}_mlp_bf16 layer stacks, distinct weights per layer (one
-  layer's BF16 output feeds the next): PI0.5 decoder GeGLU (10, 1024->4096->1024) x 18,
+* bf16_fp8_{geglu,swiglu}_mlp_bf16 layer stacks, distinct weights per layer, each
+  layer on its own calibrated BF16 input (flashrt_tools/bench/ffn_stack.py says why): PI0.5 decoder GeGLU (10, 1024->4096->1024) x 18,
   PI0.5 encoder GeGLU (560, 2048->16384->2048) x 4 (4 of 18 layers: 100 MB of FP8
   weights each, the eager fp32 baseline takes ~3 ms per layer), GROOT action DiT
   SwiGLU (41, 1536->6144->1536) x 32, SigLIP-shaped SwiGLU (512, 1152->4304->1152) x 27.
@@ -21,6 +21,7 @@ reference.
 Run: ``flashrt bench fp8-swiglu-ffn`` on a GPU.
 """
 
+import functools
 import math
 import sys
 from pathlib import Path
@@ -30,8 +31,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from flashrt_tools.bench.harness import graph_us, measure_row, rotation_sets  # noqa: E402
-from flashrt_tools.tolerance import compare  # noqa: E402
+from flashrt_tools.bench.harness import measure_row, rotation_sets  # noqa: E402
+from flashrt_tools.bench.ffn_stack import measure_stack  # noqa: E402
 
 FP8, BF16 = torch.float8_e4m3fn, torch.bfloat16
 BENCH_TOL = {"gemm": {"p99_abs": 2.0 ** -5}}
@@ -151,72 +152,43 @@ def _library_layer(x, L, act):
     return _scaled_mm(hq, L["down_weight"], L["hidden_scale"], L["down_weight_scale"])
 
 
-def _stack_rows(ctx, pad):
-    import torch._inductor.config as inductor_config
-
+def _stack_rows(ctx):
     rows = []
     stacks = STACKS[:1] + STACKS[2:3] if ctx.quick else STACKS
     for model, act, M, K, H, N, n_layers in stacks:
         g = torch.Generator(device="cuda").manual_seed(0)
         layers = [_layer_weights(K, H, N, g) for _ in range(n_layers)]
-        x0 = torch.randn((M, K), generator=g, device="cuda").to(BF16)
-        x = x0
-        for L in layers:  # static calibration: scales from one eager pass
+        inputs = [torch.randn((M, K), generator=g, device="cuda").to(BF16) for _ in layers]
+        for L, x in zip(layers, inputs):  # static calibration on the layer's own input
             L["input_scale"] = (x.float().abs().amax() / (0.9 * 448)).reshape(1)
             gu = _eager_gemm(_q8(x, L["input_scale"]), L["gate_up_weight"], L["input_scale"],
                              L["gate_up_weight_scale"])
             L["hidden_scale"] = (_act_mul(gu, act).abs().amax() / (0.9 * 448)).reshape(1)
-            y = _eager_layer(x, L, act)  # fold 1/std into the down scale: outputs stay O(1)
-            L["down_weight_scale"] = L["down_weight_scale"] / y.float().std()
-            x = _eager_layer(x, L, act)
         bufs = [(torch.empty(M, K, dtype=FP8, device="cuda"),
                  torch.empty(M, 2 * H, dtype=BF16, device="cuda"),
                  torch.empty(M, H, dtype=FP8, device="cuda"),
                  torch.empty(M, N, dtype=BF16, device="cuda")) for _ in layers]
-        sets = [x0, (x0 * 0.5 + 0.1).to(BF16)]
         fn = getattr(ctx.kernel, f"bf16_fp8_{act}_mlp_bf16")
 
-        def ours(x):
-            for L, b in zip(layers, bufs):
-                x = fn(x, L["gate_up_weight"], L["down_weight"], L["input_scale"],
-                       L["gate_up_weight_scale"], L["hidden_scale"], L["down_weight_scale"], *b)
-            return x
+        def ours(i, x, fn=fn):
+            L = layers[i]
+            return fn(x, L["gate_up_weight"], L["down_weight"], L["input_scale"],
+                      L["gate_up_weight_scale"], L["hidden_scale"], L["down_weight_scale"],
+                      *bufs[i])
 
-        def eager(x):
-            for L in layers:
-                x = _eager_layer(x, L, act)
-            return x
-
-        torch._dynamo.reset()
-        with inductor_config.patch(emulate_precision_casts=True):
-            lib_layer = torch.compile(_library_layer, dynamic=False)
-
-            def library(x):
-                for L in layers:
-                    x = lib_layer(x, L, act)
-                return x
-
-            def library_eager(x):
-                for L in layers:
-                    x = _library_layer(x, L, act)
-                return x
-
-            shape = f"M={M},K={K},H={H},N={N},layers={n_layers}"
-            wbytes = n_layers * (2 * H * K + N * H)
-            nbytes = wbytes + n_layers * M * (2 * K + 2 * N)
-            flops = n_layers * 2 * M * (K * 2 * H + H * N)
-            row = measure_row(op=f"bf16_fp8_{act}_mlp_bf16 stack", shape=shape, model=model,
-                              sets=sets, ours=ours, reference=eager, library=library,
-                              formats=("gemm",), nbytes=nbytes, flops=flops,
-                              copy_gbps=ctx.copy_gbps, compare_kwargs=BENCH_TOL, log=ctx.log)
-            if row.get("label") != "reject":
-                v = compare("gemm", library_eager(sets[0]), eager(sets[0]), **BENCH_TOL["gemm"])
-                row["library_eager_us"] = graph_us(library_eager, sets) if v.ok else None
-        row["weight_floor_us"] = wbytes / (ctx.copy_gbps * 1e3)
+        wbytes = n_layers * (2 * H * K + N * H)
+        row = measure_stack(
+            op=f"bf16_fp8_{act}_mlp_bf16 stack", shape=f"M={M},K={K},H={H},N={N},layers={n_layers}",
+            model=model, layers=layers, inputs=inputs, ours=ours,
+            reference_layer=functools.partial(_eager_layer, act=act),
+            library_layer=functools.partial(_library_layer, act=act),
+            nbytes=wbytes + n_layers * M * (2 * K + 2 * N), weight_bytes=wbytes,
+            flops=n_layers * 2 * M * (K * 2 * H + H * N), copy_gbps=ctx.copy_gbps,
+            tol=BENCH_TOL["gemm"], log=ctx.log)
         row["library_note"] = ("library_us: torch.compile(per layer) of torch._scaled_mm + "
                                "act*up/quantize; library_eager_us: the same eager")
         rows.append(row)
-        del layers, bufs
+        del layers, bufs, inputs
         torch.cuda.empty_cache()
     return rows
 
@@ -224,7 +196,7 @@ def _stack_rows(ctx, pad):
 def benchmark(ctx):
     torch.backends.cuda.matmul.allow_tf32 = False
     pad = _scaled_mm_needs_pad()
-    return _gemm_rows(ctx, pad) + _stack_rows(ctx, pad)
+    return _gemm_rows(ctx, pad) + _stack_rows(ctx)
 
 
 def target_notes(rows):
