@@ -57,7 +57,10 @@ def select(names):
 
 # Shared modules that only some packages carry (packages cannot import each other):
 # common/<file> -> the packages `flashrt sync` copies it into.
-SHARED_MODULES = {"fp8_gemm.py": ("flashrt-fp8-ffn", "flashrt-fp8-swiglu-ffn")}
+SHARED_MODULES = {
+    "fp8_gemm.py": ("flashrt-fp8-ffn", "flashrt-fp8-swiglu-ffn"),
+    "nvfp4_codec.py": ("flashrt-nvfp4", "flashrt-fused-quant", "flashrt-smallm-gemm"),
+}
 
 
 def common_files(package_name=None):

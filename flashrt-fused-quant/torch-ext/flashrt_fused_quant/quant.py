@@ -30,55 +30,15 @@ from triton.language.extra import libdevice
 from ._host import (check_same_device, check_tensor, device_guard, interpreting,
                     launch_directly)
 from ._ops import add_op_namespace_prefix
+from .nvfp4_codec import ceil_ue4m3, e2m1_code, swizzled_offset, ue4m3_unsigned
 
 _BF16 = torch.bfloat16
 _U8 = torch.uint8
 
 
 # ----------------------------------------------------------------------------
-# Triton device helpers (NVFP4 encode)
+# Triton device helpers (the NVFP4 encode rules live in nvfp4_codec.py)
 # ----------------------------------------------------------------------------
-
-
-@triton.jit
-def _ceil_ue4m3(t):
-    """UE4M3 byte of the smallest representable scale >= t (spec §6.2 step 3), int32."""
-    bits = t.to(tl.int32, bitcast=True)
-    ue = ((bits >> 23) & 0xFF) - 127 + 7
-    mant = bits & 0x7FFFFF
-    m = (mant >> 20) + ((mant & 0xFFFFF) != 0).to(tl.int32)
-    carry = m == 8
-    m = tl.where(carry, 0, m)
-    ue = tl.where(carry, ue + 1, ue)
-    e_norm = tl.where(ue >= 15, 0xFE, (ue << 3) | m)
-    # ue <= 0: t < 2^-6 (fp32 subnormals included); t * 512 is exact
-    m_sub = tl.math.ceil(t * 512.0).to(tl.int32)
-    e_sub = tl.where(m_sub > 7, 0x08, tl.maximum(m_sub, 1))
-    e = tl.where(ue <= 0, e_sub, e_norm)
-    e = tl.where(t > 240.0, 0xFE, e)
-    return tl.where(t <= 0.0, 0, e)  # NaN: not <= 0, not > 240, ue >= 15 -> 0xFE
-
-
-@triton.jit
-def _ue4m3_unsigned(e):
-    """fp32 value of a UE4M3 byte (int32), sign bit ignored."""
-    e = e & 0x7F
-    E = e >> 3
-    m = e & 7
-    normal = (((E + 120) << 23) | (m << 20)).to(tl.float32, bitcast=True)
-    return tl.where(E == 0, m.to(tl.float32) * 0.001953125, normal)
-
-
-@triton.jit
-def _e2m1_code(v):
-    """E2M1 nibble of fp32 v: |v| thresholds (ties away from zero, saturate at 6),
-    sign bit 0x8 for v < 0 (an exact -0.0 gives 0x0), NaN -> 7."""
-    a = tl.abs(v)
-    c = ((a >= 0.25).to(tl.int32) + (a >= 0.75).to(tl.int32) + (a >= 1.25).to(tl.int32)
-         + (a >= 1.75).to(tl.int32) + (a >= 2.5).to(tl.int32) + (a >= 3.5).to(tl.int32)
-         + (a >= 5.0).to(tl.int32))
-    c = tl.where(a != a, 7, c)
-    return c | tl.where(v < 0.0, 8, 0)
 
 
 @triton.jit
@@ -116,18 +76,15 @@ def _silu_mul_quant_nvfp4_kernel(
     y_hi = _silu_mul_bf16((b_g & -65536).to(tl.float32, bitcast=True),
                           (b_u & -65536).to(tl.float32, bitcast=True), LIBDEVICE_EXP)
     amax = tl.max(tl.maximum(tl.abs(y_lo), tl.abs(y_hi)), 2)  # [BLOCK_R, G]
-    e = _ceil_ue4m3(tl.div_rn(amax, 6.0))
-    s = _ue4m3_unsigned(e)
+    e = ceil_ue4m3(tl.div_rn(amax, 6.0))
+    s = ue4m3_unsigned(e)
     inv = tl.where(s > 0.0, tl.div_rn(1.0, tl.where(s > 0.0, s, 1.0)), 0.0)[:, :, None]
-    byte = _e2m1_code(y_lo * inv) | (_e2m1_code(y_hi * inv) << 4)
+    byte = e2m1_code(y_lo * inv) | (e2m1_code(y_hi * inv) << 4)
     tl.store(packed_ptr + i_r[:, None, None] * (n_blocks * 8) + o_col, byte.to(tl.uint8),
              mask=m3)
 
-    r = i_r[:, None]
-    c = i_b[None, :]
-    o_sf = (((r // 128) * n_col_super + c // 4) * 512 + (r % 32) * 16
-            + ((r % 128) // 32) * 4 + (c % 4))
-    tl.store(scales_ptr + o_sf, e.to(tl.uint8), mask=m2)
+    tl.store(scales_ptr + swizzled_offset(i_r[:, None], i_b[None, :], n_col_super),
+             e.to(tl.uint8), mask=m2)
 
 
 @functools.lru_cache(maxsize=None)

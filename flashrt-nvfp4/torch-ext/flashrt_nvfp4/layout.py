@@ -19,6 +19,7 @@ import triton.language as tl
 
 from ._host import check_same_device, check_tensor, device_guard, launch_directly
 from ._ops import add_op_namespace_prefix
+from .nvfp4_codec import swizzled_offset
 
 _U8 = torch.uint8
 _BLOCK_R = 32
@@ -35,11 +36,7 @@ def _sf_linear_to_swizzled_kernel(
     o_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     m = (o_r < rows)[:, None] & (o_c < nb)[None, :]
     b_s = tl.load(src_ptr + o_r[:, None] * nb + o_c[None, :], mask=m)
-    r = o_r[:, None]
-    c = o_c[None, :]
-    o_out = (((r // 128) * n_col_super + c // 4) * 512 + (r % 32) * 16
-             + ((r % 128) // 32) * 4 + (c % 4))
-    tl.store(out_ptr + o_out, b_s, mask=m)
+    tl.store(out_ptr + swizzled_offset(o_r[:, None], o_c[None, :], n_col_super), b_s, mask=m)
 
 
 def nvfp4_sf_swizzled_bytes(rows: int, D: int) -> int:

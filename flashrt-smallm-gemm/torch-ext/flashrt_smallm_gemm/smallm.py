@@ -33,6 +33,7 @@ import triton.language as tl
 from ._host import (check_same_device, check_tensor, device_guard, interpreting,
                     launch_directly)
 from ._ops import add_op_namespace_prefix
+from .nvfp4_codec import ceil_ue4m3, e2m1_code, swizzled_offset, ue4m3_unsigned
 
 _BF16 = torch.bfloat16
 _U8 = torch.uint8
@@ -43,13 +44,6 @@ MAX_DECODE_ROWS = 64  # nvfp4_w4a4_decode_matvec_bf16out: M = 1..64
 # ----------------------------------------------------------------------------
 # Triton device helpers
 # ----------------------------------------------------------------------------
-
-
-@triton.jit
-def _swz(r, c, n_col_super):
-    """Swizzled 128x4 super-tile byte offset of logical scale (r, c) (spec §0.3)."""
-    return (((r // 128) * n_col_super + c // 4) * 512 + (r % 32) * 16
-            + ((r % 128) // 32) * 4 + (c % 4))
 
 
 @triton.jit
@@ -120,13 +114,13 @@ def _nvfp4_gemm_kernel(
         m_wb = m_n[:, None] & m_kb[None, :]
         w_lo, w_hi = _dequant_tile(
             b_ptr + o_n[:, None, None] * KH + o_kh[None, :, :],
-            sfb_ptr + _swz(o_n[:, None], o_kb[None, :], n_col_super),
+            sfb_ptr + swizzled_offset(o_n[:, None], o_kb[None, :], n_col_super),
             m_wb[:, :, None], m_wb, BLOCK_N, BLOCK_KH)
         m_ab = m_m[:, None] & m_kb[None, :]
         if A_FP4:
             a_lo, a_hi = _dequant_tile(
                 a_ptr + o_m[:, None, None] * KH + o_kh[None, :, :],
-                sfa_ptr + _swz(o_m[:, None], o_kb[None, :], n_col_super),
+                sfa_ptr + swizzled_offset(o_m[:, None], o_kb[None, :], n_col_super),
                 m_ab[:, :, None], m_ab, BLOCK_M, BLOCK_KH)
         else:
             wd = tl.load(a_ptr + o_m[:, None, None] * KH + o_kh[None, :, :],
@@ -168,45 +162,8 @@ def _splitk_reduce_kernel(ws_ptr, bias_ptr, out_ptr, MN, N, alpha,
 
 
 # ----------------------------------------------------------------------------
-# NVFP4 encode (weight quantizer): same rules as flashrt-fused-quant
+# NVFP4 encode (weight quantizer): nvfp4_codec.py, the rules of flashrt-fused-quant
 # ----------------------------------------------------------------------------
-
-
-@triton.jit
-def _ceil_ue4m3(t):
-    """UE4M3 byte of the smallest representable scale >= t (round up; > 240 -> 0xFE)."""
-    bits = t.to(tl.int32, bitcast=True)
-    ue = ((bits >> 23) & 0xFF) - 127 + 7
-    mant = bits & 0x7FFFFF
-    m = (mant >> 20) + ((mant & 0xFFFFF) != 0).to(tl.int32)
-    carry = m == 8
-    m = tl.where(carry, 0, m)
-    ue = tl.where(carry, ue + 1, ue)
-    e_norm = tl.where(ue >= 15, 0xFE, (ue << 3) | m)
-    m_sub = tl.math.ceil(t * 512.0).to(tl.int32)
-    e_sub = tl.where(m_sub > 7, 0x08, tl.maximum(m_sub, 1))
-    e = tl.where(ue <= 0, e_sub, e_norm)
-    e = tl.where(t > 240.0, 0xFE, e)
-    return tl.where(t <= 0.0, 0, e)
-
-
-@triton.jit
-def _ue4m3_unsigned(e):
-    e = e & 0x7F
-    E = e >> 3
-    m = e & 7
-    normal = (((E + 120) << 23) | (m << 20)).to(tl.float32, bitcast=True)
-    return tl.where(E == 0, m.to(tl.float32) * 0.001953125, normal)
-
-
-@triton.jit
-def _e2m1_code(v):
-    a = tl.abs(v)
-    c = ((a >= 0.25).to(tl.int32) + (a >= 0.75).to(tl.int32) + (a >= 1.25).to(tl.int32)
-         + (a >= 1.75).to(tl.int32) + (a >= 2.5).to(tl.int32) + (a >= 3.5).to(tl.int32)
-         + (a >= 5.0).to(tl.int32))
-    c = tl.where(a != a, 7, c)
-    return c | tl.where(v < 0.0, 8, 0)
 
 
 @triton.jit(do_not_specialize=["n_rows"])
@@ -222,12 +179,12 @@ def _quantize_weight_kernel(w_ptr, packed_ptr, scales_ptr, n_rows, n_blocks, n_c
     v_lo = (wd << 16).to(tl.float32, bitcast=True) * global_scale
     v_hi = (wd & -65536).to(tl.float32, bitcast=True) * global_scale
     amax = tl.max(tl.maximum(tl.abs(v_lo), tl.abs(v_hi)), 2)
-    e = _ceil_ue4m3(tl.div_rn(amax, 6.0))
-    s = _ue4m3_unsigned(e)
+    e = ceil_ue4m3(tl.div_rn(amax, 6.0))
+    s = ue4m3_unsigned(e)
     inv = tl.where(s > 0.0, tl.div_rn(1.0, tl.where(s > 0.0, s, 1.0)), 0.0)[:, :, None]
-    byte = _e2m1_code(v_lo * inv) | (_e2m1_code(v_hi * inv) << 4)
+    byte = e2m1_code(v_lo * inv) | (e2m1_code(v_hi * inv) << 4)
     tl.store(packed_ptr + o, byte.to(tl.uint8), mask=m3)
-    tl.store(scales_ptr + _swz(i_r[:, None], i_b[None, :], n_col_super), e.to(tl.uint8), mask=m2)
+    tl.store(scales_ptr + swizzled_offset(i_r[:, None], i_b[None, :], n_col_super), e.to(tl.uint8), mask=m2)
 
 
 # ----------------------------------------------------------------------------

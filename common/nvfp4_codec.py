@@ -1,0 +1,66 @@
+"""NVFP4 encode/decode helpers shared by the NVFP4 packages (spec gemm-quant.md §0.3, §6.2).
+
+Triton device functions, inlined into the calling kernels:
+
+* ``swizzled_offset``: byte offset of logical scale (r, c) in the 128x4 super-tile
+  layout: ``((r // 128) * n_col_super + c // 4) * 512 + (r % 32) * 16
+  + ((r % 128) // 32) * 4 + c % 4``.
+* ``ceil_ue4m3``: the UE4M3 scale byte of an encode (round up; > 240 -> 0xFE).
+* ``ue4m3_unsigned``: fp32 value of a scale byte, sign bit ignored.
+* ``e2m1_code``: the E2M1 nibble of a value (ties away from zero, saturating).
+
+One source of truth: common/nvfp4_codec.py, copied by `flashrt sync` into
+flashrt-nvfp4, flashrt-fused-quant and flashrt-smallm-gemm (packages cannot
+import each other).
+"""
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def swizzled_offset(r, c, n_col_super):
+    """Swizzled 128x4 super-tile byte offset of logical scale (r, c) (spec §0.3)."""
+    return (((r // 128) * n_col_super + c // 4) * 512 + (r % 32) * 16
+            + ((r % 128) // 32) * 4 + (c % 4))
+
+
+@triton.jit
+def ceil_ue4m3(t):
+    """UE4M3 byte of the smallest representable scale >= t (spec §6.2 step 3), int32."""
+    bits = t.to(tl.int32, bitcast=True)
+    ue = ((bits >> 23) & 0xFF) - 127 + 7
+    mant = bits & 0x7FFFFF
+    m = (mant >> 20) + ((mant & 0xFFFFF) != 0).to(tl.int32)
+    carry = m == 8
+    m = tl.where(carry, 0, m)
+    ue = tl.where(carry, ue + 1, ue)
+    e_norm = tl.where(ue >= 15, 0xFE, (ue << 3) | m)
+    # ue <= 0: t < 2^-6 (fp32 subnormals included); t * 512 is exact
+    m_sub = tl.math.ceil(t * 512.0).to(tl.int32)
+    e_sub = tl.where(m_sub > 7, 0x08, tl.maximum(m_sub, 1))
+    e = tl.where(ue <= 0, e_sub, e_norm)
+    e = tl.where(t > 240.0, 0xFE, e)
+    return tl.where(t <= 0.0, 0, e)  # NaN: not <= 0, not > 240, ue >= 15 -> 0xFE
+
+
+@triton.jit
+def ue4m3_unsigned(e):
+    """fp32 value of a UE4M3 byte (int32), sign bit ignored."""
+    e = e & 0x7F
+    E = e >> 3
+    m = e & 7
+    normal = (((E + 120) << 23) | (m << 20)).to(tl.float32, bitcast=True)
+    return tl.where(E == 0, m.to(tl.float32) * 0.001953125, normal)
+
+
+@triton.jit
+def e2m1_code(v):
+    """E2M1 nibble of fp32 v: |v| thresholds (ties away from zero, saturate at 6),
+    sign bit 0x8 for v < 0 (an exact -0.0 gives 0x0), NaN -> 7."""
+    a = tl.abs(v)
+    c = ((a >= 0.25).to(tl.int32) + (a >= 0.75).to(tl.int32) + (a >= 1.25).to(tl.int32)
+         + (a >= 1.75).to(tl.int32) + (a >= 2.5).to(tl.int32) + (a >= 3.5).to(tl.int32)
+         + (a >= 5.0).to(tl.int32))
+    c = tl.where(a != a, 7, c)
+    return c | tl.where(v < 0.0, 8, 0)
