@@ -169,9 +169,9 @@ def test_compare_gemm_p99_on_large_outputs():
 
 
 def test_stack_gate_checks_every_layer():
-    """The FFN-stack benchmark gate (flashrt_tools/bench/ffn_stack.py) verifies each
+    """The FFN-stack benchmark gate (flashrt_tools/bench/fp8_ffn.py) verifies each
     layer on its own input and names the first layer that fails."""
-    from flashrt_tools.bench.ffn_stack import _first_failure
+    from flashrt_tools.bench.fp8_ffn import _first_failure
 
     gen = torch.Generator().manual_seed(0)
     weights = [torch.randn(8, 8, generator=gen) for _ in range(3)]
