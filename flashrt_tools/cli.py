@@ -40,7 +40,7 @@ def _cmd_validate(args):
 def _cmd_bench(args):
     from .bench.run import bench
 
-    return bench(args.packages, quick=args.quick, out_root=args.results)
+    return bench(args.packages, quick=args.quick, out_root=args.results, only=args.only)
 
 
 def main(argv=None):
@@ -61,6 +61,9 @@ def main(argv=None):
         if name == "bench":
             p.add_argument("--quick", action="store_true", help="fewer shapes and repeats")
             p.add_argument("--results", default=None, help="results root (default: results/)")
+            p.add_argument("--only", action="append", default=None, metavar="SUBSTR",
+                           help="measure only rows whose 'op shape' contains SUBSTR (repeatable) "
+                                "and merge them into the existing results JSON")
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -187,3 +187,25 @@ def test_stack_gate_checks_every_layer():
     tol = {"p99_abs": 2.0 ** -5}
     assert _first_failure(reference, reference, inputs, tol) is None
     assert _first_failure(wrong_last_layer, reference, inputs, tol).startswith("layer 2:")
+
+
+def test_bench_merge_replaces_remeasured_rows_in_place():
+    """`flashrt bench --only`: re-measured rows replace their earlier versions in
+    place, other rows and notes are kept, rows new to the run are appended."""
+    from flashrt_tools.bench import harness
+    from flashrt_tools.bench.run import merge_notes, merge_rows
+
+    old = [{"op": "a", "shape": "M=1", "ours_us": 1.0}, {"op": "b", "shape": "M=1", "ours_us": 2.0}]
+    new = [{"op": "b", "shape": "M=1", "ours_us": 1.5}, {"op": "c", "shape": "M=4", "ours_us": 3.0}]
+    merged = merge_rows(old, new)
+    assert [(r["op"], r["ours_us"]) for r in merged] == [("a", 1.0), ("b", 1.5), ("c", 3.0)]
+    notes = merge_notes(["a M=1: met", "b M=1: MISSED x"], ["b M=1: met", "c M=4: met"], new)
+    assert notes == ["a M=1: met", "b M=1: met", "c M=4: met"]
+
+    harness.select_rows(["b M=", "c"])
+    try:
+        assert harness.skipped_row("a", "M=1") == {"op": "a", "shape": "M=1", "skipped": True}
+        assert harness.skipped_row("b", "M=1") is None and harness.skipped_row("c", "M=4") is None
+    finally:
+        harness.select_rows(None)
+    assert harness.skipped_row("a", "M=1") is None

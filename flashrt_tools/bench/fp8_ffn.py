@@ -30,7 +30,8 @@ from typing import Callable, Sequence
 import torch
 
 from ..tolerance import compare
-from .harness import finish_row, graph_us, host_loop_us, measure_row, rotation_sets
+from .harness import (finish_row, graph_us, host_loop_us, measure_row, rotation_sets,
+                      skipped_row)
 
 FP8, BF16 = torch.float8_e4m3fn, torch.bfloat16
 BENCH_TOL = {"gemm": {"p99_abs": 2.0 ** -5}}
@@ -165,6 +166,9 @@ def measure_stack(*, op: str, shape: str, model: str, layers: Sequence[dict],
     def library(i, x):
         return library_layer(x, layers[i])
 
+    skipped = skipped_row(op, shape)
+    if skipped:
+        return skipped
     row = {"op": op, "shape": shape, "model": model, "bytes": nbytes, "flops": flops,
            "verification": "per layer, each on its own calibrated input"}
     failure = _first_failure(ours, reference, inputs, tol)

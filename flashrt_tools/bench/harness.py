@@ -32,6 +32,22 @@ TIMING_METHOD = (
 TRIALS = 15
 LOOP_CALLS = 50
 
+# `flashrt bench --only`: substrings of "op shape" to measure; None = every row.
+_ONLY = None
+
+
+def select_rows(substrings):
+    """Measure only rows whose "op shape" contains one of ``substrings`` (None: all)."""
+    global _ONLY
+    _ONLY = tuple(substrings) if substrings else None
+
+
+def skipped_row(op: str, shape: str):
+    """A placeholder row when ``op shape`` is not selected, else None."""
+    if _ONLY is None or any(s in f"{op} {shape}" for s in _ONLY):
+        return None
+    return {"op": op, "shape": shape, "skipped": True}
+
 
 def gpu_slug(name: str) -> str:
     return "-".join("".join(c if c.isalnum() else " " for c in name.lower()).split())
@@ -212,6 +228,10 @@ def measure_row(*, op: str, shape: str, sets: Sequence, ours: Callable, referenc
     keyword arguments for the comparators (e.g. {"gemm": {"p99_abs": ...}}).
     """
     from ..tolerance import compare
+
+    skipped = skipped_row(op, shape)
+    if skipped:
+        return skipped
 
     def judge_all(got, want):
         got = got if isinstance(got, (tuple, list)) else (got,)

@@ -26,7 +26,25 @@ class BenchContext:
     log: object = print
 
 
-def bench(package_names=(), *, quick=False, out_root=None, log=print) -> int:
+def merge_rows(old_rows, new_rows):
+    """Rows of an earlier run with the re-measured ones replaced (same op and shape),
+    in the earlier order; rows new to this run are appended."""
+    fresh = {(r["op"], r["shape"]): r for r in new_rows}
+    merged = [fresh.pop((r["op"], r["shape"]), r) for r in old_rows]
+    return merged + [r for r in new_rows if (r["op"], r["shape"]) in fresh]
+
+
+def merge_notes(old_notes, new_notes, new_rows):
+    """Target notes after a merge: a note starts with "op shape"; the re-measured
+    rows' notes replace the earlier ones."""
+    fresh = [f"{r['op']} {r['shape']}" for r in new_rows]
+    kept = [n for n in old_notes if not any(n.startswith(k) for k in fresh)]
+    return kept + new_notes
+
+
+def bench(package_names=(), *, quick=False, out_root=None, only=None, log=print) -> int:
+    """Run the benchmarks. ``only``: substrings of "op shape"; just those rows are
+    measured and merged into the package's existing JSON (its other rows are kept)."""
     if not torch.cuda.is_available():
         raise SystemExit("flashrt bench needs a CUDA GPU (timings on the interpreter mean nothing)")
     env = harness.environment()
@@ -36,6 +54,7 @@ def bench(package_names=(), *, quick=False, out_root=None, log=print) -> int:
     log(f"device-to-device copy ceiling: {env['copy_gbps']:.0f} GB/s (read + write)")
     out_dir = (out_root and __import__("pathlib").Path(out_root) or RESULTS) / env["gpu_slug"]
     out_dir.mkdir(parents=True, exist_ok=True)
+    harness.select_rows(only)
     for pkg in select(package_names):
         modules = sorted((pkg.root / "benchmarks").glob("bench_*.py"))
         if not modules:
@@ -48,13 +67,23 @@ def bench(package_names=(), *, quick=False, out_root=None, log=print) -> int:
         for path in modules:
             module = load_file(path, f"_flashrt_bench_{pkg.python_name}_{path.stem}")
             log(f"[{pkg.name}] {path.name}")
-            new_rows = module.benchmark(ctx)
+            new_rows = [r for r in module.benchmark(ctx) if not r.get("skipped")]
+            for r in new_rows:
+                r["date"] = env["date"]
             rows += new_rows
             if hasattr(module, "target_notes"):
                 notes += module.target_notes(new_rows)
+        json_path = out_dir / f"{pkg.name}.json"
+        if only and json_path.exists():
+            old = json.loads(json_path.read_text())
+            for r in old["rows"]:
+                r.setdefault("date", old["environment"]["date"])
+            notes = merge_notes(old.get("target_notes", []), notes, rows)
+            rows = merge_rows(old["rows"], rows)
+            quick = old.get("quick", quick)
+            log(f"[{pkg.name}] merged {len(rows)} rows (re-measured: {', '.join(only)})")
         record = {"package": pkg.name, "environment": env, "quick": quick, "rows": rows,
                   "target_notes": notes, "seconds": round(time.perf_counter() - t0, 1)}
-        json_path = out_dir / f"{pkg.name}.json"
         json_path.write_text(json.dumps(record, indent=1) + "\n")
         log(f"[{pkg.name}] {len(rows)} rows -> {json_path}")
         report.write_package_report(pkg, record, log=log)
