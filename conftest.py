@@ -16,7 +16,7 @@ from flashrt_tools.repo import Package, ROOT, load_common  # noqa: E402
 from flashrt_tools.validation import device_for_run, load_built  # noqa: E402
 
 if INTERPRETING:
-    load_common("_host").install_exact_interpreter_casts()
+    load_common("_host").install_interpreter_fixes()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -18,7 +18,7 @@ def validate(package_names=(), *, seed=0, log=print) -> int:
     device = device_for_run()
     interp = device.type == "cpu"
     if interp:
-        load_common("_host").install_exact_interpreter_casts()
+        load_common("_host").install_interpreter_fixes()
     where = "CPU, Triton interpreter" if interp else f"{device} ({_gpu_name()})"
     log(f"flashrt validate on {where}")
     rows, failures = [], 0

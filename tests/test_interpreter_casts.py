@@ -68,3 +68,30 @@ def test_known_interpreter_failures_are_fixed():
     y = torch.empty(2, dtype=torch.float8_e4m3fn, device=device)
     _cast_kernel[(1,)](x, y, 2, DST=tl.float8e4nv, BLOCK=2)
     assert y.float().tolist() == [128.0, -32.0]
+
+
+@triton.jit
+def _min_max_kernel(x_ptr, y_ptr, lo_ptr, hi_ptr, n, BLOCK: tl.constexpr):
+    o = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = o < n
+    x = tl.load(x_ptr + o, mask=m)
+    y = tl.load(y_ptr + o, mask=m)
+    tl.store(lo_ptr + o, tl.minimum(x, y), mask=m)
+    tl.store(hi_ptr + o, tl.maximum(x, y), mask=m)
+
+
+def test_min_max_drop_a_nan_operand_like_the_gpu():
+    """tl.minimum / tl.maximum (default propagate_nan) return the non-NaN operand, as
+    the GPU's fminf / fmaxf do: the quantizers' clamp maps NaN to -448 through it.
+    Fails on CPU without the interpreter patch in common/_host.py."""
+    device = device_for_run()
+    nan = float("nan")
+    x = torch.tensor([nan, 1.0, nan, -2.0, 3.0], device=device)
+    y = torch.tensor([5.0, nan, nan, 4.0, -1.0], device=device)
+    lo, hi = torch.empty_like(x), torch.empty_like(x)
+    _min_max_kernel[(1,)](x, y, lo, hi, x.numel(), BLOCK=8)
+    want_lo = torch.fmin(x, y)
+    want_hi = torch.fmax(x, y)
+    assert torch.equal(lo.isnan(), want_lo.isnan()) and torch.equal(hi.isnan(), want_hi.isnan())
+    finite = ~want_lo.isnan()
+    assert torch.equal(lo[finite], want_lo[finite]) and torch.equal(hi[finite], want_hi[finite])

@@ -134,8 +134,32 @@ def install_exact_interpreter_casts():
     return True
 
 
+def install_interpreter_nan_min_max():
+    """Give the interpreter the GPU's NaN rule for ``tl.minimum`` / ``tl.maximum``.
+
+    With the default ``propagate_nan`` they lower to minnumf / maxnumf: on the GPU
+    (fminf / fmaxf) a NaN operand is dropped, but Triton 3.6's interpreter maps them to
+    ``np.minimum`` / ``np.maximum``, which propagate it. Patched to ``np.fmin`` /
+    ``np.fmax``. Idempotent; returns True when installed.
+    """
+    from triton.runtime import interpreter as interp
+
+    np = interp.np  # the interpreter's own numpy (packages do not import numpy themselves)
+    builder = interp.InterpreterBuilder
+    if not getattr(builder, "_flashrt_nan_min_max", False):
+        builder.create_minnumf = lambda self, lhs, rhs: self.binary_op(lhs, rhs, np.fmin)
+        builder.create_maxnumf = lambda self, lhs, rhs: self.binary_op(lhs, rhs, np.fmax)
+        builder._flashrt_nan_min_max = True
+    return True
+
+
+def install_interpreter_fixes():
+    """Exact float casts and GPU NaN min/max in Triton's interpreter (CPU runs)."""
+    return install_exact_interpreter_casts() and install_interpreter_nan_min_max()
+
+
 if interpreting():
-    install_exact_interpreter_casts()
+    install_interpreter_fixes()
 
 
 def launch_directly(t) -> bool:
