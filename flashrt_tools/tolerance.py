@@ -11,6 +11,7 @@ pytest, `flashrt validate` and the benchmarks judge outputs the same way.
              1 ulp. ``atol`` (default 1e-5, far below one bf16 ulp of the O(1)
              values involved) covers results of fp32 cancellation near zero,
              where the ulp itself is tiny.
+* ``fp16``   the bf16 rule for fp16 outputs.
 * ``fp8``    byte parity of E4M3 codes, except a bounded fraction of codes one
              step away (an fp32 value at a rounding boundary, as above).
 * ``gemm``   p99 absolute error, cosine similarity and relative RMS, for
@@ -70,8 +71,18 @@ def compare_exact(got, ref) -> Verdict:
 
 def compare_bf16(got: torch.Tensor, ref: torch.Tensor, *, ulps: int = 1,
                  atol: float = 1e-5) -> Verdict:
-    if got.shape != ref.shape or got.dtype != torch.bfloat16 or ref.dtype != torch.bfloat16:
-        return Verdict(False, "bf16", float("inf"),
+    return _compare_ulps("bf16", torch.bfloat16, got, ref, ulps=ulps, atol=atol)
+
+
+def compare_fp16(got: torch.Tensor, ref: torch.Tensor, *, ulps: int = 1,
+                 atol: float = 1e-5) -> Verdict:
+    """The bf16 rule for fp16 outputs: one rounding of an fp32 value."""
+    return _compare_ulps("fp16", torch.float16, got, ref, ulps=ulps, atol=atol)
+
+
+def _compare_ulps(fmt, dtype, got, ref, *, ulps, atol) -> Verdict:
+    if got.shape != ref.shape or got.dtype != dtype or ref.dtype != dtype:
+        return Verdict(False, fmt, float("inf"),
                        f"shape/dtype {tuple(got.shape)} {got.dtype} vs {tuple(ref.shape)} {ref.dtype}")
     g_nan, r_nan, nan_mismatch = _both_nan_or_equal_nan(got, ref)
     ulp_dist = (_ordered_bits(got) - _ordered_bits(ref)).abs()
@@ -84,7 +95,7 @@ def compare_bf16(got: torch.Tensor, ref: torch.Tensor, *, ulps: int = 1,
               f"differing={n_diff}/{got.numel()} beyond {ulps} ulp & atol {atol:g}: {n_bad}")
     if nan_mismatch:
         detail += " NaN positions differ"
-    return Verdict(ok, "bf16", _max_abs(got, ref), detail)
+    return Verdict(ok, fmt, _max_abs(got, ref), detail)
 
 
 def compare_fp8(got: torch.Tensor, ref: torch.Tensor, *, max_step_rate: float = 1e-3) -> Verdict:
@@ -113,8 +124,8 @@ def compare_gemm(got: torch.Tensor, ref: torch.Tensor, *, p99_abs: float,
                    f"p99_abs={p99:.3g} (<= {p99_abs:g}) cosine={cos:.6f} rel_rms={rel_rms:.2e}")
 
 
-COMPARATORS = {"exact": compare_exact, "bf16": compare_bf16, "fp8": compare_fp8,
-               "gemm": compare_gemm}
+COMPARATORS = {"exact": compare_exact, "bf16": compare_bf16, "fp16": compare_fp16,
+               "fp8": compare_fp8, "gemm": compare_gemm}
 
 
 def compare(fmt: str, got, ref, **kwargs) -> Verdict:

@@ -14,7 +14,8 @@ from flashrt_tools import build as build_mod
 from flashrt_tools.check import check, check_package
 from flashrt_tools.repo import ROOT, Package
 from flashrt_tools.sync import sync
-from flashrt_tools.tolerance import compare_bf16, compare_exact, compare_fp8, compare_gemm
+from flashrt_tools.tolerance import (compare_bf16, compare_exact, compare_fp8, compare_fp16,
+                                     compare_gemm)
 
 PKG = "flashrt-vla-video"
 
@@ -131,6 +132,15 @@ def test_compare_bf16_allows_one_ulp_not_two():
     assert not compare_bf16(two, ref).ok
     assert not compare_bf16(_bf16([1.0, float("nan"), 100.0]), ref).ok
     assert not compare_bf16(ref.float(), ref).ok  # wrong dtype
+
+
+def test_compare_fp16_allows_one_ulp_not_two():
+    ref = torch.tensor([1.0, -3.0, 100.0], dtype=torch.float16)
+    one = (ref.view(torch.int16) + torch.tensor([1, 0, -1], dtype=torch.int16)).view(torch.float16)
+    two = (ref.view(torch.int16) + torch.tensor([0, 2, 0], dtype=torch.int16)).view(torch.float16)
+    assert compare_fp16(one, ref).ok
+    assert not compare_fp16(two, ref).ok
+    assert not compare_fp16(ref.to(torch.bfloat16), ref).ok  # wrong dtype
 
 
 def test_compare_bf16_sign_crossing_counts_ulps_through_zero():
