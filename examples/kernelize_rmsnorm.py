@@ -92,6 +92,8 @@ def main():
         got = kernelized(ids).logits.float()
         cos = torch.nn.functional.cosine_similarity(got.flatten(), want.flatten(), dim=0)
         print(f"logits: max |diff| {(got - want).abs().max().item():.4f}, cosine {cos.item():.6f}")
+        assert replaced > 0, "no RMSNorm layer was kernelized"
+        assert cos.item() > 0.9999, "kernelized logits diverge from the original model"
         t_ref = _time_ms(lambda: model(ids), device)
         t_ker = _time_ms(lambda: kernelized(ids), device)
     what = "ms per forward" if on_gpu else "ms (one call, Triton interpreter: not a speed number)"
