@@ -470,3 +470,20 @@ def test_split_k_is_deterministic_and_resets_its_counters(kernel, device, shape)
         locks = gemm._SPLIT_LOCKS.get(device, 1)
         assert int(locks.abs().sum()) == 0
     _ok("gemm", first, reference_of(kernel).fp8_linear_bias_bf16(**kw))
+
+
+@pytest.mark.parametrize("M,K,N,want", [
+    (10, 1024, 4096, ("swap", 16, 64, 128, 1)),    # 64 column tiles: no split
+    (10, 4096, 1024, ("swap", 16, 64, 128, 8)),    # 16 tiles x 8 splits (best measured)
+    (16, 16384, 2048, ("swap", 16, 64, 256, 4)),   # 32 tiles x 4 splits, 256-wide K steps
+    (64, 4096, 1024, ("swap", 64, 64, 128, 8)),    # M <= 64 with few tiles: swap + split
+    (64, 1024, 4096, ("tile", 64)),                # M <= 64 with many tiles: tile kernel
+    (512, 1024, 4096, ("tile", 128)),
+], ids=str)
+def test_gemm_config_on_an_h100(kernel, monkeypatch, M, K, N, want):
+    """The launch rule at the H100's 132 SMs picks the configurations the tuning sweep
+    measured best (CARD: decode rows); a pure function of (M, N, K, device)."""
+    gemm = _gemm_module(kernel)
+    monkeypatch.setattr(gemm, "_sm_count", lambda device: 132)
+    cfg = gemm.gemm_config.__wrapped__(M, N, K, torch.device("cuda"))
+    assert cfg[:len(want)] == want, cfg
