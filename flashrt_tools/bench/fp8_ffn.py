@@ -55,7 +55,7 @@ def eager_gemm(x, w, sx, sw):
 
 
 def scaled_mm(x, w, sx, sw):
-    return torch.scaled_mm(x, w.t(), scale_a=sx, scale_b=sw, out_dtype=BF16)
+    return torch._scaled_mm(x, w.t(), scale_a=sx, scale_b=sw, out_dtype=BF16)
 
 
 def pad16(M):
@@ -116,13 +116,21 @@ def gemm_rows(ctx, grid, pad):
 STACK_GRAPH_CALLS = 4  # stacks per captured graph (each is already hundreds of launches)
 
 
-def _first_failure(layer_fn, reference_fn, inputs, tol):
-    """None if ``layer_fn`` matches ``reference_fn`` on every layer's input, else a message."""
+def _check_layers(layer_fn, reference_fn, inputs, tol):
+    """(None, max |err|) if ``layer_fn`` matches ``reference_fn`` on every layer's input,
+    else (message naming the first failing layer, its max |err|)."""
+    worst = 0.0
     for i, x in enumerate(inputs):
         v = compare("gemm", layer_fn(i, x), reference_fn(i, x), **tol)
         if not v.ok:
-            return f"layer {i}: {v.message}"
-    return None
+            return f"layer {i}: {v.message}", v.max_abs
+        worst = max(worst, v.max_abs)
+    return None, worst
+
+
+def _first_failure(layer_fn, reference_fn, inputs, tol):
+    """None if ``layer_fn`` matches ``reference_fn`` on every layer's input, else a message."""
+    return _check_layers(layer_fn, reference_fn, inputs, tol)[0]
 
 
 def _compiled(layer_fn, layers, inputs, reference_fn, tol):
@@ -160,24 +168,22 @@ def measure_stack(*, op: str, shape: str, model: str, layers: Sequence[dict],
     (the eager fake-quant reference; the torch._scaled_mm composition). ``tol``:
     keyword arguments of the "gemm" comparator."""
 
+    skipped = skipped_row(op, shape)
+    if skipped:
+        return skipped
+
     def reference(i, x):
         return reference_layer(x, layers[i])
 
     def library(i, x):
         return library_layer(x, layers[i])
-
-    skipped = skipped_row(op, shape)
-    if skipped:
-        return skipped
     row = {"op": op, "shape": shape, "model": model, "bytes": nbytes, "flops": flops,
            "verification": "per layer, each on its own calibrated input"}
-    failure = _first_failure(ours, reference, inputs, tol)
+    failure, row["max_abs_err"] = _check_layers(ours, reference, inputs, tol)
     if failure:
         row.update(label="reject", note=failure)
         log(f"  REJECT {op} {shape}: {failure}")
         return row
-    row["max_abs_err"] = max(float((ours(i, x).float() - reference(i, x).float()).abs().max())
-                             for i, x in enumerate(inputs))
 
     def stack(layer_fn):
         def run(_):
