@@ -27,24 +27,13 @@ def _bytes_case(rows, D):
                 lambda device, gen: ((rows, D), {}), ("exact",))
 
 
-def _tooling_compares_ints():
-    """`flashrt validate` compares tensors; pure-Python int helpers get a case once
-    the comparator accepts Python numbers (tested directly in test_layout.py)."""
-    from flashrt_tools.tolerance import compare
-    try:
-        return compare("exact", 1, 1).ok
-    except Exception:
-        return False
-
-
 def _sweep(on_gpu):
     shapes = [(1, 1024), (2, 4096), (31, 64), (32, 80), (33, 4096), (127, 48), (128, 16),
               (129, 4096), (16, 12288), (4, 4096)]
     if on_gpu:
         shapes += [(64, 16384), (16, 1024), (16, 2048), (16, 8192), (1000, 4096), (2520, 12288)]
     cases = [_case(r, d) for r, d in shapes] + [_case(33, 208, is_sfb=True)]
-    if _tooling_compares_ints():
-        cases += [_bytes_case(1, 4096), _bytes_case(129, 4096), _bytes_case(33, 80)]
+    cases += [_bytes_case(1, 4096), _bytes_case(129, 4096), _bytes_case(33, 80)]
     return cases
 
 

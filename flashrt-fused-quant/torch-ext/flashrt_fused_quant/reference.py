@@ -7,9 +7,6 @@ benchmarks. Follows spec gemm-quant.md §6.2 steps 1-7 with fp32 arithmetic
 
 import torch
 
-E2M1_VALUES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0,
-               -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0)
-
 
 def swizzled_offsets(rows, nb, device=None):
     """int64 [rows, nb]: byte offset of logical scale (r, c) in the swizzled buffer."""
@@ -95,12 +92,3 @@ def silu_mul_quant_nvfp4_swizzled_bf16(gate, up):
 def silu_mul_merged_quant_nvfp4_swizzled_bf16(merged_gate_up):
     C = merged_gate_up.shape[1] // 2
     return silu_mul_quant_nvfp4_swizzled_bf16(merged_gate_up[:, :C], merged_gate_up[:, C:])
-
-
-def dequantize_nvfp4(packed, scales, rows, cols):
-    """fp32 [rows, cols] values of packed E2M1 codes x swizzled UE4M3 scales (sign ignored)."""
-    lut = torch.tensor(E2M1_VALUES, dtype=torch.float32, device=packed.device)
-    codes = torch.stack([packed & 0xF, packed >> 4], dim=-1).view(rows, cols).long()
-    nb = cols // 16
-    sf = scales[swizzled_offsets(rows, nb, packed.device)]
-    return lut[codes] * ue4m3_unsigned(sf).repeat_interleave(16, dim=1)
