@@ -55,7 +55,8 @@ import triton
 import triton.language as tl
 
 from ._helpers import gelu_tanh, quantize_fp8_e4m3, silu
-from ._host import check_same_device, check_tensor, device_guard
+from ._host import (cdiv, check_same_device, check_tensor, device_guard, next_power_of_2,
+                    sm_count)
 
 FP8 = torch.float8_e4m3fn
 BF16 = torch.bfloat16
@@ -268,12 +269,9 @@ def _quantize_input_kernel(x_ptr, s_ptr, out_ptr, M, P, K,
 # ----------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
-def _sm_count(device):
-    if device.type != "cuda":
-        return 4  # interpreter: small enough that CPU tests reach split-K and N tiling
-    return torch.cuda.get_device_properties(device).multi_processor_count
 
+
+_sm_count = sm_count  # module-level name: tests pin it to an H100's 132 SMs
 
 SWAP_BLOCK_N = 64  # weight rows per swap-kernel program
 
@@ -296,17 +294,17 @@ def gemm_config(M, N, K, device):
       (down to 16 columns) until the grid covers every SM.
     """
     sms = _sm_count(device)
-    tiles = triton.cdiv(N, SWAP_BLOCK_N)
+    tiles = cdiv(N, SWAP_BLOCK_N)
     few_tiles = tiles * 132 < 48 * sms
     if M <= 16 or (M <= 64 and few_tiles):
         bm = 16 if M <= 16 else (32 if M <= 32 else 64)
         bk = 256 if K >= 8192 else 128
-        steps = triton.cdiv(K, bk)
+        steps = cdiv(K, bk)
         split = 1
         if few_tiles:
             while split * 2 * tiles * 10 <= 12 * sms and split * 4 <= steps:
                 split *= 2
-        k_per_split = triton.cdiv(steps, split) * bk
+        k_per_split = cdiv(steps, split) * bk
         return ("swap", bm, SWAP_BLOCK_N, bk, split, k_per_split, 4, 4)
     if M <= 64:
         bm, warps, stages = (32 if M <= 32 else 64), 4, 4
@@ -316,7 +314,7 @@ def gemm_config(M, N, K, device):
         bm, warps, stages = 128, 8, 3
     bn, bk = 128, 128
     if M <= 256:
-        while bn > 16 and triton.cdiv(M, bm) * triton.cdiv(N, bn) < sms:
+        while bn > 16 and cdiv(M, bm) * cdiv(N, bn) < sms:
             bn //= 2
     return ("tile", bm, bn, bk, 8, warps, stages)
 
@@ -364,7 +362,7 @@ def launch_fp8_gemm(a, w, sa, sw, c, *, bias=None, so=None, q=None, epi=EPI_NONE
     with device_guard(a):
         if cfg[0] == "swap":
             _, bm, bn, bk, split, k_per_split, warps, stages = cfg
-            tiles = triton.cdiv(N, bn)
+            tiles = cdiv(N, bn)
             if split > 1:
                 ws = torch.empty(tiles * split * (2 if gated else 1) * bn * bm,
                                  dtype=FP32, device=a.device)
@@ -379,7 +377,7 @@ def launch_fp8_gemm(a, w, sa, sw, c, *, bias=None, so=None, q=None, epi=EPI_NONE
             )
         else:
             _, bm, bn, bk, group, warps, stages = cfg
-            grid = (triton.cdiv(M, bm) * triton.cdiv(N, bn),)
+            grid = (cdiv(M, bm) * cdiv(N, bn),)
             _fp8_gemm_kernel[grid](
                 a, w, sa, sw, bias_arg, so_arg, c, q_arg, M, N, K, c.shape[1],
                 EPI=epi, GATED=gated, ACT=act, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk,
@@ -391,9 +389,9 @@ def launch_fp8_gemm(a, w, sa, sw, c, *, bias=None, so=None, q=None, epi=EPI_NONE
 def launch_quantize_input(x, sx, input_fp8):
     M, K = x.shape
     P = input_fp8.shape[0]
-    block_k = min(1024, triton.next_power_of_2(K))
+    block_k = min(1024, next_power_of_2(K))
     block_r = max(1, 2048 // block_k)
-    grid = (triton.cdiv(P, block_r), triton.cdiv(K, block_k))
+    grid = (cdiv(P, block_r), cdiv(K, block_k))
     with device_guard(x):
         _quantize_input_kernel[grid](x, sx, input_fp8, M, P, K, BLOCK_R=block_r,
                                      BLOCK_K=block_k, num_warps=4)

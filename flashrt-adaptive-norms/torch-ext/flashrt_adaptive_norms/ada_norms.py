@@ -23,7 +23,8 @@ import triton
 import triton.language as tl
 
 from ._helpers import quantize_fp8_e4m3, rms_inv
-from ._host import check_same_device, check_shape, check_tensor, device_guard, launch_directly
+from ._host import (cdiv, check_same_device, check_shape, check_tensor, device_guard,
+                    launch_directly, next_power_of_2)
 from ._ops import add_op_namespace_prefix
 
 _BF16 = torch.bfloat16
@@ -111,7 +112,7 @@ def _ada_norm_kernel(
 
 def _row_config(D):
     """(CHUNKED, BLOCK_R, BLOCK_D, num_warps), keyed on the width only (see residual-norm-quant)."""
-    block_d = triton.next_power_of_2(D)
+    block_d = next_power_of_2(D)
     chunked = block_d > _MAX_BLOCK
     if chunked:
         block_d = _CHUNK
@@ -125,7 +126,7 @@ def _launch(residual, x, gate, weight, style, scale, out, gate_out, eps):
     chunked, block_r, block_d, num_warps = _row_config(D)
     style_stride = 0 if style.shape[0] == 1 else 3 * D
     with device_guard(x):
-        _ada_norm_kernel[(triton.cdiv(n_rows, block_r),)](
+        _ada_norm_kernel[(cdiv(n_rows, block_r),)](
             residual, x, gate, weight, style, scale, out, gate_out, n_rows, D, style_stride, eps,
             FUSED=residual is not None, CHUNKED=chunked, BLOCK_R=block_r, BLOCK_D=block_d,
             num_warps=num_warps, enable_fp_fusion=False,

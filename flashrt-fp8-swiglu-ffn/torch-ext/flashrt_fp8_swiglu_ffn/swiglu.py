@@ -23,7 +23,7 @@ import triton
 import triton.language as tl
 
 from ._helpers import gelu_tanh, quantize_fp8_e4m3, silu
-from ._host import check_tensor, device_guard, launch_directly
+from ._host import cdiv, check_tensor, device_guard, launch_directly, next_power_of_2
 from ._ops import add_op_namespace_prefix
 from .fp8_gemm import (ACT_GELU, ACT_SILU, BF16, EPI_NONE, FP8, check_matrix, check_out,
                        check_padded, check_scale, launch_fp8_gemm, launch_quantize_input,
@@ -59,9 +59,9 @@ def _act_mul_quantize_kernel(gu_ptr, s_ptr, out_ptr, M, H, ACT: tl.constexpr,
 def _run_act_quant(gate_up_bf16, output_scale, out_fp8, act):
     M, W = gate_up_bf16.shape
     H = W // 2
-    block_h = min(1024, triton.next_power_of_2(H))
+    block_h = min(1024, next_power_of_2(H))
     block_r = max(1, 2048 // block_h)
-    grid = (triton.cdiv(M, block_r), triton.cdiv(H, block_h))
+    grid = (cdiv(M, block_r), cdiv(H, block_h))
     with device_guard(gate_up_bf16):
         _act_mul_quantize_kernel[grid](gate_up_bf16, output_scale, out_fp8, M, H, ACT=act,
                                        BLOCK_R=block_r, BLOCK_H=block_h, num_warps=4)

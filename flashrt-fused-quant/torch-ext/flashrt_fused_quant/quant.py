@@ -27,8 +27,8 @@ import triton
 import triton.language as tl
 from triton.language.extra import libdevice
 
-from ._host import (check_same_device, check_tensor, device_guard, interpreting,
-                    launch_directly)
+from ._host import (cdiv, check_same_device, check_tensor, device_guard, interpreting,
+                    launch_directly, next_power_of_2)
 from ._ops import add_op_namespace_prefix
 from .nvfp4_codec import ceil_ue4m3, e2m1_code, swizzled_offset, ue4m3_unsigned
 
@@ -91,18 +91,18 @@ def _silu_mul_quant_nvfp4_kernel(
 def _launch_config(rows, n_blocks):
     """(BLOCK_R, G, num_warps): about 1k words (8 KiB of gate + up) per program,
     at most 32 blocks (512 columns) of one row; small rows widen G instead."""
-    g = min(32, triton.next_power_of_2(n_blocks))
-    block_r = max(1, min(triton.next_power_of_2(rows), 128 // g))
+    g = min(32, next_power_of_2(n_blocks))
+    block_r = max(1, min(next_power_of_2(rows), 128 // g))
     return block_r, g, 4
 
 
 def _launch(gate_w, up_w, packed, scales, rows, cols, stride_w):
     n_blocks = cols // 16
     block_r, g, num_warps = _launch_config(min(rows, 1 << 20), n_blocks)
-    grid = (triton.cdiv(rows, block_r), triton.cdiv(n_blocks, g))
+    grid = (cdiv(rows, block_r), cdiv(n_blocks, g))
     with device_guard(packed):
         _silu_mul_quant_nvfp4_kernel[grid](
-            gate_w, up_w, packed, scales, rows, stride_w, n_blocks, triton.cdiv(n_blocks, 4),
+            gate_w, up_w, packed, scales, rows, stride_w, n_blocks, cdiv(n_blocks, 4),
             BLOCK_R=block_r, G=g, LIBDEVICE_EXP=not interpreting(), num_warps=num_warps,
         )
 

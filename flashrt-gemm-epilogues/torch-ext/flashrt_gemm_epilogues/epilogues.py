@@ -22,8 +22,8 @@ import triton
 import triton.language as tl
 
 from ._helpers import gelu_tanh, quantize_fp8_e4m3
-from ._host import (check_same_device, check_tensor, device_guard, interpreting,
-                    launch_directly)
+from ._host import (cdiv, check_same_device, check_tensor, device_guard, interpreting,
+                    launch_directly, next_power_of_2, sm_count)
 from ._ops import add_op_namespace_prefix
 
 FP8 = torch.float8_e4m3fn
@@ -115,11 +115,6 @@ def _quantize_kernel(x_ptr, vec_ptr, s_ptr, out_ptr, n_rows, N,
 # ----------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
-def _sm_count(device):
-    if device.type != "cuda":
-        return 4  # interpreter: a few tiles so CPU tests cover the tiling
-    return torch.cuda.get_device_properties(device).multi_processor_count
 
 
 @functools.lru_cache(maxsize=4096)
@@ -136,7 +131,7 @@ def _gemm_config(M, N, K, device):
         bm, warps, stages = 128, 8, 3
     bn, bk = 128, 64
     if M <= 256:
-        while bn > 16 and triton.cdiv(M, bm) * triton.cdiv(N, bn) < _sm_count(device):
+        while bn > 16 and cdiv(M, bm) * cdiv(N, bn) < sm_count(device):
             bn //= 2
     return bm, bn, bk, 8, warps, stages
 
@@ -145,7 +140,7 @@ def _launch_gemm(a, b, bias, out, epi):
     M, K = a.shape
     N = b.shape[1]
     bm, bn, bk, group, warps, stages = _gemm_config(M, N, K, a.device)
-    grid = (triton.cdiv(M, bm) * triton.cdiv(N, bn),)
+    grid = (cdiv(M, bm) * cdiv(N, bn),)
     with device_guard(a):
         _bf16_gemm_kernel[grid](a, b, a if bias is None else bias, out, M, N, K, EPI=epi,
                                 BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=group,
@@ -156,9 +151,9 @@ def _launch_gemm(a, b, bias, out, epi):
 def _launch_quantize(x, vec, scale, out, mode):
     N = x.shape[-1]
     n_rows = x.numel() // N
-    block_n = min(1024, triton.next_power_of_2(N))
+    block_n = min(1024, next_power_of_2(N))
     block_r = max(1, 4096 // block_n)
-    grid = (triton.cdiv(n_rows, block_r), triton.cdiv(N, block_n))
+    grid = (cdiv(n_rows, block_r), cdiv(N, block_n))
     with device_guard(x):
         _quantize_kernel[grid](x, scale if vec is None else vec, scale, out, n_rows, N,
                                MODE=mode, BLOCK_R=block_r, BLOCK_N=block_n, num_warps=8)

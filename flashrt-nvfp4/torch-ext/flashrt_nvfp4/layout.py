@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._host import check_same_device, check_tensor, device_guard, launch_directly
+from ._host import cdiv, check_same_device, check_tensor, device_guard, launch_directly
 from ._ops import add_op_namespace_prefix
 from .nvfp4_codec import swizzled_offset
 
@@ -67,9 +67,9 @@ def _check_op_args(scales, out, D):
 
 def _launch(scales, out, D):
     rows, nb = scales.shape
-    grid = (triton.cdiv(rows, _BLOCK_R), triton.cdiv(nb, _BLOCK_C))
+    grid = (cdiv(rows, _BLOCK_R), cdiv(nb, _BLOCK_C))
     with device_guard(scales):
-        _sf_linear_to_swizzled_kernel[grid](scales, out, rows, nb, triton.cdiv(nb, 4),
+        _sf_linear_to_swizzled_kernel[grid](scales, out, rows, nb, cdiv(nb, 4),
                                             BLOCK_R=_BLOCK_R, BLOCK_C=_BLOCK_C, num_warps=4)
 
 

@@ -3,12 +3,9 @@ launch heuristics and the shape checks that several wrappers (and their fakes)
 repeat. Checks raise ``RuntimeError`` before anything is allocated or launched.
 """
 
-import functools
-
 import torch
-import triton
 
-from ._host import check_int, check_shape
+from ._host import cdiv, check_int, check_shape, next_power_of_2, sm_count
 
 BF16 = torch.bfloat16
 FP16 = torch.float16
@@ -16,11 +13,6 @@ FP32 = torch.float32
 I32 = torch.int32
 
 
-@functools.lru_cache(maxsize=None)
-def sm_count(device) -> int:
-    if device.type != "cuda":
-        return 1
-    return torch.cuda.get_device_properties(device).multi_processor_count
 
 
 def vector_config(n_vec, elems, device):
@@ -32,8 +24,8 @@ def vector_config(n_vec, elems, device):
     get many one-vector programs (latency), large calls fat programs.
     """
     cap = max(1, 2048 // elems)
-    want = triton.cdiv(n_vec, 2 * sm_count(device))
-    block_v = min(cap, triton.next_power_of_2(max(1, want)))
+    want = cdiv(n_vec, 2 * sm_count(device, interpreted=1))
+    block_v = min(cap, next_power_of_2(max(1, want)))
     num_warps = max(1, min(8, block_v * elems // 256))
     return block_v, num_warps
 
@@ -46,10 +38,10 @@ def row_config(D, n_rows, device):
     when the grid is about one wave (<= 12 programs per SM: ~1k tokens at
     D=3072) and cost registers beyond that; two variants, never one per count.
     """
-    block_p = triton.next_power_of_2(max(1, D // 2))
+    block_p = next_power_of_2(max(1, D // 2))
     block_t = max(1, 1024 // block_p)
     num_warps = max(1, min(16, 2 * block_t * block_p // 1024))
-    early = triton.cdiv(n_rows, block_t) <= 12 * sm_count(device)
+    early = cdiv(n_rows, block_t) <= 12 * sm_count(device, interpreted=1)
     return block_t, block_p, num_warps, early
 
 

@@ -31,8 +31,8 @@ import triton.language as tl
 from ._common import (BF16, FP32, I32, check_freqs, check_qkv_common, row_config,
                       vector_config)
 from ._helpers import rms_inv, rope_pair
-from ._host import check_int, check_same_device, check_shape, check_tensor, device_guard, \
-    launch_directly
+from ._host import (cdiv, check_int, check_same_device, check_shape, check_tensor,
+                    device_guard, launch_directly)
 from ._ops import add_op_namespace_prefix
 
 HD128 = 128  # decode / per-head / strided kernels are fixed to head_dim 128 (spec)
@@ -193,7 +193,7 @@ def _launch_heads(*, n_rows, NA, NB, xa, xb, wa, wb, cos, sin, oa, ob, eps, xa_r
                   xb_off=0, oa_rs=0, ob_rs=0, tab_rs=0, full_table=False, v=None, v_rs=0,
                   v_off=0, vo=None, pos=None, max_dst=0):
     block_v, num_warps = vector_config(n_rows * (NA + NB), HD128, xa.device)
-    grid = (triton.cdiv(n_rows * (NA + NB), block_v),)
+    grid = (cdiv(n_rows * (NA + NB), block_v),)
     with device_guard(xa):
         _head_norm_rope_kernel[grid](
             xa, xb, xa if v is None else v, wa, wb, cos, sin, oa, ob,
@@ -212,7 +212,7 @@ def _launch_wan(packed, bias, wq, wk, freqs_re, freqs_im, q, k, v, heads, head_d
     i32 = [None if t is None else t.view(torch.int32) for t in (packed, bias, wq, wk, q, k, v)]
     x32, b32, wq32, wk32, q32, k32, v32 = i32
     with device_guard(packed):
-        _wan_qkv_kernel[(triton.cdiv(B * L, block_t),)](
+        _wan_qkv_kernel[(cdiv(B * L, block_t),)](
             x32, x32 if b32 is None else b32, wq32, wk32, freqs_re, freqs_im, q32, k32,
             q32 if v32 is None else v32, B * L, L, rope_len, L if out_tokens is None else out_tokens,
             out_off, eps, P=D // 2, HALF_HD=head_dim // 2, BLOCK_T=block_t, BLOCK_P=block_p,

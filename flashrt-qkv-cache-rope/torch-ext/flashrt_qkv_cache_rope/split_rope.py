@@ -27,8 +27,8 @@ import triton.language as tl
 from ._common import BF16, FP16, FP32, I32, check_gqa_packed, check_packed3, \
     vector_config
 from ._helpers import rope_pair
-from ._host import check_int, check_same_device, check_shape, check_tensor, device_guard, \
-    launch_directly
+from ._host import (cdiv, check_int, check_same_device, check_shape, check_tensor,
+                    device_guard, launch_directly, next_power_of_2)
 from ._ops import add_op_namespace_prefix
 
 
@@ -144,8 +144,8 @@ def _rope_kvcache_kernel(x_ptr, rope_ptr, q_ptr, k_ptr, v_ptr, pos_ptr,
 
 def _split_config(D, n_rows):
     """Tiles of ~4k elements (16 per thread at 8 warps): 16-byte accesses, few programs."""
-    block_c = min(triton.next_power_of_2(D), 1024)
-    block_t = min(max(1, 4096 // block_c), triton.next_power_of_2(n_rows))
+    block_c = min(next_power_of_2(D), 1024)
+    block_t = min(max(1, 4096 // block_c), next_power_of_2(n_rows))
     num_warps = 8 if block_t * block_c >= 4096 else 4
     return block_t, block_c, num_warps
 
@@ -154,7 +154,7 @@ def _run_split(packed, heads, head_dim, q, k, v):
     B, S, _ = packed.shape
     D = heads * head_dim
     block_t, block_c, num_warps = _split_config(D, B * S)
-    grid = (triton.cdiv(B * S, block_t), 3, triton.cdiv(D, block_c))
+    grid = (cdiv(B * S, block_t), 3, cdiv(D, block_c))
     with device_guard(packed):
         _split_kernel[grid](packed, q, k, v, B * S, D, BLOCK_T=block_t, BLOCK_C=block_c,
                             num_warps=num_warps)
@@ -163,10 +163,10 @@ def _run_split(packed, heads, head_dim, q, k, v):
 def _run_bias_rope(packed, bias, cos, sin, q_heads, kv_heads, head_dim, q, k, v):
     B, S, _ = packed.shape
     n_vec = B * S * (q_heads + 2 * kv_heads)
-    block_h = triton.next_power_of_2(head_dim // 2)
+    block_h = next_power_of_2(head_dim // 2)
     block_v, num_warps = vector_config(n_vec, 2 * block_h, packed.device)
     with device_guard(packed):
-        _bias_rope_kernel[(triton.cdiv(n_vec, block_v),)](
+        _bias_rope_kernel[(cdiv(n_vec, block_v),)](
             packed, bias, cos, sin, q, k, v, B * S, cos.shape[2], QH=q_heads, KVH=kv_heads,
             HD=head_dim, BLOCK_V=block_v, BLOCK_H=block_h, num_warps=num_warps)
 
@@ -175,10 +175,10 @@ def _run_kvcache(packed, rope, q_heads, kv_heads, head_dim, cache_offset, device
                  q, k_cache, v_cache):
     B, S, _ = packed.shape
     n_vec = B * S * (q_heads + 2 * kv_heads)
-    block_p = triton.next_power_of_2(head_dim // 2)
+    block_p = next_power_of_2(head_dim // 2)
     block_v, num_warps = vector_config(n_vec, 2 * block_p, packed.device)
     with device_guard(packed):
-        _rope_kvcache_kernel[(triton.cdiv(n_vec, block_v),)](
+        _rope_kvcache_kernel[(cdiv(n_vec, block_v),)](
             packed, rope, q, k_cache, v_cache, rope if device_position is None else device_position,
             B * S, S, cache_offset, k_cache.shape[1], QH=q_heads, KVH=kv_heads, HD=head_dim,
             HAS_POS=device_position is not None, BLOCK_V=block_v, BLOCK_P=block_p,

@@ -27,7 +27,8 @@ import triton
 import triton.language as tl
 
 from ._helpers import quantize_fp8_e4m3, rms_inv
-from ._host import check_same_device, check_shape, check_tensor, device_guard, launch_directly
+from ._host import (cdiv, check_same_device, check_shape, check_tensor, device_guard,
+                    launch_directly, next_power_of_2)
 from ._ops import add_op_namespace_prefix
 
 _BF16 = torch.bfloat16
@@ -159,7 +160,7 @@ def _row_config(D):
     """(CHUNKED, BLOCK_R, BLOCK_D, num_warps): about 8 elements (16 bytes of bf16) per
     thread, up to 16 warps; rows wider than _MAX_BLOCK loop over _CHUNK-wide chunks.
     Keyed on the width only, never on the row count."""
-    block_d = triton.next_power_of_2(D)
+    block_d = next_power_of_2(D)
     chunked = block_d > _MAX_BLOCK
     if chunked:
         block_d = _CHUNK
@@ -172,7 +173,7 @@ def _launch_rms(x, residual, weight, scale, out, eps):
     n_rows, D = x.shape
     chunked, block_r, block_d, num_warps = _row_config(D)
     with device_guard(x):
-        _rms_norm_kernel[(triton.cdiv(n_rows, block_r),)](
+        _rms_norm_kernel[(cdiv(n_rows, block_r),)](
             x, residual, weight, scale, out, n_rows, D, eps,
             HAS_RES=residual is not None, QUANT=scale is not None, CHUNKED=chunked,
             BLOCK_R=block_r, BLOCK_D=block_d, num_warps=num_warps, enable_fp_fusion=False,
@@ -183,7 +184,7 @@ def _launch_layer_norm(x, weight, bias, out, eps):
     n_rows, D = x.shape
     chunked, block_r, block_d, num_warps = _row_config(D)
     with device_guard(x):
-        _layer_norm_kernel[(triton.cdiv(n_rows, block_r),)](
+        _layer_norm_kernel[(cdiv(n_rows, block_r),)](
             x, weight, bias, out, n_rows, D, eps, CHUNKED=chunked, BLOCK_R=block_r,
             BLOCK_D=block_d, num_warps=num_warps, enable_fp_fusion=False,
         )

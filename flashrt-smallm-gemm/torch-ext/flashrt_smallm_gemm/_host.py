@@ -10,11 +10,39 @@ device"), always before any kernel launch, so a rejected call writes nothing.
 """
 
 import contextlib
+import functools
 import os
 
 import torch
 
 _INT32_MAX = 2**31 - 1
+
+
+def cdiv(x: int, y: int) -> int:
+    """Host-side ceil(x / y): ``triton.cdiv`` is a ConstexprFunction in Triton 3.6 and
+    costs ~2 us per call from Python, on every launch that sizes a grid with it."""
+    return (x + y - 1) // y
+
+
+def next_power_of_2(n: int) -> int:
+    """Host-side ``triton.next_power_of_2`` (the same bit cascade, ~40x cheaper)."""
+    n -= 1
+    n |= n >> 1
+    n |= n >> 2
+    n |= n >> 4
+    n |= n >> 8
+    n |= n >> 16
+    n |= n >> 32
+    return n + 1
+
+
+@functools.lru_cache(maxsize=None)
+def sm_count(device, interpreted: int = 4) -> int:
+    """Streaming multiprocessors of ``device``; under the interpreter (CPU tensors)
+    ``interpreted``, small enough that CPU tests reach multi-program launch paths."""
+    if device.type != "cuda":
+        return interpreted
+    return torch.cuda.get_device_properties(device).multi_processor_count
 
 
 def interpreting() -> bool:

@@ -23,15 +23,14 @@ second kernel adds them in a fixed order (deterministic), applies alpha
 (and bias) and rounds to bf16 once.
 """
 
-import functools
 from typing import Optional, Tuple
 
 import torch
 import triton
 import triton.language as tl
 
-from ._host import (check_same_device, check_tensor, device_guard, interpreting,
-                    launch_directly)
+from ._host import (cdiv, check_same_device, check_tensor, device_guard, interpreting,
+                    launch_directly, next_power_of_2, sm_count)
 from ._ops import add_op_namespace_prefix
 from .nvfp4_codec import ceil_ue4m3, e2m1_code, swizzled_offset, ue4m3_unsigned
 
@@ -192,11 +191,6 @@ def _quantize_weight_kernel(w_ptr, packed_ptr, scales_ptr, n_rows, n_blocks, n_c
 # ----------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
-def _sm_count(device):
-    if device.type != "cuda":
-        return 4  # interpreter: small enough that CPU tests exercise the split-K path
-    return torch.cuda.get_device_properties(device).multi_processor_count
 
 
 def _gemm_config(M, N, KH, device):
@@ -208,12 +202,12 @@ def _gemm_config(M, N, KH, device):
     """
     block_m = 16 if M <= 16 else (32 if M <= 32 else 64)
     block_n = 64 if M <= 64 else 128
-    block_kh = 128 if KH >= 128 else max(16, triton.next_power_of_2(KH))
-    tiles = triton.cdiv(N, block_n) * triton.cdiv(M, block_m)
-    steps = triton.cdiv(KH, block_kh)
-    splits = max(1, min(16, steps // 2, triton.cdiv(2 * _sm_count(device), tiles)))
-    k_per_split = triton.cdiv(steps, splits) * block_kh
-    splits = triton.cdiv(KH, k_per_split)
+    block_kh = 128 if KH >= 128 else max(16, next_power_of_2(KH))
+    tiles = cdiv(N, block_n) * cdiv(M, block_m)
+    steps = cdiv(KH, block_kh)
+    splits = max(1, min(16, steps // 2, cdiv(2 * sm_count(device), tiles)))
+    k_per_split = cdiv(steps, splits) * block_kh
+    splits = cdiv(KH, k_per_split)
     return block_m, block_n, block_kh, splits, k_per_split, 4, 4
 
 
@@ -229,8 +223,8 @@ def _launch_gemm(a, sfa, b, sfb, bias, out, M, alpha, a_fp4):
     bm, bn, bkh, splits, k_per_split, warps, stages = _gemm_config(M, N, KH, b.device)
     a_arg = a if a_fp4 else _words(a, "x")
     ws = torch.empty((splits, M, N), dtype=_FP32, device=b.device) if splits > 1 else out
-    n_col_super = triton.cdiv(KH // 8, 4)
-    grid = (triton.cdiv(N, bn), triton.cdiv(M, bm), splits)
+    n_col_super = cdiv(KH // 8, 4)
+    grid = (cdiv(N, bn), cdiv(M, bm), splits)
     with device_guard(b):
         _nvfp4_gemm_kernel[grid](
             a_arg, sfa if a_fp4 else b, b, sfb, bias if bias is not None else out, out, ws,
@@ -240,7 +234,7 @@ def _launch_gemm(a, sfa, b, sfb, bias, out, M, alpha, a_fp4):
         )
         if splits > 1:
             block = 1024
-            _splitk_reduce_kernel[(triton.cdiv(M * N, block),)](
+            _splitk_reduce_kernel[(cdiv(M * N, block),)](
                 ws, bias if bias is not None else out, out, M * N, N, float(alpha),
                 SPLITS=splits, HAS_BIAS=bias is not None, BLOCK=block, num_warps=4)
 
@@ -248,12 +242,12 @@ def _launch_gemm(a, sfa, b, sfb, bias, out, M, alpha, a_fp4):
 def _launch_quantize(weight, packed, scales, global_scale):
     N, K = weight.shape
     n_blocks = K // 16
-    g = min(32, triton.next_power_of_2(n_blocks))
-    block_r = max(1, min(triton.next_power_of_2(N), 128 // g))
-    grid = (triton.cdiv(N, block_r), triton.cdiv(n_blocks, g))
+    g = min(32, next_power_of_2(n_blocks))
+    block_r = max(1, min(next_power_of_2(N), 128 // g))
+    grid = (cdiv(N, block_r), cdiv(n_blocks, g))
     with device_guard(weight):
         _quantize_weight_kernel[grid](_words(weight, "weight"), packed, scales, N, n_blocks,
-                                      triton.cdiv(n_blocks, 4), float(global_scale),
+                                      cdiv(n_blocks, 4), float(global_scale),
                                       BLOCK_R=block_r, G=g, num_warps=4)
 
 

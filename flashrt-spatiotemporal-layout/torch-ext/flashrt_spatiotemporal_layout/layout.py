@@ -38,7 +38,8 @@ import triton
 import triton.language as tl
 
 from ._helpers import quantize_fp8_e4m3
-from ._host import check_int, check_same_device, check_shape, check_tensor, device_guard, launch_directly
+from ._host import (cdiv, check_int, check_same_device, check_shape, check_tensor,
+                    device_guard, launch_directly, next_power_of_2)
 from ._ops import add_op_namespace_prefix
 
 _BF16 = torch.bfloat16
@@ -307,9 +308,9 @@ def _channel_block(C, cap, floor):
     Covering all of C in one block makes the channels-last side of a tile one
     contiguous run; C = 96 takes 3 x 32 rather than 2 x 64 (a half-empty tile).
     """
-    lo = min(cap, max(4, triton.next_power_of_2(min(C, floor))))
+    lo = min(cap, max(4, next_power_of_2(min(C, floor))))
     blocks = [b for b in (4, 8, 16, 32, 64, 128) if lo <= b <= cap]
-    return min(blocks, key=lambda b: (triton.cdiv(C, b) * b, -b))
+    return min(blocks, key=lambda b: (cdiv(C, b) * b, -b))
 
 
 def _tiles(C, S, out_bytes):
@@ -321,14 +322,14 @@ def _tiles(C, S, out_bytes):
         bc = _channel_block(C, cap=128, floor=32)
     else:
         bc = _channel_block(C, cap=64, floor=16)
-    bs = max(16, min(1024, _TILE // bc, triton.next_power_of_2(S)))
+    bs = max(16, min(1024, _TILE // bc, next_power_of_2(S)))
     return bc, bs, _warps(bc * bs)
 
 
 def _row_tiles(rows, width):
     """(BR, BW, num_warps) for kernels tiled [rows, contiguous output row]."""
-    bw = max(16, min(1024, triton.next_power_of_2(width)))
-    br = max(1, min(_TILE // bw, triton.next_power_of_2(rows)))
+    bw = max(16, min(1024, next_power_of_2(width)))
+    br = max(1, min(_TILE // bw, next_power_of_2(rows)))
     return br, bw, _warps(br * bw)
 
 
@@ -355,8 +356,8 @@ def _launch_transpose(x, out, *, B, C, T, HW, to_channels_last, x2=None, bias=No
                       residual=None, scale=None):
     quant = scale is not None
     bc, bs, warps = _tiles(C, T * HW, out.element_size())
-    n_tc = triton.cdiv(C, bc)
-    grid = (B * n_tc * triton.cdiv(T * HW, bs),)
+    n_tc = cdiv(C, bc)
+    grid = (B * n_tc * cdiv(T * HW, bs),)
     with device_guard(x):
         _transpose_kernel[grid](
             x, x if x2 is None else x2, out, x if bias is None else bias,
@@ -375,8 +376,8 @@ def _launch_plane(mode, x, out, *, B, T, C, HW, x2=None, bias=None):
     else:
         n_planes, length = B * C, HW
     bp, bhw, warps = _row_tiles(n_planes, length)
-    n_tp = triton.cdiv(n_planes, bp)
-    grid = (n_tp * triton.cdiv(length, bhw),)
+    n_tp = cdiv(n_planes, bp)
+    grid = (n_tp * cdiv(length, bhw),)
     with device_guard(x):
         _plane_kernel[grid](
             x, x if x2 is None else x2, out, x if bias is None else bias, B, T, C, HW, n_tp,
@@ -479,7 +480,7 @@ def _patch_im2col(x, out):
     total = x.numel()
     block = 2048
     with device_guard(x):
-        _patch_im2col_kernel[(triton.cdiv(total, block),)](x, out, total, BLOCK=block,
+        _patch_im2col_kernel[(cdiv(total, block),)](x, out, total, BLOCK=block,
                                                           num_warps=4)
 
 
@@ -562,9 +563,9 @@ def _channel_to_space3d(x, out, out_channels, temporal_factor, spatial_factor, r
     ow = W * spatial_factor
     rows = out.numel() // ow
     br, bw, warps = _row_tiles(rows, ow)
-    n_tw = triton.cdiv(ow, bw)
+    n_tw = cdiv(ow, bw)
     with device_guard(x):
-        _channel_to_space_kernel[(triton.cdiv(rows, br) * n_tw,)](
+        _channel_to_space_kernel[(cdiv(rows, br) * n_tw,)](
             x, out, B, T, cin, out_channels, H, W, n_tw,
             TF=temporal_factor, SF=spatial_factor, REPEATS=repeats,
             DROP=temporal_factor - 1 if first_chunk else 0, BR=br, BW=bw, num_warps=warps,
@@ -624,9 +625,9 @@ def _avg_pool3d_channels(x, out, out_channels, factor_t, factor_s, group_size):
     wo = W // factor_s
     rows = out.numel() // wo
     br, bw, warps = _row_tiles(rows, wo)
-    n_tw = triton.cdiv(wo, bw)
+    n_tw = cdiv(wo, bw)
     with device_guard(x):
-        _avg_pool_kernel[(triton.cdiv(rows, br) * n_tw,)](
+        _avg_pool_kernel[(cdiv(rows, br) * n_tw,)](
             x, out, B, T, C, out_channels, H, W, n_tw,
             FT=factor_t, FS=factor_s, G=group_size, BR=br, BW=bw, num_warps=warps,
         )
@@ -721,8 +722,8 @@ def _ncdhw_quantize_fp8_static_ndhwc_bf16_fake(x, scale, out):
 def _upsample2x_quantize(x, scale, out):
     N, C, H, W = (int(s) for s in x.shape)
     bc = _channel_block(C, cap=128, floor=32)
-    bw = max(16, min(256, _TILE // bc, triton.next_power_of_2(W)))
-    n_tc, n_tw = triton.cdiv(C, bc), triton.cdiv(W, bw)
+    bw = max(16, min(256, _TILE // bc, next_power_of_2(W)))
+    n_tc, n_tw = cdiv(C, bc), cdiv(W, bw)
     with device_guard(x):
         _upsample_quant_kernel[(N * H * n_tc * n_tw,)](
             x, out, _fp32_reciprocal(scale), N, C, H, W, n_tc, n_tw, BC=bc, BW=bw,

@@ -24,7 +24,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._host import check_same_device, check_shape, check_tensor, device_guard, launch_directly
+from ._host import (cdiv, check_same_device, check_shape, check_tensor, device_guard,
+                    launch_directly, next_power_of_2)
 from ._ops import add_op_namespace_prefix
 
 _BF16 = torch.bfloat16
@@ -95,12 +96,12 @@ def _joint3_kernel(
 def _tile(*dims):
     """(BLOCK_R, BLOCK_C, num_warps): 2048-element tiles, up to 256 columns, 4 warps
     (16 elements = two 16-byte bf16 vectors per thread and tensor)."""
-    block_c = min(_MAX_BLOCK_C, triton.next_power_of_2(max(dims)))
+    block_c = min(_MAX_BLOCK_C, next_power_of_2(max(dims)))
     return _TILE // block_c, block_c, 4
 
 
 def _n_tiles(rows, dim, block_r, block_c):
-    return triton.cdiv(rows, block_r) * triton.cdiv(dim, block_c)
+    return cdiv(rows, block_r) * cdiv(dim, block_c)
 
 
 def _launch_single(residual, x, bias, gate, out, mode):

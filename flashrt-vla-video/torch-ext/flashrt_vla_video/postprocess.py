@@ -13,7 +13,6 @@ calls launch the kernel directly (the op's dispatch would triple the host
 time); under torch.compile the op is what gets traced.
 """
 
-import functools
 from typing import Optional, Tuple
 
 import torch
@@ -21,8 +20,8 @@ import triton
 import triton.language as tl
 
 from ._helpers import rms_inv, rope_half, rope_pair
-from ._host import (check_int, check_same_device, check_shape, check_tensor, device_guard,
-                    launch_directly)
+from ._host import (cdiv, check_int, check_same_device, check_shape, check_tensor,
+                    device_guard, launch_directly, next_power_of_2, sm_count)
 from ._ops import add_op_namespace_prefix
 
 HEAD_DIM = 128  # decode kernels are fixed to head_dim 128 (spec)
@@ -123,11 +122,6 @@ def _qkv_split_norm_rope_kernel(
     tl.store(p_o + i_t[:, None, None] * P + o_p[None, None, :], y, mask=m_x)
 
 
-@functools.lru_cache(maxsize=None)
-def _sm_count(device):
-    if device.type != "cuda":
-        return 1
-    return torch.cuda.get_device_properties(device).multi_processor_count
 
 
 def _qkv_launch_config(D, n_rows, device):
@@ -138,10 +132,10 @@ def _qkv_launch_config(D, n_rows, device):
     one wave (<= 12 programs per SM: 1k tokens), and cost registers beyond
     that; two variants at most, never one per token count.
     """
-    block_p = triton.next_power_of_2(D // 2)
+    block_p = next_power_of_2(D // 2)
     block_t = max(1, 1024 // block_p)
     num_warps = max(1, min(16, 2 * block_t * block_p // 1024))
-    early = triton.cdiv(n_rows, block_t) <= 12 * _sm_count(device)
+    early = cdiv(n_rows, block_t) <= 12 * sm_count(device, interpreted=1)
     return block_t, block_p, num_warps, early
 
 
@@ -202,7 +196,7 @@ def _check_qkv_shapes(packed_qkv, norm_q_weight, norm_k_weight, freqs_re, freqs_
 
 def _launch_decode(x, weight, cos, sin, out, v, v_out, eps):
     n_rows = x.numel() // HEAD_DIM
-    grid = (triton.cdiv(n_rows, _DECODE_BLOCK_ROWS),)
+    grid = (cdiv(n_rows, _DECODE_BLOCK_ROWS),)
     with device_guard(x):
         _decode_norm_rope_kernel[grid](
             x, weight, cos, sin, out, v, v_out, n_rows, eps,
@@ -259,7 +253,7 @@ def _launch_qkv(packed_qkv, norm_q_weight, norm_k_weight, freqs_re, freqs_im, q_
     block_t, block_p, num_warps, early = _qkv_launch_config(D, B * L, packed_qkv.device)
     pairs = [t.view(torch.int32) for t in (packed_qkv, norm_q_weight, norm_k_weight, q_out, k_out)]
     with device_guard(packed_qkv):
-        _qkv_split_norm_rope_kernel[(triton.cdiv(B * L, block_t),)](
+        _qkv_split_norm_rope_kernel[(cdiv(B * L, block_t),)](
             pairs[0], pairs[1], pairs[2], freqs_re, freqs_im, pairs[3], pairs[4],
             B * L, L, seq_len, eps, P=D // 2, HALF_HD=head_dim // 2, BLOCK_T=block_t,
             BLOCK_P=block_p, EARLY_LOADS=early, num_warps=num_warps,
