@@ -168,6 +168,10 @@ def _fp8_linear_bias_gelu_quant_bf16_fake(input, weight, bias, input_scale, weig
                                           output_scale, hidden_bf16, out_fp8):
     _check_linear(input, FP8, weight, bias, input_scale, weight_scale)
     check_scale(output_scale, "output_scale")
+    _check_gelu_quant_outs(input, weight, hidden_bf16, out_fp8)
+
+
+def _check_gelu_quant_outs(input, weight, hidden_bf16, out_fp8):
     shape = (input.shape[0], weight.shape[0])
     check_out(hidden_bf16, "hidden_bf16", BF16, shape,
               "hidden_bf16 must have shape (input.shape[0], weight.shape[0])")
@@ -298,8 +302,7 @@ def fp8_linear_bias_gelu_quant_bf16(
     M, N = input.shape[0], weight.shape[0]
     hidden_bf16 = _empty(input, M, N, BF16) if hidden_bf16 is None else hidden_bf16
     out_fp8 = _empty(input, M, N, FP8) if out_fp8 is None else out_fp8
-    _fp8_linear_bias_gelu_quant_bf16_fake(input, weight, bias, input_scale, weight_scale,
-                                          output_scale, hidden_bf16, out_fp8)
+    _check_gelu_quant_outs(input, weight, hidden_bf16, out_fp8)
     same_device(("input", input), ("weight", weight), ("bias", bias),
                 ("input_scale", input_scale), ("weight_scale", weight_scale),
                 ("output_scale", output_scale), ("hidden_bf16", hidden_bf16),

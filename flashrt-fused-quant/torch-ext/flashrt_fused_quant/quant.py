@@ -254,7 +254,7 @@ def silu_mul_quant_nvfp4_swizzled_bf16(
     _check_split(gate, up, None, None)
     packed, scales = _alloc(gate, gate.shape[0], gate.shape[1], packed, scales)
     _check_out_tensors([("gate", gate)], packed, scales)
-    _check_split(gate, up, packed, scales)
+    _check_outputs(packed, scales, gate.shape[0], gate.shape[1], False)
     if launch_directly(gate):
         _launch_split(gate, up, packed, scales)
     else:
@@ -278,7 +278,7 @@ def silu_mul_merged_quant_nvfp4_swizzled_bf16(
     _check_merged(x, None, None)
     packed, scales = _alloc(x, x.shape[0], x.shape[1] // 2, packed, scales)
     _check_out_tensors([("merged_gate_up", x)], packed, scales)
-    _check_merged(x, packed, scales)
+    _check_outputs(packed, scales, x.shape[0], x.shape[1] // 2, False)
     if launch_directly(x):
         _launch_merged(x, packed, scales)
     else:

@@ -290,11 +290,15 @@ def _check_matvec(a_packed, b_packed, sfa, sfb, out):
         raise RuntimeError(f"sfb must contain at least nvfp4 swizzled bytes(N, K) = "
                            f"{_sf_bytes(N, K)} bytes, got {sfb.numel()}")
     if out is not None:
-        shapes = [(M, N)] + ([(N,)] if M == 1 else [])
-        if tuple(out.shape) not in shapes:
-            raise RuntimeError(f"out must have shape {' or '.join(map(str, shapes[::-1]))}, "
-                               f"got {tuple(out.shape)}")
+        _check_matvec_out(out, M, N)
     return M, N, K
+
+
+def _check_matvec_out(out, M, N):
+    shapes = [(M, N)] + ([(N,)] if M == 1 else [])
+    if tuple(out.shape) not in shapes:
+        raise RuntimeError(f"out must have shape {' or '.join(map(str, shapes[::-1]))}, "
+                           f"got {tuple(out.shape)}")
 
 
 def _check_linear(x, w_packed, w_scales, bias, out):
@@ -313,9 +317,14 @@ def _check_linear(x, w_packed, w_scales, bias, out):
                            f"{_sf_bytes(N, K)} bytes, got {w_scales.numel()}")
     if bias is not None and tuple(bias.shape) != (N,):
         raise RuntimeError(f"bias must have shape ({N},), got {tuple(bias.shape)}")
-    if out is not None and tuple(out.shape) != (*x.shape[:-1], N):
-        raise RuntimeError(f"out must have shape {(*x.shape[:-1], N)}, got {tuple(out.shape)}")
+    if out is not None:
+        _check_linear_out(x, out, N)
     return x.numel() // K, N, K
+
+
+def _check_linear_out(x, out, N):
+    if tuple(out.shape) != (*x.shape[:-1], N):
+        raise RuntimeError(f"out must have shape {(*x.shape[:-1], N)}, got {tuple(out.shape)}")
 
 
 def _check_quantize(weight, packed, scales, exact_shape):
@@ -326,8 +335,12 @@ def _check_quantize(weight, packed, scales, exact_shape):
         raise RuntimeError("N must be positive (dimensions must be non-zero)")
     if K <= 0 or K % 16 != 0:
         raise RuntimeError(f"K must be positive and divisible by 16, got {K}")
-    if packed is None:
-        return N, K
+    if packed is not None:
+        _check_quantize_outs(packed, scales, N, K, exact_shape)
+    return N, K
+
+
+def _check_quantize_outs(packed, scales, N, K, exact_shape):
     if exact_shape or packed.dim() == 2:
         if tuple(packed.shape) != (N, K // 2):
             raise RuntimeError(f"packed must have shape ({N}, {K // 2}), got {tuple(packed.shape)}")
@@ -336,7 +349,6 @@ def _check_quantize(weight, packed, scales, exact_shape):
     if scales.numel() < _sf_bytes(N, K):
         raise RuntimeError(f"scales must contain at least nvfp4 swizzled bytes(N, K) = "
                            f"{_sf_bytes(N, K)} bytes, got {scales.numel()}")
-    return N, K
 
 
 # ----------------------------------------------------------------------------
@@ -420,8 +432,8 @@ def nvfp4_w4a4_decode_matvec_bf16out(
     if out is None:
         out = b_packed.new_empty((N,) if M == 1 else (M, N), dtype=_BF16)
     check_tensor(out, "out", _BF16)
-    check_same_device(named + [("out", out)])
-    _check_matvec(a_packed, b_packed, sfa, sfb, out)
+    check_same_device([named[0], ("out", out)])  # the inputs already agree
+    _check_matvec_out(out, M, N)
     if launch_directly(b_packed):
         _matvec_launch(a_packed, b_packed, sfa, sfb, out, alpha)
     else:
@@ -451,8 +463,8 @@ def nvfp4_weight_only_linear_bf16(
     if out is None:
         out = x.new_empty((*x.shape[:-1], N))
     check_tensor(out, "out", _BF16)
-    check_same_device(named + [("out", out)])
-    _check_linear(x, w_packed, w_scales, bias, out)
+    check_same_device([named[0], ("out", out)])  # the inputs already agree
+    _check_linear_out(x, out, N)
     if launch_directly(x):
         _linear_launch(x, w_packed, w_scales, bias, out, alpha)
     else:
@@ -487,7 +499,7 @@ def nvfp4_quantize_weight_bf16(
     check_tensor(packed, "packed", _U8)
     check_tensor(scales, "scales", _U8)
     check_same_device([("weight", weight), ("packed", packed), ("scales", scales)])
-    _check_quantize(weight, packed, scales, False)
+    _check_quantize_outs(packed, scales, N, K, False)
     if launch_directly(weight):
         _launch_quantize(weight, packed, scales, global_scale)
     else:

@@ -191,6 +191,14 @@ def _check_segment(prefix, residual, x, bias=None, gate=None, out=None, gate_fp8
     return named
 
 
+def _check_out(prefix, out, residual, named):
+    """The ``out`` part of ``_check_segment`` for a segment whose inputs already passed:
+    ``named`` (its return value) plus ``out``."""
+    check_tensor(out, f"{prefix}out", _BF16)
+    _check_like(out, f"{prefix}out", residual, f"{prefix}residual")
+    return named + [(f"{prefix}out", out)]
+
+
 def _same_device_all(named):
     try:
         check_same_device(named)
@@ -317,9 +325,9 @@ def _alloc(out, residual):
 def gate_residual_bf16(residual: torch.Tensor, x: torch.Tensor, gate: torch.Tensor,
                        out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``out = bf16(residual + x·gate)`` elementwise; ``out`` may be ``residual`` (in place)."""
-    _check_segment("", residual, x, gate=gate)
+    named = _check_segment("", residual, x, gate=gate)
     out = _alloc(out, residual)
-    named = _check_segment("", residual, x, gate=gate, out=out)
+    named = _check_out("", out, residual, named)
     check_same_device(named)
     if launch_directly(residual):
         _launch_single(residual, x, None, gate, out, 1)
@@ -331,9 +339,9 @@ def gate_residual_bf16(residual: torch.Tensor, x: torch.Tensor, gate: torch.Tens
 def bias_residual_bf16(residual: torch.Tensor, x: torch.Tensor, bias: torch.Tensor,
                        out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``out = bf16((residual + x) + bias[col])``; ``out`` may be ``residual`` (in place)."""
-    _check_segment("", residual, x, bias=bias)
+    named = _check_segment("", residual, x, bias=bias)
     out = _alloc(out, residual)
-    named = _check_segment("", residual, x, bias=bias, out=out)
+    named = _check_out("", out, residual, named)
     check_same_device(named)
     if launch_directly(residual):
         _launch_single(residual, x, bias, None, out, 3)
@@ -348,12 +356,12 @@ def _joint3_prepare(v, a, u, v_fp8):
     ar, ax, ab, ag, ao = a
     ur, ux, uo = u
     gate_kw = {"gate_fp8": vg, "gate_scale": vgs} if v_fp8 else {"gate": vg}
-    _check_segment("v_", vr, vx, vb, **gate_kw)
-    _check_segment("a_", ar, ax, ab, ag)
-    _check_segment("u_", ur, ux)
+    named_v = _check_segment("v_", vr, vx, vb, **gate_kw)
+    named_a = _check_segment("a_", ar, ax, ab, ag)
+    named_u = _check_segment("u_", ur, ux)
     vo, ao, uo = _alloc(vo, vr), _alloc(ao, ar), _alloc(uo, ur)
-    named = (_check_segment("v_", vr, vx, vb, out=vo, **gate_kw)
-             + _check_segment("a_", ar, ax, ab, ag, ao) + _check_segment("u_", ur, ux, out=uo))
+    named = (_check_out("v_", vo, vr, named_v) + _check_out("a_", ao, ar, named_a)
+             + _check_out("u_", uo, ur, named_u))
     if v_fp8:
         _same_device_all(named)
     else:
