@@ -95,3 +95,25 @@ def test_min_max_drop_a_nan_operand_like_the_gpu():
     assert torch.equal(lo.isnan(), want_lo.isnan()) and torch.equal(hi.isnan(), want_hi.isnan())
     finite = ~want_lo.isnan()
     assert torch.equal(lo[finite], want_lo[finite]) and torch.equal(hi[finite], want_hi[finite])
+
+
+@triton.jit
+def _bf16_dot_kernel(a_ptr, b_ptr, c_ptr, N: tl.constexpr):
+    o = tl.arange(0, N)
+    a = tl.load(a_ptr + o[:, None] * N + o[None, :])
+    b = tl.load(b_ptr + o[:, None] * N + o[None, :])
+    tl.store(c_ptr + o[:, None] * N + o[None, :], tl.dot(a, b))
+
+
+def test_bf16_dot_multiplies_numbers():
+    """tl.dot on bf16 tiles accumulates exact bf16 products in fp32, as the GPU does.
+    Fails on CPU without the interpreter patch in common/_host.py (Triton 3.6 multiplies
+    the raw uint16 bit patterns)."""
+    device = device_for_run()
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(16, 16, generator=gen).to(torch.bfloat16).to(device)
+    b = torch.randn(16, 16, generator=gen).to(torch.bfloat16).to(device)
+    c = torch.empty(16, 16, device=device)
+    _bf16_dot_kernel[(1,)](a, b, c, N=16)
+    want = a.double() @ b.double()
+    assert (c.double() - want).abs().max().item() < 1e-4

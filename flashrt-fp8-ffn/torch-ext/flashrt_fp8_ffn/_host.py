@@ -181,9 +181,40 @@ def install_interpreter_nan_min_max():
     return True
 
 
+def install_interpreter_bf16_dot():
+    """Make the interpreter's ``tl.dot`` multiply bf16 tiles as numbers.
+
+    Triton 3.6 widens only 8-bit float operands; bf16 tiles, held as uint16 bits, go
+    to ``np.matmul`` as integers. bf16 operands are widened to fp32 first (exact: every
+    bf16 product fits fp32), as the GPU's bf16 MMA with fp32 accumulation computes.
+    Idempotent; returns True when installed.
+    """
+    import triton.language as tl
+    from triton.runtime import interpreter as interp
+
+    builder = interp.InterpreterBuilder
+    if getattr(builder, "_flashrt_bf16_dot", False):
+        return True
+    dot = builder.create_dot
+
+    def widen(t):
+        if t.dtype != tl.bfloat16:
+            return t
+        data = interp._convert_float(t.data, tl.bfloat16, tl.float32, None)
+        return interp.TensorHandle(data.view(interp.np.float32), tl.float32)
+
+    def create_dot(self, a, b, d, input_precision, max_num_imprecise_acc):
+        return dot(self, widen(a), widen(b), d, input_precision, max_num_imprecise_acc)
+
+    builder.create_dot = create_dot
+    builder._flashrt_bf16_dot = True
+    return True
+
+
 def install_interpreter_fixes():
-    """Exact float casts and GPU NaN min/max in Triton's interpreter (CPU runs)."""
-    return install_exact_interpreter_casts() and install_interpreter_nan_min_max()
+    """Exact float casts, GPU NaN min/max and numeric bf16 dots in Triton's interpreter."""
+    return (install_exact_interpreter_casts() and install_interpreter_nan_min_max()
+            and install_interpreter_bf16_dot())
 
 
 if interpreting():

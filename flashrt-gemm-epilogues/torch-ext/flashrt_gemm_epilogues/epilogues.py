@@ -22,8 +22,8 @@ import triton
 import triton.language as tl
 
 from ._helpers import gelu_tanh, quantize_fp8_e4m3
-from ._host import (cdiv, check_same_device, check_tensor, device_guard, interpreting,
-                    launch_directly, next_power_of_2, sm_count)
+from ._host import (cdiv, check_same_device, check_tensor, device_guard, launch_directly,
+                    next_power_of_2, sm_count)
 from ._ops import add_op_namespace_prefix
 
 FP8 = torch.float8_e4m3fn
@@ -43,13 +43,8 @@ Q_BIAS_GELU, Q_GELU, Q_CHANNEL = 0, 1, 2
 @triton.jit(do_not_specialize=["M"])
 def _bf16_gemm_kernel(a_ptr, b_ptr, bias_ptr, c_ptr, M, N, K,
                       EPI: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                      BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr, EVEN_K: tl.constexpr,
-                      UPCAST: tl.constexpr):
-    """c[M, N] = epilogue(a[M, K] @ b[K, N]); grouped tile order, clamped row loads.
-
-    UPCAST (Triton interpreter only): its ``dot`` multiplies bf16 tiles as their raw
-    uint16 bits, so they are widened to fp32 first (exact: bf16 products fit fp32).
-    """
+                      BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr, EVEN_K: tl.constexpr):
+    """c[M, N] = epilogue(a[M, K] @ b[K, N]); grouped tile order, clamped row loads."""
     i_p = tl.program_id(0)
     n_m = tl.cdiv(M, BLOCK_M)
     n_n = tl.cdiv(N, BLOCK_N)
@@ -74,10 +69,7 @@ def _bf16_gemm_kernel(a_ptr, b_ptr, bias_ptr, c_ptr, M, N, K,
             m_k = o_k < K - k
             b_a = tl.load(p_a, mask=m_k[None, :], other=0.0)
             b_b = tl.load(p_b, mask=m_k[:, None], other=0.0)
-        if UPCAST:
-            acc = tl.dot(b_a.to(tl.float32), b_b.to(tl.float32), acc, input_precision="ieee")
-        else:
-            acc = tl.dot(b_a, b_b, acc)
+        acc = tl.dot(b_a, b_b, acc)
         p_a += BLOCK_K
         p_b += BLOCK_K * N
     if EPI != 0:
@@ -144,7 +136,7 @@ def _launch_gemm(a, b, bias, out, epi):
     with device_guard(a):
         _bf16_gemm_kernel[grid](a, b, a if bias is None else bias, out, M, N, K, EPI=epi,
                                 BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=group,
-                                EVEN_K=K % bk == 0, UPCAST=interpreting(), num_warps=warps,
+                                EVEN_K=K % bk == 0, num_warps=warps,
                                 num_stages=stages)
 
 

@@ -29,8 +29,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._host import (cdiv, check_same_device, check_tensor, device_guard, interpreting,
-                    launch_directly, next_power_of_2, sm_count)
+from ._host import (cdiv, check_same_device, check_tensor, device_guard, launch_directly,
+                    next_power_of_2, sm_count)
 from ._ops import add_op_namespace_prefix
 from .nvfp4_codec import ceil_ue4m3, e2m1_code, swizzled_offset, ue4m3_unsigned
 
@@ -84,7 +84,6 @@ def _nvfp4_gemm_kernel(
     M, N, KH, n_col_super, k_per_split, alpha,
     A_FP4: tl.constexpr, HAS_BIAS: tl.constexpr, SPLIT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_KH: tl.constexpr,
-    DOT_FP32: tl.constexpr,
 ):
     """acc[n, m] = sum_k W[n, k] * A[m, k] over this program's K range.
 
@@ -128,9 +127,6 @@ def _nvfp4_gemm_kernel(
                               (BLOCK_M, BLOCK_KH))
             a_hi = tl.reshape((wd & -65536).to(tl.float32, bitcast=True).to(tl.bfloat16),
                               (BLOCK_M, BLOCK_KH))
-        if DOT_FP32:  # interpreter: its tl.dot multiplies bf16 bit patterns as integers
-            w_lo, w_hi = w_lo.to(tl.float32), w_hi.to(tl.float32)
-            a_lo, a_hi = a_lo.to(tl.float32), a_hi.to(tl.float32)
         acc = tl.dot(w_lo, tl.trans(a_lo), acc)
         acc = tl.dot(w_hi, tl.trans(a_hi), acc)
 
@@ -230,7 +226,7 @@ def _launch_gemm(a, sfa, b, sfb, bias, out, M, alpha, a_fp4):
             a_arg, sfa if a_fp4 else b, b, sfb, bias if bias is not None else out, out, ws,
             M, N, KH, n_col_super, k_per_split, float(alpha),
             A_FP4=a_fp4, HAS_BIAS=bias is not None, SPLIT=splits > 1,
-            BLOCK_M=bm, BLOCK_N=bn, BLOCK_KH=bkh, DOT_FP32=interpreting(), num_warps=warps, num_stages=stages,
+            BLOCK_M=bm, BLOCK_N=bn, BLOCK_KH=bkh, num_warps=warps, num_stages=stages,
         )
         if splits > 1:
             block = 1024
