@@ -56,3 +56,16 @@ def gelu_tanh(x):
 @triton.jit
 def silu(x):
     return x / (1.0 + tl.exp(-x))
+
+
+@triton.jit
+def grouped_tile(i_p, M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                 GROUP_M: tl.constexpr):
+    """(row tile, column tile) of program ``i_p`` in grouped order: GROUP_M row
+    tiles sweep each column tile together, so weight tiles are reused from L2."""
+    n_m = tl.cdiv(M, BLOCK_M)
+    n_n = tl.cdiv(N, BLOCK_N)
+    per_group = GROUP_M * n_n
+    first_m = (i_p // per_group) * GROUP_M
+    size_m = tl.minimum(n_m - first_m, GROUP_M)
+    return first_m + (i_p % per_group) % size_m, (i_p % per_group) // size_m

@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._helpers import gelu_tanh, quantize_fp8_e4m3
+from ._helpers import gelu_tanh, grouped_tile, quantize_fp8_e4m3
 from ._host import (cdiv, check_same_device, check_tensor, device_guard, launch_directly,
                     next_power_of_2, sm_count)
 from ._ops import add_op_namespace_prefix
@@ -45,14 +45,7 @@ def _bf16_gemm_kernel(a_ptr, b_ptr, bias_ptr, c_ptr, M, N, K,
                       EPI: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                       BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr, EVEN_K: tl.constexpr):
     """c[M, N] = epilogue(a[M, K] @ b[K, N]); grouped tile order, clamped row loads."""
-    i_p = tl.program_id(0)
-    n_m = tl.cdiv(M, BLOCK_M)
-    n_n = tl.cdiv(N, BLOCK_N)
-    per_group = GROUP_M * n_n
-    first_m = (i_p // per_group) * GROUP_M
-    size_m = tl.minimum(n_m - first_m, GROUP_M)
-    i_m = first_m + (i_p % per_group) % size_m
-    i_n = (i_p % per_group) // size_m
+    i_m, i_n = grouped_tile(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
 
     o_m = i_m * BLOCK_M + tl.arange(0, BLOCK_M)
     o_n = i_n * BLOCK_N + tl.arange(0, BLOCK_N)

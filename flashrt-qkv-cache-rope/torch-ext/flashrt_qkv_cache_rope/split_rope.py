@@ -26,7 +26,7 @@ import triton.language as tl
 
 from ._common import BF16, FP16, FP32, I32, check_gqa_packed, check_packed3, \
     vector_config
-from ._helpers import rope_pair
+from ._helpers import rope_half, rope_pair
 from ._host import (cdiv, check_int, check_same_device, check_shape, check_tensor,
                     device_guard, launch_directly, next_power_of_2)
 from ._ops import add_op_namespace_prefix
@@ -84,8 +84,9 @@ def _bias_rope_kernel(x_ptr, bias_ptr, cos_ptr, sin_ptr, q_ptr, k_ptr, v_ptr, n_
     is_q = h < QH
     is_v = h >= QH + KVH
     rot = ~is_v[:, None]
-    y_lo = tl.where(rot, a_lo * c - a_hi * s, a_lo)
-    y_hi = tl.where(rot, a_hi * c + a_lo * s, a_hi)
+    r_lo, r_hi = rope_half(a_lo, a_hi, c, s)
+    y_lo = tl.where(rot, r_lo, a_lo)
+    y_hi = tl.where(rot, r_hi, a_hi)
 
     hk = h - QH - tl.where(is_v, KVH, 0)
     o_o = (tl.where(is_q, r * QH + h, r * KVH + hk) * HD)[:, None] + o_j
