@@ -82,6 +82,18 @@ IMPRECISE_ACC = 32
 
 
 @triton.jit
+def gated_act_mul_quant(g, u, inv_scale, ACT: tl.constexpr):
+    """Q8(act(g) * u) from the fp32 values of bf16 gate / up: the one formula of the
+    fused gated epilogue and of the staged ``*_mul_merged_quantize`` kernels (so
+    fused == staged holds by construction). ACT 1: SiLU, 2: GELU-tanh."""
+    if ACT == 1:
+        act = silu(g)
+    else:
+        act = gelu_tanh(g)
+    return quantize_fp8_e4m3(act * u, inv_scale)
+
+
+@triton.jit
 def _epilogue(acc, acc_u, s, o_m, o_n, M, N, ldc, bias_ptr, so_ptr, c_ptr, q_ptr,
               EPI: tl.constexpr, GATED: tl.constexpr, ACT: tl.constexpr):
     """Epilogue on the fp32 accumulator(s). ``o_m`` / ``o_n``: row / column index
@@ -96,13 +108,9 @@ def _epilogue(acc, acc_u, s, o_m, o_n, M, N, ldc, bias_ptr, so_ptr, c_ptr, q_ptr
         b_u = (acc_u * s).to(tl.bfloat16)
         tl.store(c_ptr + o_c, b_g, mask=mask)
         tl.store(c_ptr + o_c + N, b_u, mask=mask)
-        g = b_g.to(tl.float32)
-        if ACT == 1:
-            act = silu(g)
-        else:
-            act = gelu_tanh(g)
         inv = tl.div_rn(1.0, tl.load(so_ptr).to(tl.float32))
-        tl.store(q_ptr + o_q, quantize_fp8_e4m3(act * b_u.to(tl.float32), inv), mask=mask)
+        q = gated_act_mul_quant(b_g.to(tl.float32), b_u.to(tl.float32), inv, ACT)
+        tl.store(q_ptr + o_q, q, mask=mask)
     else:
         y = acc * s
         if EPI == 3:

@@ -22,12 +22,11 @@ import torch
 import triton
 import triton.language as tl
 
-from ._helpers import gelu_tanh, quantize_fp8_e4m3, silu
 from ._host import cdiv, check_tensor, device_guard, launch_directly, next_power_of_2
 from ._ops import add_op_namespace_prefix
 from .fp8_gemm import (ACT_GELU, ACT_SILU, BF16, EPI_NONE, FP8, check_matrix, check_out,
-                       check_padded, check_scale, launch_fp8_gemm, launch_quantize_input,
-                       padded_rows, same_device)
+                       check_padded, check_scale, gated_act_mul_quant, launch_fp8_gemm,
+                       launch_quantize_input, padded_rows, same_device)
 
 Tensor = torch.Tensor
 SCALES = ("input_scale", "gate_up_weight_scale", "hidden_scale", "down_weight_scale")
@@ -48,11 +47,7 @@ def _act_mul_quantize_kernel(gu_ptr, s_ptr, out_ptr, M, H, ACT: tl.constexpr,
     g = tl.load(gu_ptr + o_g, mask=m, other=0.0).to(tl.float32)
     u = tl.load(gu_ptr + o_g + H, mask=m, other=0.0).to(tl.float32)
     inv = tl.div_rn(1.0, tl.load(s_ptr).to(tl.float32))
-    if ACT == 1:
-        a = silu(g)
-    else:
-        a = gelu_tanh(g)
-    q = quantize_fp8_e4m3(a * u, inv)
+    q = gated_act_mul_quant(g, u, inv, ACT)
     tl.store(out_ptr + o_r[:, None] * H + o_h[None, :], q, mask=m)
 
 
