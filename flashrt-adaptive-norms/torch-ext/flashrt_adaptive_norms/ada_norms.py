@@ -11,8 +11,8 @@ materialized), laid out ``[scale | shift | gate]``. Operation order as written,
 every product rounded before the following add (fp-fusion off: no FMA), as in
 the eager reference and the spec's explicit RN mul/add.
 
-Rows of up to ``_MAX_BLOCK`` elements stay in registers; wider rows are done in
-``_CHUNK``-wide chunks over two passes (sum of squares, then modulate and store;
+Rows of up to ``ROW_MAX_BLOCK`` elements stay in registers (``_host.row_config``);
+wider rows are done in ``ROW_CHUNK``-wide chunks over two passes (sum of squares, then modulate and store;
 the fused op re-reads the residual it stored in pass one).
 """
 
@@ -23,16 +23,13 @@ import triton
 import triton.language as tl
 
 from ._helpers import quantize_fp8_e4m3, rms_inv
-from ._host import (cdiv, check_same_device, check_shape, check_tensor, device_guard,
-                    launch_directly, next_power_of_2)
+from ._host import (cdiv, check_rows_even_dim, check_same_device, check_shape, check_tensor,
+                    device_guard, launch_directly, row_config)
 from ._ops import add_op_namespace_prefix
 
 _BF16 = torch.bfloat16
 _FP32 = torch.float32
 _FP8 = torch.float8_e4m3fn
-_MAX_BLOCK = 8192
-_CHUNK = 4096
-_ROW_TILE = 2048
 
 
 @triton.jit
@@ -110,20 +107,11 @@ def _ada_norm_kernel(
                       inv_scale, QUANT=FUSED)
 
 
-def _row_config(D):
-    """(CHUNKED, BLOCK_R, BLOCK_D, num_warps), keyed on the width only (see residual-norm-quant)."""
-    block_d = next_power_of_2(D)
-    chunked = block_d > _MAX_BLOCK
-    if chunked:
-        block_d = _CHUNK
-    block_r = 1 if chunked else max(1, _ROW_TILE // block_d)
-    num_warps = max(1, min(16, block_r * block_d // 256))
-    return chunked, block_r, block_d, num_warps
 
 
 def _launch(residual, x, gate, weight, style, scale, out, gate_out, eps):
     n_rows, D = x.shape
-    chunked, block_r, block_d, num_warps = _row_config(D)
+    chunked, block_r, block_d, num_warps = row_config(D)
     style_stride = 0 if style.shape[0] == 1 else 3 * D
     with device_guard(x):
         _ada_norm_kernel[(cdiv(n_rows, block_r),)](
@@ -138,18 +126,12 @@ def _launch(residual, x, gate, weight, style, scale, out, gate_out, eps):
 # ----------------------------------------------------------------------------
 
 
-def _check_matrix(t, name):
-    if t.dim() != 2 or t.shape[0] == 0 or t.shape[1] == 0:
-        raise RuntimeError(f"{name} must have shape (rows, dim) with rows > 0 and dim > 0, "
-                           f"got {tuple(t.shape)}")
-    if t.shape[1] % 2 != 0:
-        raise RuntimeError(f"{name}.shape[1] must be even, got {t.shape[1]}")
 
 
 def _check_shapes(x, weight, style, out=None, gate_out=None, *, residual=None, gate=None,
                   scale=None):
     lead = x if residual is None else residual
-    _check_matrix(lead, "x" if residual is None else "residual")
+    check_rows_even_dim(lead, "x" if residual is None else "residual")
     rows, D = lead.shape
     if residual is not None:
         if x.shape != residual.shape or gate.shape != residual.shape:

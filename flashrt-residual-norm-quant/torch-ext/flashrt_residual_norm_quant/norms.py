@@ -12,9 +12,9 @@ Five public functions (spec: postprocess-norms.md §3):
 *unrounded* fp32 sum ``a = residual + x`` but normalize the *rounded* residual
 ``bf16(a)`` that they store back in place (spec §3.2, §7.3).
 
-Kernels work on rows. A row of up to ``_MAX_BLOCK`` elements stays in
+Kernels work on rows. A row of up to ``ROW_MAX_BLOCK`` elements (``_host.row_config``) stays in
 registers (one read of every input); wider rows are processed in chunks of
-``_CHUNK`` elements over two passes (sum of squares, then normalize and store;
+``ROW_CHUNK`` elements over two passes (sum of squares, then normalize and store;
 three for LayerNorm), the later passes re-reading the row from L2. Several
 short rows share one program. fp-fusion is off: every product is rounded before
 the following add, as in the eager PyTorch reference.
@@ -28,15 +28,12 @@ import triton.language as tl
 
 from ._helpers import quantize_fp8_e4m3, rms_inv
 from ._host import (cdiv, check_same_device, check_shape, check_tensor, device_guard,
-                    launch_directly, next_power_of_2)
+                    launch_directly, row_config)
 from ._ops import add_op_namespace_prefix
 
 _BF16 = torch.bfloat16
 _FP32 = torch.float32
 _FP8 = torch.float8_e4m3fn
-_MAX_BLOCK = 8192  # widest row kept in registers (16 fp32 per thread at 16 warps)
-_CHUNK = 4096  # chunk of a wider row
-_ROW_TILE = 2048  # short rows are grouped into tiles of about this many elements
 
 
 # ----------------------------------------------------------------------------
@@ -156,22 +153,11 @@ def _layer_norm_kernel(
             tl.store(out_ptr + o, ((b_x - mean) * rstd * b_w + b_b).to(tl.bfloat16), mask=m)
 
 
-def _row_config(D):
-    """(CHUNKED, BLOCK_R, BLOCK_D, num_warps): about 8 elements (16 bytes of bf16) per
-    thread, up to 16 warps; rows wider than _MAX_BLOCK loop over _CHUNK-wide chunks.
-    Keyed on the width only, never on the row count."""
-    block_d = next_power_of_2(D)
-    chunked = block_d > _MAX_BLOCK
-    if chunked:
-        block_d = _CHUNK
-    block_r = 1 if chunked else max(1, _ROW_TILE // block_d)
-    num_warps = max(1, min(16, block_r * block_d // 256))
-    return chunked, block_r, block_d, num_warps
 
 
 def _launch_rms(x, residual, weight, scale, out, eps):
     n_rows, D = x.shape
-    chunked, block_r, block_d, num_warps = _row_config(D)
+    chunked, block_r, block_d, num_warps = row_config(D)
     with device_guard(x):
         _rms_norm_kernel[(cdiv(n_rows, block_r),)](
             x, residual, weight, scale, out, n_rows, D, eps,
@@ -182,7 +168,7 @@ def _launch_rms(x, residual, weight, scale, out, eps):
 
 def _launch_layer_norm(x, weight, bias, out, eps):
     n_rows, D = x.shape
-    chunked, block_r, block_d, num_warps = _row_config(D)
+    chunked, block_r, block_d, num_warps = row_config(D)
     with device_guard(x):
         _layer_norm_kernel[(cdiv(n_rows, block_r),)](
             x, weight, bias, out, n_rows, D, eps, CHUNKED=chunked, BLOCK_R=block_r,

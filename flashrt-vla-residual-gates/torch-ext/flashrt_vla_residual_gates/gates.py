@@ -24,8 +24,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._host import (cdiv, check_same_device, check_shape, check_tensor, device_guard,
-                    launch_directly, next_power_of_2)
+from ._host import (cdiv, check_rows_even_dim, check_same_device, check_shape, check_tensor,
+                    device_guard, launch_directly, next_power_of_2)
 from ._ops import add_op_namespace_prefix
 
 _BF16 = torch.bfloat16
@@ -136,12 +136,6 @@ def _launch_joint3(v, a, u, v_fp8):
 # ----------------------------------------------------------------------------
 
 
-def _check_matrix(t, name):
-    if t.dim() != 2 or t.shape[0] == 0 or t.shape[1] == 0:
-        raise RuntimeError(f"{name} must have shape (rows, dim) with rows > 0 and dim > 0, "
-                           f"got {tuple(t.shape)}")
-    if t.shape[1] % 2 != 0:
-        raise RuntimeError(f"{name}.shape[1] must be even, got {t.shape[1]}")
 
 
 def _check_like(t, name, residual, res_name):
@@ -172,7 +166,7 @@ def _check_segment(prefix, residual, x, bias=None, gate=None, out=None, gate_fp8
             check_tensor(gate_scale, f"{prefix}gate_scale", _FP32)
         if out is not None:
             check_tensor(out, f"{prefix}out", _BF16)
-    _check_matrix(residual, res_name)
+    check_rows_even_dim(residual, res_name)
     _check_like(x, f"{prefix}x", residual, res_name)
     if gate is not None:
         _check_like(gate, f"{prefix}gate", residual, res_name)
