@@ -30,6 +30,9 @@ class Case:
     # GEMM's last-ulp differences, amplified by the epilogue, as epilogue errors.
     # Signature: expected(reference, got, args, kwargs) -> tuple of outputs.
     expected: Optional[Callable] = None
+    # True for an in-place function: the kernel and the reference each get their own
+    # copy of the tensor arguments, so the reference sees the original data.
+    mutates: bool = False
 
     @property
     def id(self) -> str:
@@ -86,11 +89,16 @@ def run_case(kernel, reference, case: Case, device, seed: int = 0):
     """Run one case on ``device``; return (verdicts per output, seconds)."""
     gen = torch.Generator(device="cpu").manual_seed(seed)
     args, kwargs = case.make(device, gen)
+    if case.mutates:
+        originals = args, kwargs
+        args, kwargs = _fresh(*originals)
     start = time.perf_counter()
     got = as_tuple(getattr(kernel, case.function)(*args, **kwargs))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
+    if case.mutates:
+        args, kwargs = _fresh(*originals)
     if case.expected is not None:
         want = as_tuple(case.expected(reference, got, args, kwargs))
     else:
@@ -101,6 +109,13 @@ def run_case(kernel, reference, case: Case, device, seed: int = 0):
     verdicts = [compare(fmt, g, w, **case.compare_kwargs.get(fmt, {}))
                 for fmt, g, w in zip(case.formats, got, want)]
     return verdicts, seconds
+
+
+def _fresh(args, kwargs):
+    """Copies of the tensor arguments (the rest passed through)."""
+    def copy(a):
+        return a.clone() if isinstance(a, torch.Tensor) else a
+    return tuple(copy(a) for a in args), {k: copy(v) for k, v in kwargs.items()}
 
 
 def worst(verdicts: Sequence[Verdict]) -> Verdict:

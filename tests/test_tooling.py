@@ -219,3 +219,25 @@ def test_bench_merge_replaces_remeasured_rows_in_place():
     finally:
         harness.select_rows(None)
     assert harness.skipped_row("a", "M=1") is None
+
+
+def test_run_case_gives_an_in_place_function_fresh_inputs():
+    """Case(mutates=True): the kernel and the reference each get their own copy of the
+    tensor arguments, so the reference still sees the original data."""
+    import types
+
+    from flashrt_tools.validation import Case, run_case
+
+    def add_one_in_place(x):
+        return x.add_(1.0)
+
+    kernel = types.SimpleNamespace(f=add_one_in_place)
+    reference = types.SimpleNamespace(f=lambda x: x + 1.0)
+
+    def make(device, gen):
+        return (torch.randn(8, generator=gen).to(torch.bfloat16),), {}
+
+    fresh = Case("f", "in place", make, ("exact",), mutates=True)
+    shared = Case("f", "in place", make, ("exact",))
+    assert all(v.ok for v in run_case(kernel, reference, fresh, torch.device("cpu"))[0])
+    assert not all(v.ok for v in run_case(kernel, reference, shared, torch.device("cpu"))[0])

@@ -96,7 +96,7 @@ def test_out_buffer_is_written_and_returned(kernel, device, function):
 
 
 def test_add_bias_is_in_place(kernel, device):
-    x, bias = cases.bias_inputs((2, 5, 3, 3, 7), device, _gen())[0]._args
+    x, bias = cases.bias_inputs((2, 5, 3, 3, 7), device, _gen())[0]
     want = reference_of(kernel).add_bias_ncdhw_bf16(x, bias)
     got = kernel.add_bias_ncdhw_bf16(x, bias)
     assert got is x
