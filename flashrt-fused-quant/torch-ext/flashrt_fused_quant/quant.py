@@ -30,7 +30,7 @@ from triton.language.extra import libdevice
 from ._host import (cdiv, check_same_device, check_tensor, device_guard, interpreting,
                     launch_directly, next_power_of_2)
 from ._ops import add_op_namespace_prefix
-from .nvfp4_codec import ceil_ue4m3, e2m1_code, swizzled_offset, ue4m3_unsigned
+from .nvfp4_codec import bf16_words, encode_blocks, swizzled_offset
 
 _BF16 = torch.bfloat16
 _U8 = torch.uint8
@@ -75,11 +75,7 @@ def _silu_mul_quant_nvfp4_kernel(
                           (b_u << 16).to(tl.float32, bitcast=True), LIBDEVICE_EXP)
     y_hi = _silu_mul_bf16((b_g & -65536).to(tl.float32, bitcast=True),
                           (b_u & -65536).to(tl.float32, bitcast=True), LIBDEVICE_EXP)
-    amax = tl.max(tl.maximum(tl.abs(y_lo), tl.abs(y_hi)), 2)  # [BLOCK_R, G]
-    e = ceil_ue4m3(tl.div_rn(amax, 6.0))
-    s = ue4m3_unsigned(e)
-    inv = tl.where(s > 0.0, tl.div_rn(1.0, tl.where(s > 0.0, s, 1.0)), 0.0)[:, :, None]
-    byte = e2m1_code(y_lo * inv) | (e2m1_code(y_hi * inv) << 4)
+    byte, e = encode_blocks(y_lo, y_hi)  # e: [BLOCK_R, G]
     tl.store(packed_ptr + i_r[:, None, None] * (n_blocks * 8) + o_col, byte.to(tl.uint8),
              mask=m3)
 
@@ -107,11 +103,6 @@ def _launch(gate_w, up_w, packed, scales, rows, cols, stride_w):
         )
 
 
-def _words(t, name):
-    """bf16 tensor -> int32 view of its element pairs (4-byte aligned storage)."""
-    if t.storage_offset() % 2 != 0 or t.data_ptr() % 4 != 0:
-        raise RuntimeError(f"{name} must be 4-byte aligned (even storage offset)")
-    return t.view(torch.int32)
 
 
 # ----------------------------------------------------------------------------
@@ -184,12 +175,12 @@ def _check_out_tensors(named_in, packed, scales):
 
 def _launch_split(gate, up, packed, scales):
     rows, cols = gate.shape
-    _launch(_words(gate, "gate"), _words(up, "up"), packed, scales, rows, cols, cols // 2)
+    _launch(bf16_words(gate, "gate"), bf16_words(up, "up"), packed, scales, rows, cols, cols // 2)
 
 
 def _launch_merged(x, packed, scales):
     rows, width = x.shape
-    w = _words(x, "merged_gate_up")
+    w = bf16_words(x, "merged_gate_up")
     cols = width // 2
     _launch(w, w[:, cols // 2:], packed, scales, rows, cols, width // 2)
 

@@ -10,12 +10,17 @@ Triton device functions, inlined into the calling kernels:
 * ``ceil_ue4m3``: the UE4M3 scale byte of an encode (round up; > 240 -> 0xFE).
 * ``ue4m3_unsigned``: fp32 value of a scale byte, sign bit ignored.
 * ``e2m1_code``: the E2M1 nibble of a value (ties away from zero, saturating).
+* ``encode_blocks``: one NVFP4 block encode (scale byte from amax / 6, packed pairs).
+
+Host: ``bf16_words`` (a bf16 tensor as the int32 words of its element pairs, how
+the encoders load two values per lane).
 
 One source of truth: common/nvfp4_codec.py, copied by `flashrt sync` into
 flashrt-nvfp4, flashrt-fused-quant and flashrt-smallm-gemm (packages cannot
 import each other).
 """
 
+import torch
 import triton
 import triton.language as tl
 
@@ -66,3 +71,22 @@ def e2m1_code(v):
          + (a >= 5.0).to(tl.int32))
     c = tl.where(a != a, 7, c)
     return c | tl.where(v < 0.0, 8, 0)
+
+
+@triton.jit
+def encode_blocks(v_lo, v_hi):
+    """NVFP4 encode of 16-element blocks held as 8 (lo, hi) pairs on the last axis:
+    returns (packed bytes, lo nibble = even element; the int32 UE4M3 scale byte per
+    block). Scale = ceil_ue4m3(amax / 6); values are coded as v * (1 / scale)."""
+    amax = tl.max(tl.maximum(tl.abs(v_lo), tl.abs(v_hi)), 2)
+    e = ceil_ue4m3(tl.div_rn(amax, 6.0))
+    s = ue4m3_unsigned(e)
+    inv = tl.where(s > 0.0, tl.div_rn(1.0, tl.where(s > 0.0, s, 1.0)), 0.0)[:, :, None]
+    return e2m1_code(v_lo * inv) | (e2m1_code(v_hi * inv) << 4), e
+
+
+def bf16_words(t, name):
+    """bf16 tensor -> int32 view of its element pairs (needs 4-byte aligned storage)."""
+    if t.storage_offset() % 2 != 0 or t.data_ptr() % 4 != 0:
+        raise RuntimeError(f"{name} must be 4-byte aligned (even storage offset)")
+    return t.view(torch.int32)

@@ -32,7 +32,7 @@ import triton.language as tl
 from ._host import (cdiv, check_same_device, check_tensor, device_guard, launch_directly,
                     next_power_of_2, sm_count)
 from ._ops import add_op_namespace_prefix
-from .nvfp4_codec import ceil_ue4m3, e2m1_code, swizzled_offset, ue4m3_unsigned
+from .nvfp4_codec import bf16_words, encode_blocks, swizzled_offset
 
 _BF16 = torch.bfloat16
 _U8 = torch.uint8
@@ -173,11 +173,7 @@ def _quantize_weight_kernel(w_ptr, packed_ptr, scales_ptr, n_rows, n_blocks, n_c
     wd = tl.load(w_ptr + o, mask=m3, other=0)
     v_lo = (wd << 16).to(tl.float32, bitcast=True) * global_scale
     v_hi = (wd & -65536).to(tl.float32, bitcast=True) * global_scale
-    amax = tl.max(tl.maximum(tl.abs(v_lo), tl.abs(v_hi)), 2)
-    e = ceil_ue4m3(tl.div_rn(amax, 6.0))
-    s = ue4m3_unsigned(e)
-    inv = tl.where(s > 0.0, tl.div_rn(1.0, tl.where(s > 0.0, s, 1.0)), 0.0)[:, :, None]
-    byte = e2m1_code(v_lo * inv) | (e2m1_code(v_hi * inv) << 4)
+    byte, e = encode_blocks(v_lo, v_hi)
     tl.store(packed_ptr + o, byte.to(tl.uint8), mask=m3)
     tl.store(scales_ptr + swizzled_offset(i_r[:, None], i_b[None, :], n_col_super), e.to(tl.uint8), mask=m2)
 
@@ -207,17 +203,12 @@ def _gemm_config(M, N, KH, device):
     return block_m, block_n, block_kh, splits, k_per_split, 4, 4
 
 
-def _words(t, name):
-    """bf16 tensor -> int32 view of its element pairs (needs 4-byte aligned storage)."""
-    if t.storage_offset() % 2 != 0 or t.data_ptr() % 4 != 0:
-        raise RuntimeError(f"{name} must be 4-byte aligned (even storage offset)")
-    return t.view(torch.int32)
 
 
 def _launch_gemm(a, sfa, b, sfb, bias, out, M, alpha, a_fp4):
     N, KH = b.shape
     bm, bn, bkh, splits, k_per_split, warps, stages = _gemm_config(M, N, KH, b.device)
-    a_arg = a if a_fp4 else _words(a, "x")
+    a_arg = a if a_fp4 else bf16_words(a, "x")
     ws = torch.empty((splits, M, N), dtype=_FP32, device=b.device) if splits > 1 else out
     n_col_super = cdiv(KH // 8, 4)
     grid = (cdiv(N, bn), cdiv(M, bm), splits)
@@ -242,7 +233,7 @@ def _launch_quantize(weight, packed, scales, global_scale):
     block_r = max(1, min(next_power_of_2(N), 128 // g))
     grid = (cdiv(N, block_r), cdiv(n_blocks, g))
     with device_guard(weight):
-        _quantize_weight_kernel[grid](_words(weight, "weight"), packed, scales, N, n_blocks,
+        _quantize_weight_kernel[grid](bf16_words(weight, "weight"), packed, scales, N, n_blocks,
                                       cdiv(n_blocks, 4), float(global_scale),
                                       BLOCK_R=block_r, G=g, num_warps=4)
 
