@@ -7,8 +7,9 @@ CUDA, or CPU through the Triton interpreter.
 """
 
 from .ffn import (bf16_fp8_gelu_mlp_bf16, bf16_fp8_gelu_mlp_v2_bf16, bf16_fp8_linear_bias_bf16,
-                  fp8_gelu_mlp_bf16, fp8_gelu_mlp_v2_bf16, fp8_gemm_bf16, fp8_linear_bias_bf16,
+                  fp8_gelu_mlp_bf16, fp8_gelu_mlp_v2_bf16, fp8_linear_bias_bf16,
                   fp8_linear_bias_gelu_quant_bf16)
+from .fp8_gemm import fp8_gemm_bf16
 
 __all__ = [
     "fp8_gemm_bf16", "fp8_linear_bias_bf16", "fp8_linear_bias_gelu_quant_bf16",

@@ -25,9 +25,10 @@ import torch
 
 from ._host import launch_directly
 from ._ops import add_op_namespace_prefix
-from .fp8_gemm import (BF16, EPI_BIAS, EPI_BIAS_ROUNDED, EPI_GELU_QUANT, EPI_NONE, FP8,
-                       check_bias, check_matrix, check_out, check_padded, check_scale,
-                       launch_fp8_gemm, launch_quantize_input, padded_rows, same_device)
+from .fp8_gemm import (BF16, EPI_BIAS, EPI_BIAS_ROUNDED, EPI_GELU_QUANT, FP8, check_bias,
+                       check_input_fp8, check_linear, check_linear_out, check_matrix, check_out,
+                       check_padded, check_scale, empty, launch_fp8_gemm,
+                       launch_quantize_input, padded_rows, same_device)
 
 Tensor = torch.Tensor
 
@@ -37,21 +38,8 @@ Tensor = torch.Tensor
 # ----------------------------------------------------------------------------
 
 
-def _check_linear(input, input_dtype, weight, bias, input_scale, weight_scale):
-    check_matrix(input, "input", input_dtype)
-    check_matrix(weight, "weight", FP8)
-    if bias is not None:
-        check_bias(bias, "bias", weight.shape[0], "weight.shape[0]")
-    check_scale(input_scale, "input_scale")
-    check_scale(weight_scale, "weight_scale")
-    if input.shape[1] != weight.shape[1]:
-        raise RuntimeError(f"input.shape[1] must match weight.shape[1], got {input.shape[1]} "
-                           f"and {weight.shape[1]}")
 
 
-def _check_linear_out(out, rows, weight):
-    check_out(out, "out", BF16, (rows, weight.shape[0]),
-              "out must have shape (input.shape[0], weight.shape[0])")
 
 
 def _check_mlp(input, input_dtype, up_weight, up_bias, down_weight, down_bias, scales):
@@ -81,9 +69,6 @@ def _check_mlp_outs(rows, up_weight, down_weight, hidden_bf16, hidden_fp8, out):
               "out must have shape (input.shape[0], down_weight.shape[0])")
 
 
-def _check_input_fp8(input_fp8, P, K):
-    check_out(input_fp8, "input_fp8", FP8, (P, K),
-              "input_fp8 must have shape (padded rows, input.shape[1])")
 
 
 # ----------------------------------------------------------------------------
@@ -91,8 +76,6 @@ def _check_input_fp8(input_fp8, P, K):
 # ----------------------------------------------------------------------------
 
 
-def _run_gemm(input, weight, input_scale, weight_scale, out):
-    launch_fp8_gemm(input, weight, input_scale, weight_scale, out, epi=EPI_NONE)
 
 
 def _run_linear_bias(input, weight, bias, input_scale, weight_scale, out):
@@ -129,16 +112,8 @@ def _run_bf16_mlp(input, up_weight, up_bias, down_weight, down_bias, sx, su, sh,
 # ----------------------------------------------------------------------------
 
 
-@torch.library.custom_op(add_op_namespace_prefix("fp8_gemm_bf16"), mutates_args=("out",))
-def _fp8_gemm_bf16_op(input: Tensor, weight: Tensor, input_scale: Tensor, weight_scale: Tensor,
-                      out: Tensor) -> None:
-    _run_gemm(input, weight, input_scale, weight_scale, out)
 
 
-@torch.library.register_fake(add_op_namespace_prefix("fp8_gemm_bf16"))
-def _fp8_gemm_bf16_fake(input, weight, input_scale, weight_scale, out):
-    _check_linear(input, FP8, weight, None, input_scale, weight_scale)
-    _check_linear_out(out, input.shape[0], weight)
 
 
 @torch.library.custom_op(add_op_namespace_prefix("fp8_linear_bias_bf16"), mutates_args=("out",))
@@ -149,8 +124,8 @@ def _fp8_linear_bias_bf16_op(input: Tensor, weight: Tensor, bias: Tensor, input_
 
 @torch.library.register_fake(add_op_namespace_prefix("fp8_linear_bias_bf16"))
 def _fp8_linear_bias_bf16_fake(input, weight, bias, input_scale, weight_scale, out):
-    _check_linear(input, FP8, weight, bias, input_scale, weight_scale)
-    _check_linear_out(out, input.shape[0], weight)
+    check_linear(input, FP8, weight, bias, input_scale, weight_scale)
+    check_linear_out(out, input.shape[0], weight)
 
 
 @torch.library.custom_op(add_op_namespace_prefix("fp8_linear_bias_gelu_quant_bf16"),
@@ -166,7 +141,7 @@ def _fp8_linear_bias_gelu_quant_bf16_op(input: Tensor, weight: Tensor, bias: Ten
 @torch.library.register_fake(add_op_namespace_prefix("fp8_linear_bias_gelu_quant_bf16"))
 def _fp8_linear_bias_gelu_quant_bf16_fake(input, weight, bias, input_scale, weight_scale,
                                           output_scale, hidden_bf16, out_fp8):
-    _check_linear(input, FP8, weight, bias, input_scale, weight_scale)
+    check_linear(input, FP8, weight, bias, input_scale, weight_scale)
     check_scale(output_scale, "output_scale")
     _check_gelu_quant_outs(input, weight, hidden_bf16, out_fp8)
 
@@ -215,12 +190,12 @@ def _bf16_fp8_linear_bias_bf16_op(input: Tensor, weight: Tensor, bias: Tensor,
 @torch.library.register_fake(add_op_namespace_prefix("bf16_fp8_linear_bias_bf16"))
 def _bf16_fp8_linear_bias_bf16_fake(input, weight, bias, input_scale, weight_scale, input_fp8,
                                     out):
-    _check_linear(input, BF16, weight, bias, input_scale, weight_scale)
+    check_linear(input, BF16, weight, bias, input_scale, weight_scale)
     P = input_fp8.shape[0]
     if P < input.shape[0]:
         raise RuntimeError("input_fp8 must have at least input.shape[0] rows")
-    _check_input_fp8(input_fp8, P, input.shape[1])
-    _check_linear_out(out, P, weight)
+    check_input_fp8(input_fp8, P, input.shape[1])
+    check_linear_out(out, P, weight)
 
 
 def _bf16_mlp_op(name, v2):
@@ -242,7 +217,7 @@ def _bf16_mlp_op(name, v2):
         P = input_fp8.shape[0]
         if P < input.shape[0]:
             raise RuntimeError("input_fp8 must have at least input.shape[0] rows")
-        _check_input_fp8(input_fp8, P, input.shape[1])
+        check_input_fp8(input_fp8, P, input.shape[1])
         _check_mlp_outs(P, up_weight, down_weight, hidden_bf16, hidden_fp8, out)
 
     return op
@@ -257,32 +232,16 @@ _bf16_fp8_gelu_mlp_v2_bf16_op = _bf16_mlp_op("bf16_fp8_gelu_mlp_v2_bf16", v2=Tru
 # ----------------------------------------------------------------------------
 
 
-def _empty(like, rows, cols, dtype):
-    return torch.empty((rows, cols), dtype=dtype, device=like.device)
 
 
-def fp8_gemm_bf16(input: Tensor, weight: Tensor, input_scale: Tensor, weight_scale: Tensor,
-                  out: Optional[Tensor] = None) -> Tensor:
-    """``out = bf16(input_scale * weight_scale * (input @ weight^T))``, fp32 accumulation.
-
-    input fp8 [M, K]; weight fp8 [N, K]; scales fp32 (1,); out bf16 [M, N].
-    """
-    _check_linear(input, FP8, weight, None, input_scale, weight_scale)
-    out = _empty(input, input.shape[0], weight.shape[0], BF16) if out is None else out
-    _check_linear_out(out, input.shape[0], weight)
-    same_device(("input", input), ("weight", weight), ("input_scale", input_scale),
-                ("weight_scale", weight_scale), ("out", out))
-    run = _run_gemm if launch_directly(input) else _fp8_gemm_bf16_op
-    run(input, weight, input_scale, weight_scale, out)
-    return out
 
 
 def fp8_linear_bias_bf16(input: Tensor, weight: Tensor, bias: Tensor, input_scale: Tensor,
                          weight_scale: Tensor, out: Optional[Tensor] = None) -> Tensor:
     """``out = bf16(sx * sw * acc + f32(bias))``: bias added in the fp32 epilogue."""
-    _check_linear(input, FP8, weight, bias, input_scale, weight_scale)
-    out = _empty(input, input.shape[0], weight.shape[0], BF16) if out is None else out
-    _check_linear_out(out, input.shape[0], weight)
+    check_linear(input, FP8, weight, bias, input_scale, weight_scale)
+    out = empty(input, input.shape[0], weight.shape[0], BF16) if out is None else out
+    check_linear_out(out, input.shape[0], weight)
     same_device(("input", input), ("weight", weight), ("bias", bias),
                 ("input_scale", input_scale), ("weight_scale", weight_scale), ("out", out))
     run = _run_linear_bias if launch_directly(input) else _fp8_linear_bias_bf16_op
@@ -297,11 +256,11 @@ def fp8_linear_bias_gelu_quant_bf16(
 ) -> Tuple[Tensor, Tensor]:
     """``hidden_bf16 = bf16(sx*sw*acc)`` (pre-bias) and
     ``out_fp8 = Q8(GELU_tanh(f32(hidden) + f32(bias)), output_scale)``, one launch."""
-    _check_linear(input, FP8, weight, bias, input_scale, weight_scale)
+    check_linear(input, FP8, weight, bias, input_scale, weight_scale)
     check_scale(output_scale, "output_scale")
     M, N = input.shape[0], weight.shape[0]
-    hidden_bf16 = _empty(input, M, N, BF16) if hidden_bf16 is None else hidden_bf16
-    out_fp8 = _empty(input, M, N, FP8) if out_fp8 is None else out_fp8
+    hidden_bf16 = empty(input, M, N, BF16) if hidden_bf16 is None else hidden_bf16
+    out_fp8 = empty(input, M, N, FP8) if out_fp8 is None else out_fp8
     _check_gelu_quant_outs(input, weight, hidden_bf16, out_fp8)
     same_device(("input", input), ("weight", weight), ("bias", bias),
                 ("input_scale", input_scale), ("weight_scale", weight_scale),
@@ -316,9 +275,9 @@ def _mlp(input, up_weight, up_bias, down_weight, down_bias, scales, hidden_bf16,
          out, v2):
     _check_mlp(input, FP8, up_weight, up_bias, down_weight, down_bias, scales)
     M, H, N = input.shape[0], up_weight.shape[0], down_weight.shape[0]
-    hidden_bf16 = _empty(input, M, H, BF16) if hidden_bf16 is None else hidden_bf16
-    hidden_fp8 = _empty(input, M, H, FP8) if hidden_fp8 is None else hidden_fp8
-    out = _empty(input, M, N, BF16) if out is None else out
+    hidden_bf16 = empty(input, M, H, BF16) if hidden_bf16 is None else hidden_bf16
+    hidden_fp8 = empty(input, M, H, FP8) if hidden_fp8 is None else hidden_fp8
+    out = empty(input, M, N, BF16) if out is None else out
     _check_mlp_outs(M, up_weight, down_weight, hidden_bf16, hidden_fp8, out)
     same_device(("input", input), ("up_weight", up_weight), ("up_bias", up_bias),
                 ("down_weight", down_weight), ("down_bias", down_bias),
@@ -372,14 +331,14 @@ def bf16_fp8_linear_bias_bf16(
     """BF16 entry of ``fp8_linear_bias_bf16``: ``input_fp8[:M] = Q8(input, input_scale)``,
     pad rows ``M <= m < P`` FP8 zero (their output rows become ``bf16(bias)``);
     returns ``out[:M]``, a view of the (P-row) ``out``."""
-    _check_linear(input, BF16, weight, bias, input_scale, weight_scale)
+    check_linear(input, BF16, weight, bias, input_scale, weight_scale)
     M, K = input.shape
     P = padded_rows(input, pad_to, input_fp8)
     check_padded(P, (("input_fp8", input_fp8), ("out", out)))
-    input_fp8 = _empty(input, P, K, FP8) if input_fp8 is None else input_fp8
-    out = _empty(input, P, weight.shape[0], BF16) if out is None else out
-    _check_input_fp8(input_fp8, P, K)
-    _check_linear_out(out, P, weight)
+    input_fp8 = empty(input, P, K, FP8) if input_fp8 is None else input_fp8
+    out = empty(input, P, weight.shape[0], BF16) if out is None else out
+    check_input_fp8(input_fp8, P, K)
+    check_linear_out(out, P, weight)
     same_device(("input", input), ("weight", weight), ("bias", bias),
                 ("input_scale", input_scale), ("weight_scale", weight_scale),
                 ("input_fp8", input_fp8), ("out", out))
@@ -396,11 +355,11 @@ def _bf16_mlp(input, up_weight, up_bias, down_weight, down_bias, scales, input_f
     P = padded_rows(input, pad_to, input_fp8)
     check_padded(P, (("input_fp8", input_fp8), ("hidden_bf16", hidden_bf16),
                      ("hidden_fp8", hidden_fp8), ("out", out)))
-    input_fp8 = _empty(input, P, K, FP8) if input_fp8 is None else input_fp8
-    hidden_bf16 = _empty(input, P, H, BF16) if hidden_bf16 is None else hidden_bf16
-    hidden_fp8 = _empty(input, P, H, FP8) if hidden_fp8 is None else hidden_fp8
-    out = _empty(input, P, N, BF16) if out is None else out
-    _check_input_fp8(input_fp8, P, K)
+    input_fp8 = empty(input, P, K, FP8) if input_fp8 is None else input_fp8
+    hidden_bf16 = empty(input, P, H, BF16) if hidden_bf16 is None else hidden_bf16
+    hidden_fp8 = empty(input, P, H, FP8) if hidden_fp8 is None else hidden_fp8
+    out = empty(input, P, N, BF16) if out is None else out
+    check_input_fp8(input_fp8, P, K)
     _check_mlp_outs(P, up_weight, down_weight, hidden_bf16, hidden_fp8, out)
     same_device(("input", input), ("up_weight", up_weight), ("up_bias", up_bias),
                 ("down_weight", down_weight), ("down_bias", down_bias),

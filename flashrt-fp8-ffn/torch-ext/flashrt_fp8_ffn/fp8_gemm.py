@@ -45,20 +45,26 @@ tensor core's reduced-precision accumulator unless told to promote them
 32-wide K step (one wgmma instruction), i.e. full fp32 accumulation, which is
 what the fp32 fake-quant reference assumes (see CARD.md for the trade-off).
 
+The module also holds what both FP8 packages expose identically: the public
+``fp8_gemm_bf16`` (op, fake, wrapper) and the linear / padded-row checks.
+
 One source of truth: common/fp8_gemm.py, copied by `flashrt sync` into
 flashrt-fp8-ffn and flashrt-fp8-swiglu-ffn (packages cannot import each other).
 """
 
 import functools
 import threading
+from typing import Optional
 
 import torch
 import triton
 import triton.language as tl
+from torch import Tensor
 
 from ._helpers import gelu_tanh, grouped_tile, quantize_fp8_e4m3, silu
-from ._host import (cdiv, check_same_device, check_tensor, device_guard, next_power_of_2,
-                    sm_count)
+from ._host import (cdiv, check_same_device, check_tensor, device_guard,
+                    launch_directly, next_power_of_2, sm_count)
+from ._ops import add_op_namespace_prefix
 
 FP8 = torch.float8_e4m3fn
 BF16 = torch.bfloat16
@@ -467,3 +473,67 @@ def check_padded(P, named):
             raise ValueError(f"all scratch outputs must use input_fp8.shape[0] padded rows: "
                              f"{name} has shape {tuple(t.shape)}, expected {P} rows")
 
+
+def check_linear(input, input_dtype, weight, bias, input_scale, weight_scale):
+    """Inputs of an FP8 linear: input [M, K] (FP8, or BF16 for the BF16 entries), weight
+    FP8 [N, K], optional bias [N], scalar fp32 scales."""
+    check_matrix(input, "input", input_dtype)
+    check_matrix(weight, "weight", FP8)
+    if bias is not None:
+        check_bias(bias, "bias", weight.shape[0], "weight.shape[0]")
+    check_scale(input_scale, "input_scale")
+    check_scale(weight_scale, "weight_scale")
+    if input.shape[1] != weight.shape[1]:
+        raise RuntimeError(f"input.shape[1] must match weight.shape[1], got {input.shape[1]} "
+                           f"and {weight.shape[1]}")
+
+
+def check_linear_out(out, rows, weight):
+    check_out(out, "out", BF16, (rows, weight.shape[0]),
+              "out must have shape (input.shape[0], weight.shape[0])")
+
+
+def check_input_fp8(input_fp8, P, K):
+    check_out(input_fp8, "input_fp8", FP8, (P, K),
+              "input_fp8 must have shape (padded rows, input.shape[1])")
+
+
+def empty(like, rows, cols, dtype):
+    return torch.empty((rows, cols), dtype=dtype, device=like.device)
+
+
+# ----------------------------------------------------------------------------
+# fp8_gemm_bf16: the public GEMM that both FP8 packages export
+# ----------------------------------------------------------------------------
+
+
+def _run_gemm(input, weight, input_scale, weight_scale, out):
+    launch_fp8_gemm(input, weight, input_scale, weight_scale, out, epi=EPI_NONE)
+
+
+@torch.library.custom_op(add_op_namespace_prefix("fp8_gemm_bf16"), mutates_args=("out",))
+def _fp8_gemm_bf16_op(input: Tensor, weight: Tensor, input_scale: Tensor, weight_scale: Tensor,
+                      out: Tensor) -> None:
+    _run_gemm(input, weight, input_scale, weight_scale, out)
+
+
+@torch.library.register_fake(add_op_namespace_prefix("fp8_gemm_bf16"))
+def _fp8_gemm_bf16_fake(input, weight, input_scale, weight_scale, out):
+    check_linear(input, FP8, weight, None, input_scale, weight_scale)
+    check_linear_out(out, input.shape[0], weight)
+
+
+def fp8_gemm_bf16(input: Tensor, weight: Tensor, input_scale: Tensor, weight_scale: Tensor,
+                  out: Optional[Tensor] = None) -> Tensor:
+    """``out = bf16(input_scale * weight_scale * (input @ weight^T))``, fp32 accumulation.
+
+    input fp8 [M, K]; weight fp8 [N, K]; scales fp32 (1,); out bf16 [M, N].
+    """
+    check_linear(input, FP8, weight, None, input_scale, weight_scale)
+    out = empty(input, input.shape[0], weight.shape[0], BF16) if out is None else out
+    check_linear_out(out, input.shape[0], weight)
+    same_device(("input", input), ("weight", weight), ("input_scale", input_scale),
+                ("weight_scale", weight_scale), ("out", out))
+    run = _run_gemm if launch_directly(input) else _fp8_gemm_bf16_op
+    run(input, weight, input_scale, weight_scale, out)
+    return out

@@ -24,9 +24,10 @@ import triton.language as tl
 
 from ._host import cdiv, check_tensor, device_guard, launch_directly, next_power_of_2
 from ._ops import add_op_namespace_prefix
-from .fp8_gemm import (ACT_GELU, ACT_SILU, BF16, EPI_NONE, FP8, check_matrix, check_out,
-                       check_padded, check_scale, gated_act_mul_quant, launch_fp8_gemm,
-                       launch_quantize_input, padded_rows, same_device)
+from .fp8_gemm import (ACT_GELU, ACT_SILU, BF16, EPI_NONE, FP8, check_input_fp8, check_matrix,
+                       check_out, check_padded, check_scale, empty,
+                       gated_act_mul_quant, launch_fp8_gemm, launch_quantize_input, padded_rows,
+                       same_device)
 
 Tensor = torch.Tensor
 SCALES = ("input_scale", "gate_up_weight_scale", "hidden_scale", "down_weight_scale")
@@ -67,19 +68,8 @@ def _run_act_quant(gate_up_bf16, output_scale, out_fp8, act):
 # ----------------------------------------------------------------------------
 
 
-def _check_gemm(input, weight, input_scale, weight_scale):
-    check_matrix(input, "input", FP8)
-    check_matrix(weight, "weight", FP8)
-    check_scale(input_scale, "input_scale")
-    check_scale(weight_scale, "weight_scale")
-    if input.shape[1] != weight.shape[1]:
-        raise RuntimeError(f"input.shape[1] must match weight.shape[1], got {input.shape[1]} "
-                           f"and {weight.shape[1]}")
 
 
-def _check_gemm_out(out, input, weight):
-    check_out(out, "out", BF16, (input.shape[0], weight.shape[0]),
-              "out must have shape (input.shape[0], weight.shape[0])")
 
 
 def _check_act_quant(gate_up_bf16, output_scale, out_fp8):
@@ -127,8 +117,6 @@ def _check_mlp_outs(rows, gate_up_weight, down_weight, gate_up_bf16, hidden_fp8,
 # ----------------------------------------------------------------------------
 
 
-def _run_gemm(input, weight, input_scale, weight_scale, out):
-    launch_fp8_gemm(input, weight, input_scale, weight_scale, out, epi=EPI_NONE)
 
 
 def _run_mlp(input, gate_up_weight, down_weight, sx, sg, sh, sd, gate_up_bf16, hidden_fp8, out,
@@ -149,16 +137,8 @@ def _run_bf16_mlp(input, gate_up_weight, down_weight, sx, sg, sh, sd, input_fp8,
 # ----------------------------------------------------------------------------
 
 
-@torch.library.custom_op(add_op_namespace_prefix("fp8_gemm_bf16"), mutates_args=("out",))
-def _fp8_gemm_bf16_op(input: Tensor, weight: Tensor, input_scale: Tensor, weight_scale: Tensor,
-                      out: Tensor) -> None:
-    _run_gemm(input, weight, input_scale, weight_scale, out)
 
 
-@torch.library.register_fake(add_op_namespace_prefix("fp8_gemm_bf16"))
-def _fp8_gemm_bf16_fake(input, weight, input_scale, weight_scale, out):
-    _check_gemm(input, weight, input_scale, weight_scale)
-    _check_gemm_out(out, input, weight)
 
 
 def _act_quant_op(name, act):
@@ -219,8 +199,7 @@ def _bf16_mlp_op(name, act):
         P = input_fp8.shape[0]
         if P < input.shape[0]:
             raise RuntimeError("input_fp8 must have at least input.shape[0] rows")
-        check_out(input_fp8, "input_fp8", FP8, (P, input.shape[1]),
-                  "input_fp8 must have shape (padded rows, input.shape[1])")
+        check_input_fp8(input_fp8, P, input.shape[1])
         _check_mlp_outs(P, gate_up_weight, down_weight, gate_up_bf16, hidden_fp8, out)
 
     return op
@@ -235,30 +214,14 @@ _bf16_geglu_op = _bf16_mlp_op("bf16_fp8_geglu_mlp_bf16", ACT_GELU)
 # ----------------------------------------------------------------------------
 
 
-def _empty(like, rows, cols, dtype):
-    return torch.empty((rows, cols), dtype=dtype, device=like.device)
 
 
-def fp8_gemm_bf16(input: Tensor, weight: Tensor, input_scale: Tensor, weight_scale: Tensor,
-                  out: Optional[Tensor] = None) -> Tensor:
-    """``out = bf16(input_scale * weight_scale * (input @ weight^T))``, fp32 accumulation.
-
-    input fp8 [M, K]; weight fp8 [N, K]; scales fp32 (1,); out bf16 [M, N].
-    """
-    _check_gemm(input, weight, input_scale, weight_scale)
-    out = _empty(input, input.shape[0], weight.shape[0], BF16) if out is None else out
-    _check_gemm_out(out, input, weight)
-    same_device(("input", input), ("weight", weight), ("input_scale", input_scale),
-                ("weight_scale", weight_scale), ("out", out))
-    run = _run_gemm if launch_directly(input) else _fp8_gemm_bf16_op
-    run(input, weight, input_scale, weight_scale, out)
-    return out
 
 
 def _act_quant(gate_up_bf16, output_scale, out_fp8, act, op):
     _check_act_quant(gate_up_bf16, output_scale, out_fp8)
     if out_fp8 is None:
-        out_fp8 = _empty(gate_up_bf16, gate_up_bf16.shape[0], gate_up_bf16.shape[1] // 2, FP8)
+        out_fp8 = empty(gate_up_bf16, gate_up_bf16.shape[0], gate_up_bf16.shape[1] // 2, FP8)
     same_device(("gate_up_bf16", gate_up_bf16), ("output_scale", output_scale),
                 ("out_fp8", out_fp8))
     if launch_directly(gate_up_bf16):
@@ -284,9 +247,9 @@ def gelu_mul_merged_quantize_fp8_static_bf16(gate_up_bf16: Tensor, output_scale:
 def _mlp(input, gate_up_weight, down_weight, scales, gate_up_bf16, hidden_fp8, out, act, op):
     _check_mlp(input, FP8, gate_up_weight, down_weight, scales)
     M, W, N = input.shape[0], gate_up_weight.shape[0], down_weight.shape[0]
-    gate_up_bf16 = _empty(input, M, W, BF16) if gate_up_bf16 is None else gate_up_bf16
-    hidden_fp8 = _empty(input, M, W // 2, FP8) if hidden_fp8 is None else hidden_fp8
-    out = _empty(input, M, N, BF16) if out is None else out
+    gate_up_bf16 = empty(input, M, W, BF16) if gate_up_bf16 is None else gate_up_bf16
+    hidden_fp8 = empty(input, M, W // 2, FP8) if hidden_fp8 is None else hidden_fp8
+    out = empty(input, M, N, BF16) if out is None else out
     _check_mlp_outs(M, gate_up_weight, down_weight, gate_up_bf16, hidden_fp8, out)
     same_device(("input", input), ("gate_up_weight", gate_up_weight),
                 ("down_weight", down_weight), *zip(SCALES, scales),
@@ -332,12 +295,11 @@ def _bf16_mlp(input, gate_up_weight, down_weight, scales, input_fp8, gate_up_bf1
     P = padded_rows(input, pad_to, input_fp8)
     check_padded(P, (("input_fp8", input_fp8), ("gate_up_bf16", gate_up_bf16),
                      ("hidden_fp8", hidden_fp8), ("out", out)))
-    input_fp8 = _empty(input, P, K, FP8) if input_fp8 is None else input_fp8
-    gate_up_bf16 = _empty(input, P, W, BF16) if gate_up_bf16 is None else gate_up_bf16
-    hidden_fp8 = _empty(input, P, W // 2, FP8) if hidden_fp8 is None else hidden_fp8
-    out = _empty(input, P, N, BF16) if out is None else out
-    check_out(input_fp8, "input_fp8", FP8, (P, K),
-              "input_fp8 must have shape (padded rows, input.shape[1])")
+    input_fp8 = empty(input, P, K, FP8) if input_fp8 is None else input_fp8
+    gate_up_bf16 = empty(input, P, W, BF16) if gate_up_bf16 is None else gate_up_bf16
+    hidden_fp8 = empty(input, P, W // 2, FP8) if hidden_fp8 is None else hidden_fp8
+    out = empty(input, P, N, BF16) if out is None else out
+    check_input_fp8(input_fp8, P, K)
     _check_mlp_outs(P, gate_up_weight, down_weight, gate_up_bf16, hidden_fp8, out)
     same_device(("input", input), ("gate_up_weight", gate_up_weight),
                 ("down_weight", down_weight), *zip(SCALES, scales), ("input_fp8", input_fp8),
