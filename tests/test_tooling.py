@@ -241,3 +241,21 @@ def test_run_case_gives_an_in_place_function_fresh_inputs():
     shared = Case("f", "in place", make, ("exact",))
     assert all(v.ok for v in run_case(kernel, reference, fresh, torch.device("cpu"))[0])
     assert not all(v.ok for v in run_case(kernel, reference, shared, torch.device("cpu"))[0])
+
+
+@pytest.mark.parametrize("bench_file", sorted(ROOT.glob("flashrt-*/benchmarks/bench_*.py")),
+                         ids=lambda p: p.parent.parent.name)
+def test_benchmark_modules_import_and_reproduce_their_recorded_notes(bench_file):
+    """Benchmarks only run on a GPU; on CPU, each module must still import (its cases
+    and helpers exist) and turn its recorded rows back into its recorded target notes."""
+    import json
+
+    from flashrt_tools.repo import load_file
+
+    module = load_file(bench_file, f"_test_bench_{bench_file.parent.parent.name}")
+    assert callable(module.benchmark)
+    records = sorted((ROOT / "results").glob(f"*/{bench_file.parent.parent.name}.json"))
+    for path in records:
+        record = json.loads(path.read_text())
+        if hasattr(module, "target_notes"):
+            assert module.target_notes(record["rows"]) == record["target_notes"], path

@@ -17,7 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from flashrt_tools.bench.harness import measure_row, rotation_sets  # noqa: E402
+from flashrt_tools.bench.harness import measure_row, reject_note, rotation_sets  # noqa: E402
 from flashrt_tools.repo import ROOT, load_file  # noqa: E402
 
 cases = load_file(ROOT / "flashrt-fused-quant" / "tests" / "cases.py",
@@ -77,7 +77,7 @@ def target_notes(rows):
     notes = []
     for r in rows:
         if r.get("label") == "reject":
-            notes.append(f"{r['op']} {r['shape']}: REJECTED (verification failed)")
+            notes.append(reject_note(r))
             continue
         checks = [("faster than verified compile", r.get("compile_us") is None
                    or r["ours_us"] < r["compile_us"])]

@@ -15,7 +15,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from flashrt_tools.bench.harness import measure_row, rotation_sets  # noqa: E402
+from flashrt_tools.bench.harness import measure_row, reject_note, rotation_sets  # noqa: E402
 from flashrt_tools.repo import ROOT, load_file  # noqa: E402
 
 cases = load_file(ROOT / "flashrt-nvfp4" / "tests" / "cases.py", "_flashrt_cases_flashrt_nvfp4")
@@ -47,7 +47,7 @@ def target_notes(rows):
     notes = []
     for r in rows:
         if r.get("label") == "reject":
-            notes.append(f"{r['op']} {r['shape']}: REJECTED (verification failed)")
+            notes.append(reject_note(r))
             continue
         notes.append(f"{r['op']} {r['shape']}: {r['ours_us']:.2f} us, x eager "
                      f"{r['speedup_vs_eager']:.1f}, x compile {r['speedup_vs_compile'] or 0:.2f} "

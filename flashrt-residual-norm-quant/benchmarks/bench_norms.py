@@ -25,7 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from flashrt_tools.bench.harness import measure_row, rotation_sets  # noqa: E402
+from flashrt_tools.bench.harness import (  # noqa: E402
+    measure_row, reject_note, rotation_sets, target_status)
 from flashrt_tools.repo import ROOT, load_file  # noqa: E402
 
 cases = load_file(ROOT / "flashrt-residual-norm-quant" / "tests" / "cases.py",
@@ -140,7 +141,7 @@ def target_notes(rows):
     notes = []
     for r in rows:
         if r.get("label") == "reject":
-            notes.append(f"{r['op']} {r['shape']}: REJECTED (verification failed)")
+            notes.append(reject_note(r))
             continue
         n_rows = int(r["shape"].split("rows=")[1].split(",")[0])
         checks = []
@@ -153,10 +154,7 @@ def target_notes(rows):
                 checks.append(("faster than liger", r["ours_us"] < r["peer_us"]))
         if n_rows <= 16:
             checks.append(("decode <= 5 us (graph replay)", r["ours_us"] <= 5.0))
-        missed = [name for name, ok in checks if not ok]
-        status = "met" if not missed else "MISSED " + ", ".join(missed)
-        if r.get("pct_same_size_copy"):
-            status += f" [{r['pct_same_size_copy']:.0f}% of a same-size device copy]"
+        status = target_status(r, checks)
         peer = f", x liger {r['peer_us'] / r['ours_us']:.2f}" if r.get("peer_us") else ""
         notes.append(f"{r['op']} {r['shape']} ({r['model']}): {status} (x eager "
                      f"{r['speedup_vs_eager']:.1f}, x compile {r['speedup_vs_compile'] or 0:.2f}"

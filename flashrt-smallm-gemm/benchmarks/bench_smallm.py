@@ -28,7 +28,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from flashrt_tools.bench.harness import graph_us, measure_row, rotation_sets  # noqa: E402
+from flashrt_tools.bench.harness import (  # noqa: E402
+    graph_us, measure_row, reject_note, rotation_sets)
 from flashrt_tools.repo import ROOT, load_file  # noqa: E402
 
 cases = load_file(ROOT / "flashrt-smallm-gemm" / "tests" / "cases.py",
@@ -163,7 +164,7 @@ def target_notes(rows):
     notes = []
     for r in rows:
         if r.get("label") == "reject":
-            notes.append(f"{r['op']} {r['shape']}: REJECTED (verification failed)")
+            notes.append(reject_note(r))
             continue
         if r["op"] == "nvfp4_quantize_weight_bf16":
             notes.append(f"{r['op']} {r['shape']}: {r['ours_us']:.2f} us, "

@@ -25,7 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from flashrt_tools.bench.harness import measure_row, rotation_sets  # noqa: E402
+from flashrt_tools.bench.harness import (  # noqa: E402
+    measure_row, reject_note, rotation_sets, target_status)
 from flashrt_tools.repo import ROOT, load_file  # noqa: E402
 
 cases = load_file(ROOT / "flashrt-spatiotemporal-layout" / "tests" / "cases.py",
@@ -181,17 +182,13 @@ def target_notes(rows):
     notes = []
     for r in rows:
         if r.get("label") == "reject":
-            notes.append(f"{r['op']} {r['shape']}: REJECTED (verification failed)")
+            notes.append(reject_note(r))
             continue
         checks = [("faster than compile", (r["speedup_vs_compile"] or 0) > 1.0)]
         if r["bytes"] >= 64 * MB:
             checks.append(("copy BW >= 90%", (r["pct_copy_bw"] or 0) >= 90))
-        missed = [name for name, ok in checks if not ok]
-        status = "met" if not missed else "MISSED " + ", ".join(missed)
-        if not r.get("compile_us"):
-            status += f" [compile: {r.get('compile_status')}]"
-        if r.get("pct_same_size_copy"):
-            status += f" [{r['pct_same_size_copy']:.0f}% of a same-size device copy]"
+        extra = "" if r.get("compile_us") else f" [compile: {r.get('compile_status')}]"
+        status = target_status(r, checks, extra)
         notes.append(f"{r['op']} {r['shape']}: {status} ({r['bytes'] / MB:.0f} MB, "
                      f"x eager {r['speedup_vs_eager']:.1f}, x compile {r['speedup_vs_compile'] or 0:.2f}, "
                      f"{r['pct_copy_bw'] or 0:.0f}% copy BW, {r['ours_us']:.2f} us)")

@@ -20,7 +20,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from flashrt_tools.bench.harness import measure_row, rotation_sets  # noqa: E402
+from flashrt_tools.bench.harness import (  # noqa: E402
+    measure_row, reject_note, rotation_sets, target_status)
 from flashrt_tools.repo import ROOT, load_file  # noqa: E402
 
 cases = load_file(ROOT / "flashrt-vla-residual-gates" / "tests" / "cases.py",
@@ -92,7 +93,7 @@ def target_notes(rows):
     notes = []
     for r in rows:
         if r.get("label") == "reject":
-            notes.append(f"{r['op']} {r['shape']}: REJECTED (verification failed)")
+            notes.append(reject_note(r))
             continue
         seg_rows = [int(v) for v in r["shape"].split("rows=")[1].split(",")[0].split("/")]
         checks = []
@@ -102,10 +103,7 @@ def target_notes(rows):
             checks.append(("faster than compile", r["ours_us"] < r["compile_us"]))
         if max(seg_rows) <= 16:
             checks.append(("decode <= 5 us (graph replay)", r["ours_us"] <= 5.0))
-        missed = [name for name, ok in checks if not ok]
-        status = "met" if not missed else "MISSED " + ", ".join(missed)
-        if r.get("pct_same_size_copy"):
-            status += f" [{r['pct_same_size_copy']:.0f}% of a same-size device copy]"
+        status = target_status(r, checks)
         notes.append(f"{r['op']} {r['shape']} ({r['model']}): {status} (x eager "
                      f"{r['speedup_vs_eager']:.1f}, x compile {r['speedup_vs_compile'] or 0:.2f}, "
                      f"{r['pct_copy_bw'] or 0:.0f}% copy BW, {r['ours_us']:.2f} us)")

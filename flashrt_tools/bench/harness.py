@@ -202,6 +202,22 @@ def label_row(row: dict) -> str:
     return "headline" if row["ours_us"] < min(strong) else "compatibility"
 
 
+def reject_note(row: dict) -> str:
+    """The target note of a row that failed verification."""
+    return f"{row['op']} {row['shape']}: REJECTED (verification failed)"
+
+
+def target_status(row: dict, checks, extra: str = "") -> str:
+    """"met" or "MISSED a, b" for ``checks`` = [(target, ok)], then ``extra`` and the
+    row's share of a same-size device copy (the figure that says how far a memory-bound
+    op is from what its transfer size allows)."""
+    missed = [name for name, ok in checks if not ok]
+    status = ("met" if not missed else "MISSED " + ", ".join(missed)) + extra
+    if row.get("pct_same_size_copy"):
+        status += f" [{row['pct_same_size_copy']:.0f}% of a same-size device copy]"
+    return status
+
+
 def finish_row(row: dict, copy_gbps: float) -> dict:
     """Derived columns: speedups, effective bandwidth, % of the copy ceiling, label."""
     ours = row["ours_us"]
