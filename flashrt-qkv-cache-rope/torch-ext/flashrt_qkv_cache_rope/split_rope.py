@@ -238,16 +238,19 @@ def _check_kvcache(packed, rope, q_heads, kv_heads, head_dim, cache_offset, q_ou
     check_int(cache_offset, "cache_offset", minimum=0)
     if q_out is not None:
         check_shape(q_out, "q_out", (B, S, q_heads, head_dim))
-    if k_cache is not None:
-        if k_cache.dim() != 4 or k_cache.shape[0] != B or k_cache.shape[2] != kv_heads or \
-                k_cache.shape[3] != head_dim:
+    # The layout rule applies to whichever caches are given; the messages name k_cache
+    # (a V-only call is held to the same shape).
+    cache = k_cache if k_cache is not None else v_cache
+    if cache is not None:
+        if cache.dim() != 4 or cache.shape[0] != B or cache.shape[2] != kv_heads or \
+                cache.shape[3] != head_dim:
             raise RuntimeError(f"k_cache must have shape ({B}, max_seq_len, {kv_heads}, "
-                               f"{head_dim}), got {tuple(k_cache.shape)}")
-        if v_cache is not None:
+                               f"{head_dim}), got {tuple(cache.shape)}")
+        if k_cache is not None and v_cache is not None:
             check_shape(v_cache, "v_cache", k_cache.shape, "v_cache shape must match k_cache shape")
-        if bounded and cache_offset + S > k_cache.shape[1]:
+        if bounded and cache_offset + S > cache.shape[1]:
             raise RuntimeError(f"cache_offset + seq_len must be within k_cache.shape[1] = "
-                               f"{k_cache.shape[1]}, got {cache_offset} + {S}")
+                               f"{cache.shape[1]}, got {cache_offset} + {S}")
 
 
 def _check_device_position(device_position):
@@ -409,9 +412,6 @@ def _kvcache(dtype, packed_qkv, rope, q_heads, kv_heads, head_dim, cache_offset,
     bounded = device_position is None
     _check_kvcache(packed_qkv, rope, q_heads, kv_heads, head_dim, cache_offset, q_out, k_cache,
                    v_cache, bounded)
-    if v_cache is not None and k_cache is None:
-        _check_kvcache(packed_qkv, rope, q_heads, kv_heads, head_dim, cache_offset, None, v_cache,
-                       None, bounded)
     B, S, _ = packed_qkv.shape
     if k_cache is None or v_cache is None:
         if max_seq_len is None:
