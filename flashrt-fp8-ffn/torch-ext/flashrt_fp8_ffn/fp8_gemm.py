@@ -459,11 +459,16 @@ def padded_rows(x, pad_to, input_fp8):
                              f"and input_fp8 must have >= input.shape[0] = {M} rows, "
                              f"got {input_fp8.shape[0]}")
         return input_fp8.shape[0]
-    if (x.device.type == "cuda" and getattr(torch.version, "hip", None) is None
-            and torch.cuda.get_device_capability(x.device) == (11, 0)):
-        if 9 <= M <= 128:
-            return (M + 63) // 64 * 64
+    if 9 <= M <= 128 and _pads_mid_rows(x.device):
+        return (M + 63) // 64 * 64
     return M
+
+
+@functools.lru_cache(maxsize=None)
+def _pads_mid_rows(device):
+    """NVIDIA Thor (sm_110) pads 9..128 rows to a multiple of 64 (spec §1.3)."""
+    return (device.type == "cuda" and getattr(torch.version, "hip", None) is None
+            and torch.cuda.get_device_capability(device) == (11, 0))
 
 
 def check_padded(P, named):
