@@ -143,7 +143,11 @@ def _check_shapes(x, weight, style, out=None, gate_out=None, *, residual=None, g
                            f"({rows}, {3 * D}) or (1, {3 * D}), got {tuple(style.shape)}")
     if scale is not None and scale.numel() != 1:
         raise RuntimeError(f"scale must be a scalar tensor (one element), got {scale.numel()}")
-    for t in (out, gate_out):
+    _check_out_shapes(lead, out, gate_out)
+
+
+def _check_out_shapes(lead, *outs):
+    for t in outs:
         if t is not None and t.shape != lead.shape:
             raise RuntimeError("out and gate_out must have the same shape as x, got "
                                f"{tuple(t.shape)} for {tuple(lead.shape)}")
@@ -189,10 +193,7 @@ def _outputs(lead, out, gate_out, out_dtype, named):
     gate_out = torch.empty_like(lead) if gate_out is None else gate_out
     check_tensor(out, "out", out_dtype)
     check_tensor(gate_out, "gate_out", _BF16)
-    for t in (out, gate_out):
-        if t.shape != lead.shape:
-            raise RuntimeError("out and gate_out must have the same shape as x, got "
-                               f"{tuple(t.shape)} for {tuple(lead.shape)}")
+    _check_out_shapes(lead, out, gate_out)
     check_same_device(named + [("out", out), ("gate_out", gate_out)])
     return out, gate_out
 
