@@ -62,8 +62,8 @@ import triton.language as tl
 from torch import Tensor
 
 from ._helpers import gelu_tanh, grouped_tile, quantize_fp8_e4m3, silu
-from ._host import (cdiv, check_same_device, check_tensor, device_guard,
-                    launch_directly, next_power_of_2, sm_count)
+from ._host import (cdiv, check_bias, check_matrix, check_out, check_scale, device_guard,
+                    launch_directly, next_power_of_2, same_device, sm_count)
 from ._ops import add_op_namespace_prefix
 
 FP8 = torch.float8_e4m3fn
@@ -411,37 +411,6 @@ def launch_quantize_input(x, sx, input_fp8):
 # ----------------------------------------------------------------------------
 
 
-def check_matrix(t, name, dtype):
-    check_tensor(t, name, dtype)
-    if t.dim() != 2:
-        raise RuntimeError(f"{name} must be 2-D, got {t.dim()} dimensions")
-    if t.shape[0] == 0 or t.shape[1] == 0:
-        raise RuntimeError(f"{name} dimensions must be non-zero, got {tuple(t.shape)}")
-
-
-def check_scale(t, name):
-    check_tensor(t, name, FP32)
-    if t.numel() != 1:
-        raise RuntimeError(f"{name} must contain exactly one value, got {t.numel()}")
-
-
-def check_bias(b, name, n, what):
-    check_tensor(b, name, BF16)
-    if b.dim() != 1 or b.shape[0] != n:
-        raise RuntimeError(f"{name} length must match {what}, got shape {tuple(b.shape)} "
-                           f"for {n}")
-
-
-def check_out(t, name, dtype, shape, what):
-    check_tensor(t, name, dtype)
-    if tuple(t.shape) != tuple(shape):
-        raise RuntimeError(f"{what}, got {tuple(t.shape)}")
-
-
-def same_device(*named):
-    check_same_device([(n, t) for n, t in named if t is not None])
-
-
 def padded_rows(x, pad_to, input_fp8):
     """P of spec §1.3: pad_to if given; else the rows of a passed input_fp8; else
     the default (NVIDIA Thor, sm_110, pads 9 <= M <= 128 to a multiple of 64;
@@ -459,7 +428,8 @@ def padded_rows(x, pad_to, input_fp8):
                              f"and input_fp8 must have >= input.shape[0] = {M} rows, "
                              f"got {input_fp8.shape[0]}")
         return input_fp8.shape[0]
-    if 9 <= M <= 128 and _pads_mid_rows(x.device):
+    # device first: under torch.compile, comparing the symbolic M would guard on it
+    if _pads_mid_rows(x.device) and 9 <= M <= 128:
         return (M + 63) // 64 * 64
     return M
 

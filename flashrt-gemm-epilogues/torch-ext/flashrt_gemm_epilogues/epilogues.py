@@ -22,8 +22,8 @@ import triton
 import triton.language as tl
 
 from ._helpers import gelu_tanh, grouped_tile, quantize_fp8_e4m3
-from ._host import (cdiv, check_same_device, check_tensor, device_guard, launch_directly,
-                    next_power_of_2, sm_count)
+from ._host import (cdiv, check_bias, check_matrix, check_out, check_same_device, check_scale,
+                    check_tensor, device_guard, launch_directly, next_power_of_2, sm_count)
 from ._ops import add_op_namespace_prefix
 
 FP8 = torch.float8_e4m3fn
@@ -152,39 +152,26 @@ def _launch_quantize(x, vec, scale, out, mode):
 def _check_gemm(a, b, bias, out, names):
     """names: (a, b) argument names, e.g. ("a", "b") or ("x", "w")."""
     na, nb = names
-    for name, t in ((na, a), (nb, b)):
-        check_tensor(t, name, BF16)
-        if t.dim() != 2:
-            raise RuntimeError(f"{name} must be 2-D, got {t.dim()} dimensions")
-        if t.shape[0] == 0 or t.shape[1] == 0:
-            raise RuntimeError(f"{name} dimensions must be non-zero, got {tuple(t.shape)}")
+    check_matrix(a, na, BF16)
+    check_matrix(b, nb, BF16)
     if a.shape[1] != b.shape[0]:
         raise RuntimeError(f"{na}.shape[1] must match {nb}.shape[0], got {a.shape[1]} and "
                            f"{b.shape[0]}")
     if bias is not None:
-        check_tensor(bias, "bias", BF16)
-        if bias.dim() != 1 or bias.shape[0] != b.shape[1]:
-            raise RuntimeError(f"bias length must match {nb}.shape[1], got shape "
-                               f"{tuple(bias.shape)} for {b.shape[1]}")
+        check_bias(bias, "bias", b.shape[1], f"{nb}.shape[1]")
     if out is not None:
-        check_tensor(out, "out", BF16)
-        if tuple(out.shape) != (a.shape[0], b.shape[1]):
-            raise RuntimeError(f"out must have shape ({na}.shape[0], {nb}.shape[1]) = "
-                               f"{(a.shape[0], b.shape[1])}, got {tuple(out.shape)}")
+        shape = (a.shape[0], b.shape[1])
+        check_out(out, "out", BF16, shape, f"out must have shape ({na}.shape[0], {nb}.shape[1]) "
+                                            f"= {shape}")
 
 
 def _check_quantize(x, vec, vec_name, scale, out):
     check_tensor(x, "input", BF16)
     if x.dim() < 1 or x.numel() == 0 or x.shape[-1] == 0:
         raise RuntimeError(f"input must have dim >= 1 and be non-empty, got {tuple(x.shape)}")
-    check_tensor(scale, "scale", FP32)
-    if scale.numel() != 1:
-        raise RuntimeError(f"scale must contain exactly one value, got {scale.numel()}")
+    check_scale(scale, "scale")
     if vec is not None:
-        check_tensor(vec, vec_name, BF16)
-        if vec.dim() != 1 or vec.shape[0] != x.shape[-1]:
-            raise RuntimeError(f"{vec_name} length must match the last input dimension, got "
-                               f"shape {tuple(vec.shape)} for {x.shape[-1]}")
+        check_bias(vec, vec_name, x.shape[-1], "the last input dimension")
     if out is not None:
         check_tensor(out, "out", FP8)
         if out.shape != x.shape:

@@ -109,6 +109,41 @@ def check_shape(t, name, shape, what=None):
         raise RuntimeError(f"{msg}, got {tuple(t.shape)}")
 
 
+def check_matrix(t, name, dtype):
+    """A non-empty 2-D tensor of ``dtype``."""
+    check_tensor(t, name, dtype)
+    if t.dim() != 2:
+        raise RuntimeError(f"{name} must be 2-D, got {t.dim()} dimensions")
+    if t.shape[0] == 0 or t.shape[1] == 0:
+        raise RuntimeError(f"{name} dimensions must be non-zero, got {tuple(t.shape)}")
+
+
+def check_scale(t, name):
+    """A one-element fp32 tensor (a static scale)."""
+    check_tensor(t, name, torch.float32)
+    if t.numel() != 1:
+        raise RuntimeError(f"{name} must contain exactly one value, got {t.numel()}")
+
+
+def check_bias(b, name, n, what, dtype=torch.bfloat16):
+    """A 1-D tensor of length ``n`` (``what`` says which dimension it must match)."""
+    check_tensor(b, name, dtype)
+    if b.dim() != 1 or b.shape[0] != n:
+        raise RuntimeError(f"{name} length must match {what}, got shape {tuple(b.shape)} "
+                           f"for {n}")
+
+
+def check_out(t, name, dtype, shape, what):
+    """An output buffer: ``dtype``, contiguous, exactly ``shape`` (``what`` states it)."""
+    check_tensor(t, name, dtype)
+    check_shape(t, name, shape, what)
+
+
+def same_device(*named):
+    """check_same_device over (name, tensor) pairs, skipping tensors that are None."""
+    check_same_device([(n, t) for n, t in named if t is not None])
+
+
 def check_int(value, name, *, minimum=0, maximum=_INT32_MAX):
     if isinstance(value, bool) or not isinstance(value, int):
         # SymInts (torch.compile) pass through: the fake/real op re-checks sizes.
