@@ -8,32 +8,8 @@ kernel's epilogue. BF16 / FP8 roundings sit exactly where the spec puts them.
 """
 
 import torch
-import torch.nn.functional as F
 
-FP8 = torch.float8_e4m3fn
-FP8_MAX = 448.0
-
-
-def quantize_fp8(v, scale):
-    """Q8(v, s): t = v * fp32(1/s), clamp to +-448 (NaN -> -448, as fminf/fmaxf), RNE."""
-    r = 1.0 / scale.float().reshape(())
-    t = v.float() * r
-    t = torch.where(torch.isnan(t), torch.full_like(t, -FP8_MAX), t.clamp(-FP8_MAX, FP8_MAX))
-    return t.to(FP8)
-
-
-def gelu(x):
-    return F.gelu(x.float(), approximate="tanh")
-
-
-def dequant_gemm_fp32(a, w, sa, sw):
-    """fp32(exact A @ W^T) * (sa * sw): the pre-rounding GEMM result."""
-    acc = (a.double() @ w.double().t()).float()
-    return acc * (sa.float().reshape(()) * sw.float().reshape(()))
-
-
-def fp8_gemm_bf16(input, weight, input_scale, weight_scale):
-    return dequant_gemm_fp32(input, weight, input_scale, weight_scale).to(torch.bfloat16)
+from .fp8_reference import dequant_gemm_fp32, fp8_gemm_bf16, gelu, quantize_fp8, quantize_input
 
 
 def fp8_linear_bias_bf16(input, weight, bias, input_scale, weight_scale):
@@ -68,15 +44,6 @@ def fp8_gelu_mlp_v2_bf16(input, up_weight, up_bias, down_weight, down_bias, inpu
                          up_weight_scale, hidden_scale, down_weight_scale):
     return gelu_mlp_parts(input, up_weight, up_bias, down_weight, down_bias, input_scale,
                           up_weight_scale, hidden_scale, down_weight_scale, v2=True)[2]
-
-
-def quantize_input(input, input_scale, pad_to=None):
-    """input_fp8 of the BF16 entries: Q8 rows < M, FP8 zero rows M..P-1."""
-    M, K = input.shape
-    P = M if pad_to is None else pad_to
-    q = torch.zeros((P, K), dtype=FP8, device=input.device)
-    q[:M] = quantize_fp8(input.float(), input_scale)
-    return q
 
 
 def bf16_fp8_linear_bias_bf16(input, weight, bias, input_scale, weight_scale, *, pad_to=None):

@@ -8,21 +8,8 @@ fp32 and one BF16 rounding.
 """
 
 import torch
-import torch.nn.functional as F
 
-FP8 = torch.float8_e4m3fn
-FP8_MAX = 448.0
-
-
-def quantize_fp8(v, scale):
-    r = 1.0 / scale.float().reshape(())
-    t = v.float() * r
-    t = torch.where(torch.isnan(t), torch.full_like(t, -FP8_MAX), t.clamp(-FP8_MAX, FP8_MAX))
-    return t.to(FP8)
-
-
-def gelu(x):
-    return F.gelu(x.float(), approximate="tanh")
+from .fp8_reference import gelu, quantize_fp8
 
 
 def bias_gelu_quantize_fp8_static_bf16(input, bias, scale):
