@@ -241,8 +241,8 @@ def _sweep(on_gpu):
         c.append(_case("qkv_split_bias_rope_bf16", label, build, ("bf16",) * 3))
         c.append(_case("qkv_split_bias_rope_fp16", label, build, ("fp16",) * 3))
     kv = [(1, 3, 2, 1, 16, 2, 8), (2, 4, 3, 2, 10, 0, 5), (1, 2, 8, 1, 256, 5, 9)]
-    kv += [(1, 10, 8, 1, 256, 0, 10), (1, 50, 8, 1, 256, 0, 64), (2, 16, 8, 2, 128, 2, 21)] \
-        if on_gpu else []
+    kv += [(1, 10, 8, 1, 256, 0, 10), (1, 50, 8, 1, 256, 0, 64), (2, 16, 8, 2, 128, 2, 21),
+           (1, 560, 8, 1, 256, 0, 560)] if on_gpu else []  # last: PI0.5 encoder prefill
     for B, S, QH, KVH, hd, off, mx in kv:
         label = f"B={B},S={S},QH={QH},KVH={KVH},hd={hd},off={off},max={mx}"
         c.append(_case("qkv_split_rope_kvcache_bf16", label,

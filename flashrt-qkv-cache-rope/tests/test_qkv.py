@@ -198,6 +198,25 @@ def test_kvcache_unaligned_caches(kernel, device):
         assert (store[:, 0] == -3.0).all()
 
 
+def test_kvcache_unaligned_inputs(kernel, device):
+    """Packed input, table and q_out one element off a 16-byte boundary: the kernel's
+    whole-vector loads and stores fall back to element accesses, same results."""
+    for dtype, name in ((torch.bfloat16, "qkv_split_rope_kvcache_bf16"),
+                        (torch.float16, "qkv_split_rope_kvcache_fp16")):
+        kw = cases.kvcache_inputs(1, 3, 2, 1, 16, 1, 5, device, _gen(), dtype=dtype)
+        want = getattr(reference_of(kernel), name)(**kw)
+        for key in ("packed_qkv", "rope"):
+            t = kw[key]
+            kw[key] = torch.cat([t.new_zeros(1), t.flatten()])[1:].view(t.shape)
+        q_store = torch.full((1 + 3 * 2 * 16,), -3.0, dtype=dtype, device=device)
+        q_out = q_store[1:].view(1, 3, 2, 16)
+        got = getattr(kernel, name)(**kw, q_out=q_out)
+        assert got[0] is q_out and q_store[0] == -3.0
+        _assert_close("bf16", got[0], want[0])
+        _assert_close("bf16", got[1], want[1])
+        assert torch.equal(_bits(got[2]), _bits(want[2]))
+
+
 @pytest.mark.parametrize("pos", [0, 4, 7])
 def test_devpos_writes_only_its_row(kernel, device, pos):
     kw = cases.devpos_inputs(3, 8, pos, device, _gen())

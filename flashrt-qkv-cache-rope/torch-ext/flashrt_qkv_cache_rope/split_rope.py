@@ -13,9 +13,10 @@
   outside ``[0, max_seq_len)`` are skipped on the device (only reachable with a
   device position; host offsets are checked before launch).
 
-Pairs are read element-wise (stride-2 loads hitting the same cache lines), so
-caches and inputs at any element alignment work (the spec tests unaligned
-cache pointers).
+The KV-cache kernel loads whole head vectors and table rows and splits them
+into (even, odd) pairs in registers: vector-width accesses whenever the
+pointers allow (Triton specializes on 16-byte alignment), element accesses at
+any other alignment (the spec tests unaligned cache pointers).
 """
 
 from typing import Optional, Tuple
@@ -99,9 +100,12 @@ def _bias_rope_kernel(x_ptr, bias_ptr, cos_ptr, sin_ptr, q_ptr, k_ptr, v_ptr, n_
 def _rope_kvcache_kernel(x_ptr, rope_ptr, q_ptr, k_ptr, v_ptr, pos_ptr,
                          n_rows, seq, cache_offset, max_s,
                          QH: tl.constexpr, KVH: tl.constexpr, HD: tl.constexpr,
-                         HAS_POS: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_P: tl.constexpr):
-    """BLOCK_V head vectors per program; pairs (2p, 2p+1) rotated by rope[s, 2p:2p+2]."""
-    P: tl.constexpr = HD // 2
+                         HAS_POS: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_D: tl.constexpr):
+    """BLOCK_V head vectors per program; pairs (2p, 2p+1) rotated by rope[s, 2p:2p+2].
+
+    Head vectors and table rows are loaded whole (contiguous, vector-width
+    accesses) and split into their even / odd elements in registers.
+    """
     H: tl.constexpr = QH + 2 * KVH
     i_v = tl.program_id(0).to(tl.int64) * BLOCK_V + tl.arange(0, BLOCK_V)
     m_v = i_v < n_rows * H
@@ -109,33 +113,30 @@ def _rope_kvcache_kernel(x_ptr, rope_ptr, q_ptr, k_ptr, v_ptr, pos_ptr,
     h = i_v % H
     b = r // seq
     s = r % seq
-    o_p = tl.arange(0, BLOCK_P)[None, :]
-    m = m_v[:, None] & (o_p < P)
+    is_q = h < QH
+    is_v = h >= QH + KVH
+    o_d = tl.arange(0, BLOCK_D)[None, :]
+    m = m_v[:, None] & (o_d < HD)
 
-    p_x = x_ptr + i_v[:, None] * HD + 2 * o_p
-    x_a = tl.load(p_x, mask=m, other=0.0)
-    x_b = tl.load(p_x + 1, mask=m, other=0.0)
-    p_r = rope_ptr + (s * HD)[:, None] + 2 * o_p
-    c = tl.load(p_r, mask=m, other=0.0).to(tl.float32)
-    sn = tl.load(p_r + 1, mask=m, other=0.0).to(tl.float32)
+    b_x = tl.load(x_ptr + i_v[:, None] * HD + o_d, mask=m, other=0.0)
+    b_t = tl.load(rope_ptr + (s * HD)[:, None] + o_d, mask=m & ~is_v[:, None], other=0.0)
+    x_a, x_b = tl.split(tl.reshape(b_x, [BLOCK_V, BLOCK_D // 2, 2]))
+    c, sn = tl.split(tl.reshape(b_t, [BLOCK_V, BLOCK_D // 2, 2]))
+    y_a, y_b = rope_pair(x_a.to(tl.float32), x_b.to(tl.float32), c.to(tl.float32),
+                         sn.to(tl.float32))
+    y = tl.reshape(tl.join(y_a, y_b), [BLOCK_V, BLOCK_D]).to(b_x.dtype)
+    y = tl.where(is_v[:, None], b_x, y)  # V: bit copy
+
     d = cache_offset + s
     if HAS_POS:  # read on the device: no host sync, CUDA-graph replayable
         d += tl.load(pos_ptr).to(tl.int64)
-
-    y_a, y_b = rope_pair(x_a.to(tl.float32), x_b.to(tl.float32), c, sn)
-    is_q = h < QH
-    is_v = h >= QH + KVH
-    keep = is_v[:, None]  # V: bit copy
-    y_a = tl.where(keep, x_a, y_a.to(x_a.dtype))
-    y_b = tl.where(keep, x_b, y_b.to(x_b.dtype))
-
     hk = h - QH - tl.where(is_v, KVH, 0)
     o_o = tl.where(is_q, r * QH + h, (b * max_s + d) * KVH + hk) * HD
-    o_o = o_o[:, None] + 2 * o_p
-    p_o = tl.where(is_q[:, None], q_ptr + o_o, tl.where(keep, v_ptr + o_o, k_ptr + o_o))
+    o_o = o_o[:, None] + o_d
+    p_o = tl.where(is_q[:, None], q_ptr + o_o,
+                   tl.where(is_v[:, None], v_ptr + o_o, k_ptr + o_o))
     m_o = m & (is_q | ((d >= 0) & (d < max_s)))[:, None]
-    tl.store(p_o, y_a, mask=m_o)
-    tl.store(p_o + 1, y_b, mask=m_o)
+    tl.store(p_o, y, mask=m_o)
 
 
 # ----------------------------------------------------------------------------
@@ -176,13 +177,13 @@ def _run_kvcache(packed, rope, q_heads, kv_heads, head_dim, cache_offset, device
                  q, k_cache, v_cache):
     B, S, _ = packed.shape
     n_vec = B * S * (q_heads + 2 * kv_heads)
-    block_p = next_power_of_2(head_dim // 2)
-    block_v, num_warps = vector_config(n_vec, 2 * block_p, packed.device)
+    block_d = next_power_of_2(head_dim)
+    block_v, num_warps = vector_config(n_vec, block_d, packed.device)
     with device_guard(packed):
         _rope_kvcache_kernel[(cdiv(n_vec, block_v),)](
             packed, rope, q, k_cache, v_cache, rope if device_position is None else device_position,
             B * S, S, cache_offset, k_cache.shape[1], QH=q_heads, KVH=kv_heads, HD=head_dim,
-            HAS_POS=device_position is not None, BLOCK_V=block_v, BLOCK_P=block_p,
+            HAS_POS=device_position is not None, BLOCK_V=block_v, BLOCK_D=block_d,
             num_warps=num_warps)
 
 
