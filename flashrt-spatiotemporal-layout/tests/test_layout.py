@@ -147,6 +147,21 @@ def test_channel_to_space_index_map(kernel, device, geometry, first_chunk):
                     assert _same(got[0, oc, ot, oh, ow], want), (oc, ot, oh, ow)
 
 
+@pytest.mark.parametrize("geometry", [(8, 2, 2, 2, 2), (8, 2, 1, 2, 1), (16, 1, 1, 4, 1)])
+def test_channel_to_space_strided_stores_equal_interleave(kernel, device, geometry):
+    """sf in (1, 2, 4) interleaves the dw columns in registers (one contiguous store);
+    any other sf writes them with strided stores. Forced through the launcher's tuning
+    override, the strided path gives the same bits where both apply."""
+    cin, co, tf, sf, rep = geometry
+    x = cases.randn((1, cin, 3, 3, 5), _gen(), device, 2.0)
+    want = kernel.channel_to_space3d_bf16(x, co, tf, sf, rep)
+    layout = importlib.import_module(f"{kernel.__name__}.layout")
+    got = _poison(tuple(want.shape), BF16, device)
+    layout._channel_to_space3d(x, got, co, tf, sf, rep, False, config=(None, None, None, False))
+    assert _same(got, want)
+    assert _same(want, reference_of(kernel).channel_to_space3d_bf16(x, co, tf, sf, rep))
+
+
 def test_avg_pool_padded_frames_count_in_divisor(kernel, device):
     """T = 1 with factor_t = 2: one zero frame in front, mean over 8 values of which 4 are 0."""
     x = cases.randn((1, 1, 1, 2, 2), _gen(), device, 2.0)

@@ -12,17 +12,26 @@ Kernels (six, shared by the functions):
   writes rows along C, and Triton stages the tile through shared memory so
   both the load and the store are coalesced. Epilogues: bias, residual add,
   static FP8; a third source-row mode packs the causal-conv cache (prev0,
-  prev1, cur0) along channels.
-* ``_plane_kernel``       copies / biases whole (H*W or T*H*W) planes: temporal
-  unshuffle, two-frame cache update, in-place channel bias.
-* ``_channel_to_space_kernel``, ``_avg_pool_kernel``, ``_patch_im2col_kernel``,
-  ``_upsample_quant_kernel``: gathers written along the contiguous output row.
+  prev1, cur0) along channels, one load through a per-channel source pointer.
+* ``_plane_kernel``       copies / biases whole (H*W, 2*H*W or T*H*W) planes:
+  temporal unshuffle, two-frame cache update, in-place channel bias.
+* ``_channel_to_space_kernel``, ``_avg_pool_kernel``: [rows of one output plane
+  x columns] tiles; the plane's (b, channel, frame) is decoded once per program.
+  Channel-to-space loads contiguous input rows and interleaves the sf columns
+  in registers (tl.interleave) into contiguous output rows; pooling loads
+  contiguous input row pairs and splits them in registers. Both pass W as
+  ``W_VEC * VEC`` so that the compiler sees W's power-of-two factor (W = 104 is
+  not a multiple of 16, the only divisibility Triton infers) and emits 16-byte
+  accesses.
+* ``_patch_im2col_kernel`` moves bf16 pairs as 32-bit words, unmasked;
+  ``_upsample_quant_kernel`` reads rows along W and writes channel runs.
 
 Sizes that vary with the call (batch, frames) are ``do_not_specialize`` (a new
 frame count never re-JITs); model-fixed sizes (channels, H*W) stay specialized
 so that Triton sees 16-element divisibility and vectorizes. Offsets are int64.
-Launch configurations come from ``_tiles`` / ``_plane_tiles`` (an analytical
-rule, no autotuning).
+Launch configurations come from ``_tiles`` / ``_plane_tiles`` /
+``_shuffle_tiles`` (analytical rules, their constants chosen with
+``benchmarks/tune_layout.py``; no autotuning).
 
 Limits of the original CUDA kernels that are gone here: no shared-memory
 channel cap on the FP8 producers (any C, not only C % 4 == 0), any
@@ -56,6 +65,7 @@ _K_PATCH = tl.constexpr(PATCH)
 _K_FEAT = tl.constexpr(FEAT)
 
 _TILE = 4096  # elements per program for the layout kernels (8 KB of bf16)
+_IM2COL_BLOCK = 512  # 32-bit words per im2col program; divides a view (75264 = 147 * 512)
 
 
 # ----------------------------------------------------------------------------
@@ -94,12 +104,10 @@ def _transpose_kernel(
             C0 = C // 3
             p = o_c // C0
             c = o_c - p * C0
-            from_prev = (p < 2)[:, None]
-            o_prev = (((i_b * C0 + c) * 2 + p) * S)[:, None] + o_s[None, :]
-            o_cur = ((i_b * C0 + c) * S)[:, None] + o_s[None, :]
-            b_prev = tl.load(x_ptr + o_prev, mask=m & from_prev, other=0.0)
-            b_cur = tl.load(x2_ptr + o_cur, mask=m & ~from_prev, other=0.0)
-            b_x = tl.where(from_prev, b_prev, b_cur)
+            # one load through a per-channel choice of source row
+            p_prev = x_ptr + (((i_b * C0 + c) * 2 + p) * S)[:, None]
+            p_cur = x2_ptr + ((i_b * C0 + c) * S)[:, None]
+            b_x = tl.load(tl.where((p < 2)[:, None], p_prev, p_cur) + o_s[None, :], mask=m)
         else:
             b_x = tl.load(x_ptr + o_cf, mask=m)
     else:
@@ -136,9 +144,10 @@ def _plane_kernel(
     """[BP planes, BHW elements] per program, plane blocks fastest.
 
     MODE_UNSHUFFLE: out (B, C, 2T, HW) plane (b, c, 2t+g) <- x (B, 2C, T, HW) plane (b, gC+c, t).
-    MODE_CACHE2:    out (B, C, 2, HW) planes (b, c, 0..1) <- cur frames T-2, T-1
-                    (ONE_FRAME: prev (x2) frame 1, cur frame 0); both frames are
-                    loaded before either is stored, so ``out`` may be ``prev``.
+    MODE_CACHE2:    out (B, C, 2, HW) planes (b, c, 0..1) <- cur frames T-2, T-1, one
+                    contiguous 2*HW run per (b, c); ONE_FRAME: prev (x2) frame 1 and
+                    cur frame 0, both loaded before either is stored, so ``out``
+                    may be ``prev``.
     MODE_BIAS:      x (B, C, T*HW) in place: plane (b, c) += bias[c].
     """
     pid = tl.program_id(0).to(tl.int64)
@@ -149,7 +158,7 @@ def _plane_kernel(
         L = HW
         n_planes = B.to(tl.int64) * C * 2 * T
     else:
-        L = HW
+        L = HW if ONE_FRAME else 2 * HW
         n_planes = B.to(tl.int64) * C
     i_p = pid % n_tp
     i_h = pid // n_tp
@@ -165,14 +174,15 @@ def _plane_kernel(
         b_x = tl.load(x_ptr + (src * L)[:, None] + o_h[None, :], mask=m)
         tl.store(out_ptr + (o_p * L)[:, None] + o_h[None, :], b_x, mask=m)
     elif MODE == _K_CACHE2:
+        o_out = (o_p * 2 * HW)[:, None] + o_h[None, :]
         if ONE_FRAME:
-            b_0 = tl.load(x2_ptr + ((o_p * 2 + 1) * L)[:, None] + o_h[None, :], mask=m)
+            b_0 = tl.load(x2_ptr + ((o_p * 2 + 1) * HW)[:, None] + o_h[None, :], mask=m)
+            b_1 = tl.load(x_ptr + (o_p * HW)[:, None] + o_h[None, :], mask=m)
+            tl.store(out_ptr + o_out, b_0, mask=m)
+            tl.store(out_ptr + o_out + HW, b_1, mask=m)
         else:
-            b_0 = tl.load(x_ptr + ((o_p * T + T - 2) * L)[:, None] + o_h[None, :], mask=m)
-        b_1 = tl.load(x_ptr + ((o_p * T + T - 1) * L)[:, None] + o_h[None, :], mask=m)
-        o_out = (o_p * 2 * L)[:, None] + o_h[None, :]
-        tl.store(out_ptr + o_out, b_0, mask=m)
-        tl.store(out_ptr + o_out + L, b_1, mask=m)
+            b_x = tl.load(x_ptr + ((o_p * T + T - 2) * HW)[:, None] + o_h[None, :], mask=m)
+            tl.store(out_ptr + o_out, b_x, mask=m)
     else:
         o_x = (o_p * L)[:, None] + o_h[None, :]
         b_x = tl.load(x_ptr + o_x, mask=m)
@@ -181,96 +191,163 @@ def _plane_kernel(
         tl.store(x_ptr + o_x, y.to(tl.bfloat16), mask=m)
 
 
+@triton.jit
+def _interleave(v0, v1, v2, v3, SF: tl.constexpr):
+    """[R, BW] blocks v_dw -> [R, BW * SF] with column iw * SF + dw from v_dw (SF in 1, 2, 4)."""
+    if SF == 1:
+        return v0
+    elif SF == 2:
+        return tl.interleave(v0, v1)
+    else:
+        return tl.interleave(tl.interleave(v0, v2), tl.interleave(v1, v3))
+
+
 @triton.jit(do_not_specialize=["B", "T"])
 def _channel_to_space_kernel(
-    x_ptr, out_ptr, B, T, CIN, CO, H, W, n_tw,
+    x_ptr, out_ptr, B, T, CIN, CO, H, W_VEC, n_tr, n_tw,
     TF: tl.constexpr, SF: tl.constexpr, REPEATS: tl.constexpr, DROP: tl.constexpr,
-    BR: tl.constexpr, BW: tl.constexpr,
+    VEC: tl.constexpr, INTERLEAVE: tl.constexpr, BR: tl.constexpr, BW: tl.constexpr,
 ):
-    """[BR output rows (b, oc, ot, oh), BW output columns] per program; see the spec map."""
+    """[BR output rows of one (b, oc, ot) plane, BW input columns] per program.
+
+    Output row oh = ih*SF + dh, column ow = iw*SF + dw reads input row (ic, it, ih),
+    column iw, with ic = e // REPEATS, e = oc*TF*SF^2 + (dt*SF + dh)*SF + dw. For each
+    dw the block is one contiguous load along the input row; the SF blocks are
+    interleaved in registers (INTERLEAVE, SF in 1, 2, 4) into one contiguous store
+    along the output row, or written with SF strided 2-byte stores (any SF; about
+    10x slower at SF = 2, tune_layout.py, so only for the other SF). When SF
+    divides REPEATS every dw reads the same channel: one load serves all.
+    W = W_VEC * VEC tells the compiler W's power-of-two factor (vector width).
+    The host check Cin * REPEATS >= Co * TF * SF^2 keeps ic < CIN.
+    """
+    W = W_VEC * VEC
     OH = H * SF
     OW = W * SF
     T_OUT = T.to(tl.int64) * TF - DROP
-    n_rows = B.to(tl.int64) * CO * T_OUT * OH
     pid = tl.program_id(0).to(tl.int64)
-    o_r = (pid // n_tw) * BR + tl.arange(0, BR)
-    o_w = (pid % n_tw) * BW + tl.arange(0, BW)
-    oh = o_r % OH
-    q = o_r // OH
-    ot = q % T_OUT
-    q = q // T_OUT
-    oc = q % CO
-    b = q // CO
+    plane = pid // (n_tr * n_tw)  # (b * CO + oc) * T_OUT + ot
+    i_r = (pid // n_tw) % n_tr
+    i_w = pid % n_tw
+    ot = plane % T_OUT
+    oc = (plane // T_OUT) % CO
+    b = plane // T_OUT // CO
     ft = ot + DROP
     dt = ft % TF
     it = ft // TF
-    dh = oh % SF
+    oh = i_r * BR + tl.arange(0, BR)
     ih = oh // SF
-    e = (oc * (TF * SF * SF) + (dt * SF + dh) * SF)[:, None] + (o_w % SF)[None, :]
-    ic = e // REPEATS
-    m_out = (o_r < n_rows)[:, None] & (o_w < OW)[None, :]
-    o_x = (((b[:, None] * CIN + ic) * T + it[:, None]) * H + ih[:, None]) * W + (o_w // SF)[None, :]
-    b_x = tl.load(x_ptr + o_x, mask=m_out & (ic < CIN))
-    tl.store(out_ptr + o_r[:, None] * OW + o_w[None, :], b_x, mask=m_out & (ic < CIN))
+    e0 = oc * (TF * SF * SF) + (dt * SF + oh % SF) * SF  # [BR]: e of dw = 0
+    o_w = i_w * BW + tl.arange(0, BW)
+    m = (oh < OH)[:, None] & (o_w < W)[None, :]
+    o_in = ((it * H + ih) * W)[:, None] + o_w[None, :]  # within an input channel
+    o_row = (plane * OH + oh) * OW
+    CH = T.to(tl.int64) * H * W  # one input channel
+    SHARED: tl.constexpr = REPEATS % SF == 0  # every dw reads channel e0 // REPEATS
+    p_in = x_ptr + o_in
+    v0 = tl.load(p_in + ((b * CIN + e0 // REPEATS) * CH)[:, None], mask=m)
+    if INTERLEAVE:
+        v1 = v0
+        v2 = v0
+        v3 = v0
+        if not SHARED:
+            v1 = tl.load(p_in + ((b * CIN + (e0 + 1) // REPEATS) * CH)[:, None], mask=m)
+            if SF == 4:
+                v2 = tl.load(p_in + ((b * CIN + (e0 + 2) // REPEATS) * CH)[:, None], mask=m)
+                v3 = tl.load(p_in + ((b * CIN + (e0 + 3) // REPEATS) * CH)[:, None], mask=m)
+        o_ow = i_w * (BW * SF) + tl.arange(0, BW * SF)
+        m_o = (oh < OH)[:, None] & (o_ow < OW)[None, :]
+        tl.store(out_ptr + o_row[:, None] + o_ow[None, :], _interleave(v0, v1, v2, v3, SF),
+                 mask=m_o)
+    else:
+        p_out = out_ptr + o_row[:, None] + (o_w * SF)[None, :]
+        tl.store(p_out, v0, mask=m)
+        for dw in tl.static_range(1, SF):
+            if not SHARED:
+                v0 = tl.load(p_in + ((b * CIN + (e0 + dw) // REPEATS) * CH)[:, None], mask=m)
+            tl.store(p_out + dw, v0, mask=m)
 
 
 @triton.jit(do_not_specialize=["B", "T"])
 def _avg_pool_kernel(
-    x_ptr, out_ptr, B, T, C, CO, H, W, n_tw,
-    FT: tl.constexpr, FS: tl.constexpr, G: tl.constexpr, BR: tl.constexpr, BW: tl.constexpr,
+    x_ptr, out_ptr, B, T, C, CO, H, W_VEC, n_tr, n_tw,
+    FT: tl.constexpr, FS: tl.constexpr, G: tl.constexpr, VEC: tl.constexpr,
+    BR: tl.constexpr, BW: tl.constexpr,
 ):
-    """[BR output rows (b, oc, ot, oh), BW output columns] per program.
+    """[BR output rows of one (b, oc, ot) plane, BW output columns] per program.
 
     Sums the G expanded channels oc*G + g in order g = 0..G-1 in fp32 (starting
-    from +0), front-padded frames read as +0, then one IEEE division by G.
+    from +0), front-padded frames read as +0, then one IEEE division by G. The
+    channel, frame and row offset of each g are per-program scalars. With FS = 2
+    and G even, g = 2j and 2j + 1 are the two columns of one input pixel pair: one
+    contiguous [BR, 2*BW] load split in registers; otherwise one strided load per g.
+    W = W_VEC * VEC tells the compiler W's power-of-two factor (vector width).
     """
+    W = W_VEC * VEC
     HO = H // FS
     WO = W // FS
     T_OUT = tl.cdiv(T.to(tl.int64), FT)
     PAD = T_OUT * FT - T
-    n_rows = B.to(tl.int64) * CO * T_OUT * HO
     pid = tl.program_id(0).to(tl.int64)
-    o_r = (pid // n_tw) * BR + tl.arange(0, BR)
-    o_w = (pid % n_tw) * BW + tl.arange(0, BW)
-    oh = o_r % HO
-    q = o_r // HO
-    ot = q % T_OUT
-    q = q // T_OUT
-    oc = q % CO
-    b = q // CO
-    m_out = (o_r < n_rows)[:, None] & (o_w < WO)[None, :]
+    plane = pid // (n_tr * n_tw)  # (b * CO + oc) * T_OUT + ot
+    i_r = (pid // n_tw) % n_tr
+    i_w = pid % n_tw
+    ot = plane % T_OUT
+    oc = (plane // T_OUT) % CO
+    b = plane // T_OUT // CO
+    oh = i_r * BR + tl.arange(0, BR)
+    o_w = i_w * BW + tl.arange(0, BW)
+    m_out = (oh < HO)[:, None] & (o_w < WO)[None, :]
+    o_rows = (oh * FS * W)[:, None]
     acc = tl.zeros([BR, BW], dtype=tl.float32)
-    for g in tl.static_range(G):
-        e = oc * G + g
+    PAIRS: tl.constexpr = FS == 2 and G % 2 == 0
+    for j in tl.static_range(G // 2 if PAIRS else G):
+        e = oc * G + (2 * j if PAIRS else j)
         dw = e % FS
         dh = (e // FS) % FS
         dt = (e // (FS * FS)) % FT
         c = e // (FS * FS * FT)
         f = ot * FT + dt - PAD
-        row = (((b * C + c) * T + f) * H + oh * FS + dh) * W + dw
-        v = tl.load(x_ptr + row[:, None] + (o_w * FS)[None, :], mask=m_out & (f >= 0)[:, None],
-                    other=0.0)
-        acc += v.to(tl.float32)
-    y = tl.div_rn(acc, tl.full([BR, BW], G, tl.float32))
-    tl.store(out_ptr + o_r[:, None] * WO + o_w[None, :], y.to(tl.bfloat16), mask=m_out)
+        row0 = (((b * C + c) * T + f) * H + dh) * W  # scalar; f < 0: a padded frame
+        if PAIRS:
+            o_c2 = i_w * (2 * BW) + tl.arange(0, 2 * BW)
+            m2 = (oh < HO)[:, None] & (o_c2 < W)[None, :] & (f >= 0)
+            v = tl.load(x_ptr + row0 + o_rows + o_c2[None, :], mask=m2, other=0.0)
+            v_0, v_1 = tl.split(tl.reshape(v, [BR, BW, 2]))
+            acc += v_0.to(tl.float32)
+            acc += v_1.to(tl.float32)
+        else:
+            v = tl.load(x_ptr + row0 + dw + o_rows + (o_w * FS)[None, :], mask=m_out & (f >= 0),
+                        other=0.0)
+            acc += v.to(tl.float32)
+    if G & (G - 1) == 0:
+        y = acc * (1.0 / G)  # exact scaling by 2^-k: the bits of the IEEE division
+    else:
+        y = tl.div_rn(acc, tl.full([BR, BW], G, tl.float32))
+    tl.store(out_ptr + (plane * HO + oh)[:, None] * WO + o_w[None, :], y.to(tl.bfloat16),
+             mask=m_out)
 
 
-@triton.jit(do_not_specialize=["total"])
-def _patch_im2col_kernel(x_ptr, out_ptr, total, BLOCK: tl.constexpr):
-    """Flat over the output; each (view, patch row) is a 14x672 input block that
-    maps to 16x588 contiguous output elements (constant divisors only)."""
-    PROW: tl.constexpr = _K_PATCH * _K_IMG * 3  # 9408 elements: one row of 16 patches
-    LINE: tl.constexpr = _K_IMG * 3  # 672
-    SEG: tl.constexpr = _K_PATCH * 3  # 42: one patch line
-    FEAT_: tl.constexpr = _K_FEAT
-    o = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    m = o < total
+@triton.jit
+def _patch_im2col_kernel(x_ptr, out_ptr, BLOCK: tl.constexpr):
+    """Over 32-bit words (bf16 pairs; a 14x3 patch line is 42 elements, so no pair
+    straddles two lines): program (v, i) writes words [i*BLOCK, (i+1)*BLOCK) of view
+    v's output. Each patch row (v, ph) is a 14x672 input block that maps to 16x588
+    contiguous output elements; constant divisors only, int32 within a view, and
+    BLOCK divides a view, so nothing is masked."""
+    VIEW: tl.constexpr = _K_IMG * _K_IMG * 3 // 2  # 75264 words
+    PROW: tl.constexpr = _K_PATCH * _K_IMG * 3 // 2  # 4704 words: one row of 16 patches
+    LINE: tl.constexpr = _K_IMG * 3 // 2  # 336
+    SEG: tl.constexpr = _K_PATCH * 3 // 2  # 21: one patch line
+    FEAT_: tl.constexpr = _K_FEAT // 2  # 294
+    N_BLK: tl.constexpr = VIEW // BLOCK
+    pid = tl.program_id(0)
+    base = (pid // N_BLK).to(tl.int64) * VIEW
+    o = (pid % N_BLK) * BLOCK + tl.arange(0, BLOCK)
     blk = o // PROW
     j = o % PROW
-    pw = j // FEAT_
     k = j % FEAT_
-    o_x = blk * PROW + (k // SEG) * LINE + pw * SEG + k % SEG
-    tl.store(out_ptr + o, tl.load(x_ptr + o_x, mask=m), mask=m)
+    o_x = blk * PROW + (k // SEG) * LINE + (j // FEAT_) * SEG + k % SEG
+    tl.store(out_ptr + base + o, tl.load(x_ptr + base + o_x))
 
 
 @triton.jit(do_not_specialize=["N"])
@@ -314,23 +391,45 @@ def _channel_block(C, cap, floor):
 
 
 def _tiles(C, S, out_bytes):
-    """(BC, BS, num_warps) of the transpose kernel: ~_TILE elements per program.
-
-    fp8 outputs want longer channel runs (bytes per contiguous store) than bf16.
+    """(BC, BS, num_warps) of the transpose kernel: ~_TILE elements per program, half
+    that for bf16 with <= 16 channels (tune_layout.py: a Wan latent, 16 channels,
+    was fastest on 2048-element tiles). fp8 outputs want longer channel runs (bytes
+    per contiguous store) than bf16.
     """
     if out_bytes == 1:
         bc = _channel_block(C, cap=128, floor=32)
     else:
         bc = _channel_block(C, cap=64, floor=16)
-    bs = max(16, min(1024, _TILE // bc, next_power_of_2(S)))
+    tile = _TILE // 2 if out_bytes == 2 and bc <= 16 else _TILE
+    bs = max(16, min(1024, tile // bc, next_power_of_2(S)))
     return bc, bs, _warps(bc * bs)
 
 
-def _row_tiles(rows, width):
-    """(BR, BW, num_warps) for kernels tiled [rows, contiguous output row]."""
-    bw = max(16, min(1024, next_power_of_2(width)))
-    br = max(1, min(_TILE // bw, next_power_of_2(rows)))
-    return br, bw, _warps(br * bw)
+# _plane_kernel mode -> (elements a program, widest plane block, num_warps): the
+# fastest settings of tune_layout.py on the Wan VAE shapes (H200)
+_PLANE_TILES = {MODE_UNSHUFFLE: (2048, 1024, 2), MODE_CACHE2: (4096, 4096, 4),
+                MODE_BIAS: (1024, 1024, 4)}
+
+
+def _plane_tiles(mode, n_planes, length):
+    """(BP, BHW, num_warps) of the plane kernel: [planes, contiguous plane block]."""
+    tile, widest, warps = _PLANE_TILES[mode]
+    bhw = max(16, min(widest, next_power_of_2(length)))
+    bp = max(1, min(tile // bhw, next_power_of_2(n_planes)))
+    return bp, bhw, warps
+
+
+def _shuffle_tiles(rows, width, sf):
+    """(BR, BW, num_warps) for [rows of one plane, input columns] tiles whose output
+    is SF times wider: about _TILE output elements a program, BW up to 128 columns."""
+    bw = max(8, min(128, next_power_of_2(width)))
+    br = max(1, min(_TILE // (bw * sf), next_power_of_2(rows)))
+    return br, bw, _warps(br * bw * sf)
+
+
+def _pow2_factor(n, cap=8):
+    """Largest power of two <= cap dividing n (8 bf16 = one 16-byte vector)."""
+    return min(cap, n & -n)
 
 
 def _warps(elements):
@@ -352,10 +451,18 @@ def _fp32_reciprocal(scale):
 # ----------------------------------------------------------------------------
 
 
+def _config(defaults, config):
+    """``defaults`` (a tuple of launch settings) with the entries of ``config`` (BC/BR,
+    BS/BW, num_warps by position) that are not None: the tuning script's override."""
+    if not config:
+        return defaults
+    return tuple(d if c is None else c for d, c in zip(defaults, config))
+
+
 def _launch_transpose(x, out, *, B, C, T, HW, to_channels_last, x2=None, bias=None,
-                      residual=None, scale=None):
+                      residual=None, scale=None, config=None):
     quant = scale is not None
-    bc, bs, warps = _tiles(C, T * HW, out.element_size())
+    bc, bs, warps = _config(_tiles(C, T * HW, out.element_size()), config)
     n_tc = cdiv(C, bc)
     grid = (B * n_tc * cdiv(T * HW, bs),)
     with device_guard(x):
@@ -368,14 +475,14 @@ def _launch_transpose(x, out, *, B, C, T, HW, to_channels_last, x2=None, bias=No
         )
 
 
-def _launch_plane(mode, x, out, *, B, T, C, HW, x2=None, bias=None):
+def _launch_plane(mode, x, out, *, B, T, C, HW, x2=None, bias=None, config=None):
     if mode == MODE_BIAS:
         n_planes, length = B * C, T * HW
     elif mode == MODE_UNSHUFFLE:
         n_planes, length = B * C * 2 * T, HW
     else:
-        n_planes, length = B * C, HW
-    bp, bhw, warps = _row_tiles(n_planes, length)
+        n_planes, length = B * C, HW if T == 1 else 2 * HW
+    bp, bhw, warps = _config(_plane_tiles(mode, n_planes, length), config)
     n_tp = cdiv(n_planes, bp)
     grid = (n_tp * cdiv(length, bhw),)
     with device_guard(x):
@@ -476,12 +583,11 @@ def _ncdhw_to_blc_bf16_fake(x, out):
     check_shape(out, "out", (B, T * H * W, C), "out must have shape (B, T * H * W, C)")
 
 
-def _patch_im2col(x, out):
-    total = x.numel()
-    block = 2048
+def _patch_im2col(x, out, config=None):
+    block, warps = _config((_IM2COL_BLOCK, 4), config)
     with device_guard(x):
-        _patch_im2col_kernel[(cdiv(total, block),)](x, out, total, BLOCK=block,
-                                                          num_warps=4)
+        _patch_im2col_kernel[(x.shape[0] * ((IMG * IMG * 3 // 2) // block),)](
+            x.view(-1).view(torch.int32), out.view(torch.int32), BLOCK=block, num_warps=warps)
 
 
 @torch.library.custom_op(add_op_namespace_prefix("patch_im2col_bf16"), mutates_args=("out",))
@@ -558,17 +664,20 @@ def _update_cache2_ncdhw_bf16_fake(cur, prev, out):
 
 
 def _channel_to_space3d(x, out, out_channels, temporal_factor, spatial_factor, repeats,
-                        first_chunk):
+                        first_chunk, config=None):
     B, cin, T, H, W = _dims5(x)
-    ow = W * spatial_factor
-    rows = out.numel() // ow
-    br, bw, warps = _row_tiles(rows, ow)
-    n_tw = cdiv(ow, bw)
+    sf = spatial_factor
+    t_out = T * temporal_factor - (temporal_factor - 1 if first_chunk else 0)
+    br, bw, warps, interleave = _config(_shuffle_tiles(H * sf, W, sf) + (sf in (1, 2, 4),),
+                                        config)
+    vec = _pow2_factor(W)
+    n_tr, n_tw = cdiv(H * sf, br), cdiv(W, bw)
     with device_guard(x):
-        _channel_to_space_kernel[(cdiv(rows, br) * n_tw,)](
-            x, out, B, T, cin, out_channels, H, W, n_tw,
-            TF=temporal_factor, SF=spatial_factor, REPEATS=repeats,
-            DROP=temporal_factor - 1 if first_chunk else 0, BR=br, BW=bw, num_warps=warps,
+        _channel_to_space_kernel[(B * out_channels * t_out * n_tr * n_tw,)](
+            x, out, B, T, cin, out_channels, H, W // vec, n_tr, n_tw,
+            TF=temporal_factor, SF=sf, REPEATS=repeats,
+            DROP=temporal_factor - 1 if first_chunk else 0, VEC=vec, INTERLEAVE=interleave,
+            BR=br, BW=bw, num_warps=warps,
         )
 
 
@@ -591,10 +700,10 @@ def _channel_to_space3d_bf16_fake(x, out_channels, temporal_factor, spatial_fact
                 f"have shape {shape}")
 
 
-def _pack_causal_cache3(previous, current, out):
+def _pack_causal_cache3(previous, current, out, config=None):
     B, C, _, H, W = _dims5(previous)
     _launch_transpose(previous, out, B=B, C=3 * C, T=1, HW=H * W, to_channels_last=True,
-                      x2=current)
+                      x2=current, config=config)
 
 
 @torch.library.custom_op(add_op_namespace_prefix("pack_causal_cache3_nhwc_bf16"),
@@ -620,16 +729,19 @@ def _pack_causal_cache3_nhwc_bf16_fake(previous, current, out):
                 "causal cache pack shape contract failed: out must have shape (B, H, W, 3 * C)")
 
 
-def _avg_pool3d_channels(x, out, out_channels, factor_t, factor_s, group_size):
+def _avg_pool3d_channels(x, out, out_channels, factor_t, factor_s, group_size, config=None):
     B, C, T, H, W = _dims5(x)
-    wo = W // factor_s
-    rows = out.numel() // wo
-    br, bw, warps = _row_tiles(rows, wo)
-    n_tw = cdiv(wo, bw)
+    ho, wo = H // factor_s, W // factor_s
+    br, bw, _ = _shuffle_tiles(ho, wo, 1)
+    # each output sums G inputs: 4 warps on the [32, 64] tile of the Wan shape beat 2
+    br, bw, warps = _config((br, bw, _warps(2 * br * bw)), config)
+    vec = _pow2_factor(W)
+    n_tr, n_tw = cdiv(ho, br), cdiv(wo, bw)
+    t_out = cdiv(T, factor_t)
     with device_guard(x):
-        _avg_pool_kernel[(cdiv(rows, br) * n_tw,)](
-            x, out, B, T, C, out_channels, H, W, n_tw,
-            FT=factor_t, FS=factor_s, G=group_size, BR=br, BW=bw, num_warps=warps,
+        _avg_pool_kernel[(B * out_channels * t_out * n_tr * n_tw,)](
+            x, out, B, T, C, out_channels, H, W // vec, n_tr, n_tw,
+            FT=factor_t, FS=factor_s, G=group_size, VEC=vec, BR=br, BW=bw, num_warps=warps,
         )
 
 
