@@ -92,6 +92,75 @@ def test_fp8_saturates_not_nan(kernel, device):
     assert not torch.isnan(out.float()).any() and out.float().abs().max() == 448.0
 
 
+# --- launch shapes: every kernel path, at the dispatch boundaries -----------------------------
+
+
+def _ada(kernel):
+    return importlib.import_module(f"{kernel.__name__}.ada_norms")
+
+
+# RowConfig fields but block_d (the row's power of two): one row per tile, several rows per
+# tile, a persistent grid (on the CPU interpreter 4 "SMs": every program loops over several
+# tiles, prefetching the next; a broadcast style row is loaded once per program), a chunked
+# row (chunk far narrower than the row: several chunks and a masked tail).
+LAUNCH_SHAPES = {"tile1": (False, 1, 1, 0), "tile4": (False, 4, 2, 0),
+                 "persistent": (False, 2, 2, 1), "chunked": (True, 1, 1, 0)}
+
+
+@pytest.mark.parametrize("broadcast", [False, True], ids=["style=rows", "style=1"])
+@pytest.mark.parametrize("function", [ADA, FUSED])
+@pytest.mark.parametrize("shape", LAUNCH_SHAPES)
+@pytest.mark.parametrize("rows,dim", [(1, 126), (37, 130)])
+def test_every_launch_shape_matches_reference(kernel, device, function, shape, rows, dim,
+                                              broadcast):
+    """Each kernel path on 1 row and on a ragged row count (persistent: 19 tiles over 4
+    programs), both style layouts; every output (the in-place residual included)."""
+    ada = _ada(kernel)
+    chunked, block_r, num_warps, persistent = LAUNCH_SHAPES[shape]
+    block_d = 32 if chunked else ada.next_power_of_2(dim)
+    cfg = ada.RowConfig(chunked, block_r, block_d, num_warps, persistent)
+    fused = function == FUSED
+    kw = cases.ada_inputs(rows, dim, device, _gen(rows), broadcast=broadcast, fused=fused)
+    original = {k: v.clone() for k, v in kw.items()}
+    out = _poison((rows, dim), torch.float8_e4m3fn if fused else torch.bfloat16, device)
+    gate_out = _poison((rows, dim), torch.bfloat16, device)
+    ada._launch(kw.get("residual"), kw["x"], kw.get("gate"), kw["weight"], kw["style"],
+                kw.get("scale"), out, gate_out, 1e-6, cfg)
+    want = getattr(reference_of(kernel), function)(*original.values())
+    got = (kw["residual"], out, gate_out) if fused else (out, gate_out)
+    for fmt, g, w in zip(cases.FUNCTIONS[function][1], got, want):
+        v = compare(fmt, g, w)
+        assert v.ok, v.message
+
+
+def test_launch_rule_boundaries(kernel, device):
+    """row_config at its edges: the widest register row and the first chunked one, the
+    few-rows/many-rows boundary (FEW_ROWS_PER_SM rows per SM), the persistent grid for a
+    broadcast style only."""
+    ada = _ada(kernel)
+    few = ada.FEW_ROWS_PER_SM * ada.sm_count(device)
+    for broadcast in (False, True):
+        assert not ada.row_config(8192, few, device, broadcast).chunked
+        assert ada.row_config(8194, few, device, broadcast) == ada.RowConfig(True, 1, ada.CHUNK, 8)
+        small = ada.row_config(3072, few, device, broadcast)
+        large = ada.row_config(3072, few + 1, device, broadcast)
+        assert small == ada.RowConfig(False, 1, 4096, 16)  # 8 elements per thread
+        assert (large.persistent > 0) == broadcast
+        assert large.block_r == 1 and 4096 // (32 * large.num_warps) in (16, 32)
+
+
+@pytest.mark.parametrize("broadcast", [False, True], ids=["style=rows", "style=1"])
+@pytest.mark.parametrize("function", [ADA, FUSED])
+@pytest.mark.parametrize("rows,dim", [(1, 4094), (33, 4098), (2, 8192), (33, 8194)])
+def test_dispatch_boundaries_match_reference(kernel, device, function, rows, dim, broadcast):
+    """Public calls either side of the launch rule's edges (register row vs chunked, few
+    rows vs many: on the CPU interpreter 4 SMs, so 33 rows is "many")."""
+    case = cases._case(function, rows, dim, broadcast)
+    verdicts, _ = run_case(kernel, reference_of(kernel), case, device, seed=GEN_SEED)
+    for v in verdicts:
+        assert v.ok, f"{case.id}: {v.message}"
+
+
 # --- bad inputs ---------------------------------------------------------------------------------
 
 BAD = {

@@ -113,6 +113,79 @@ def test_fp8_power_of_two_scale_byte_parity(kernel, device):
     assert v.ok, v.message
 
 
+# --- launch shapes: every kernel path, at the dispatch boundaries -----------------------------
+
+
+def _norms(kernel):
+    return importlib.import_module(f"{kernel.__name__}.norms")
+
+
+# RowConfig fields but block_d (the row's power of two): one row per tile, several rows per
+# tile, a persistent grid (on the CPU interpreter 4 "SMs": every program loops over many
+# tiles, prefetching the next), a chunked row (chunk far narrower than the row: several
+# chunks and a masked tail).
+LAUNCH_SHAPES = {"tile1": (False, 1, 1, 0), "tile4": (False, 4, 2, 0),
+                 "persistent": (False, 2, 2, 1), "chunked": (True, 1, 1, 0)}
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+@pytest.mark.parametrize("shape", LAUNCH_SHAPES)
+@pytest.mark.parametrize("rows,dim", [(1, 126), (37, 130)])
+def test_every_launch_shape_matches_reference(kernel, device, function, shape, rows, dim):
+    """Each kernel path on 1 row and on a ragged row count (persistent: 19 tiles over 4
+    programs); every output (and the in-place residual) against the reference."""
+    norms = _norms(kernel)
+    chunked, block_r, num_warps, persistent = LAUNCH_SHAPES[shape]
+    block_d = 32 if chunked else norms.next_power_of_2(dim)
+    cfg = norms.RowConfig(chunked, block_r, block_d, num_warps, persistent)
+    flags, fmt = cases.FUNCTIONS[function]
+    kw = cases.norm_inputs(rows, dim, device, _gen(rows), **flags)
+    original = {k: v.clone() for k, v in kw.items()}
+    out = _poison((rows, dim), _out_dtype(function), device)
+    if function == "layer_norm_bf16":
+        norms._launch_layer_norm(kw["x"], kw["weight"], kw["bias"], out, 1e-5, cfg)
+    else:
+        norms._launch_rms(kw["x"], kw.get("residual"), kw["weight"], kw.get("scale"), out, 1e-6,
+                          cfg)
+    ref = reference_of(kernel)
+    if flags.get("residual"):
+        want, want_res = getattr(ref, function + "_with_residual")(*original.values())
+        assert compare("exact", kw["residual"], want_res).ok
+    else:
+        want = getattr(ref, function)(*original.values())
+    v = compare(fmt, out, want)
+    assert v.ok, v.message
+
+
+def test_launch_rule_boundaries(kernel, device):
+    """row_config at its edges: the widest register row (LayerNorm: 4096) and the first
+    chunked one, the few-rows/many-rows boundary (FEW_ROWS_PER_SM rows per SM), the
+    persistent grid for static FP8 without residual only."""
+    norms = _norms(kernel)
+    few = norms.FEW_ROWS_PER_SM * norms.sm_count(device)
+    assert not norms.row_config(8192, few, device).chunked
+    assert norms.row_config(8194, few, device) == norms.RowConfig(True, 1, norms.CHUNK, 8)
+    assert not norms.row_config(4096, few, device, layer_norm=True).chunked
+    assert norms.row_config(4098, few, device, layer_norm=True).chunked
+    for quant, residual in ((False, False), (True, False), (False, True), (True, True)):
+        small = norms.row_config(2048, few, device, quant=quant, residual=residual)
+        large = norms.row_config(2048, few + 1, device, quant=quant, residual=residual)
+        assert small == norms.RowConfig(False, 1, 2048, 8)  # 8 elements per thread
+        assert (large.persistent > 0) == (quant and not residual)
+        assert large.block_r == 1 and 2048 // (32 * large.num_warps) in (16, 32)
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+@pytest.mark.parametrize("rows,dim", [(1, 4094), (33, 4098), (2, 8192), (33, 8194)])
+def test_dispatch_boundaries_match_reference(kernel, device, function, rows, dim):
+    """Public calls either side of the launch rule's edges (register row vs chunked, few
+    rows vs many: on the CPU interpreter 4 SMs, so 33 rows is "many")."""
+    case = cases._case(function, rows, dim)
+    verdicts, _ = run_case(kernel, reference_of(kernel), case, device, seed=GEN_SEED)
+    for v in verdicts:
+        assert v.ok, f"{case.id}: {v.message}"
+
+
 # --- bad inputs: the spec's error, nothing written -------------------------------------------
 
 BAD = {

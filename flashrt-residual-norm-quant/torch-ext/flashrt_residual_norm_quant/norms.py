@@ -8,27 +8,30 @@ Five public functions (spec: postprocess-norms.md §3):
 * ``residual_add_rms_norm_quant_fp8_static_bf16``   same, FP8 out
 * ``layer_norm_bf16``                               two-pass fp32 LayerNorm, bf16 out
 
-``r = rsqrt(Σx²/D + eps)``. The residual variants take the RMS of the
-*unrounded* fp32 sum ``a = residual + x`` but normalize the *rounded* residual
+``r = rsqrt(Σx²/D + eps)``, the hardware's approximate rsqrt (≤ 2 fp32 ulp; it shortens
+the serial load -> reduce -> store chain of a row: measured 0.4-1.7% faster on H200
+than a correctly rounded 1/sqrt). The residual variants take the RMS of the *unrounded* fp32 sum ``a = residual + x`` but normalize the *rounded* residual
 ``bf16(a)`` that they store back in place (spec §3.2, §7.3).
 
-Kernels work on rows. A row of up to ``ROW_MAX_BLOCK`` elements (``_host.row_config``) stays in
-registers (one read of every input); wider rows are processed in chunks of
-``ROW_CHUNK`` elements over two passes (sum of squares, then normalize and store;
-three for LayerNorm), the later passes re-reading the row from L2. Several
-short rows share one program. fp-fusion is off: every product is rounded before
-the following add, as in the eager PyTorch reference.
+Kernels work on row tiles; ``row_config`` picks the launch shape from the width and
+the row-count class (benchmarks/tune_norms.py measured it). A row of up to
+``REG_MAX_BLOCK`` elements (LayerNorm: ``LN_REG_MAX_BLOCK``) stays in registers, one
+read of every input; wider rows are processed in ``CHUNK``-wide chunks over two passes
+(sum of squares, then normalize and store; three for LayerNorm), the later passes
+re-reading the row from L2. A persistent variant loops each program over many rows,
+loading the next row while the current one is reduced. fp-fusion is off: every
+product is rounded before the following add, as in the eager PyTorch reference.
 """
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 import triton
 import triton.language as tl
 
-from ._helpers import quantize_fp8_e4m3, rms_inv
+from ._helpers import quantize_fp8_e4m3
 from ._host import (cdiv, check_same_device, check_shape, check_tensor, device_guard,
-                    launch_directly, row_config)
+                    launch_directly, next_power_of_2, sm_count)
 from ._ops import add_op_namespace_prefix
 
 _BF16 = torch.bfloat16
@@ -37,8 +40,142 @@ _FP8 = torch.float8_e4m3fn
 
 
 # ----------------------------------------------------------------------------
+# Launch configuration
+# ----------------------------------------------------------------------------
+
+
+class RowConfig(NamedTuple):
+    """Launch shape of the row kernels.
+
+    chunked: one row per program in ``block_d``-wide chunks (rows wider than
+    REG_MAX_BLOCK); else ``block_r`` rows of ``block_d`` (next power of two of D)
+    per tile, in registers. persistent > 0: a grid of ``persistent`` programs per SM
+    that loop over the tiles, loading the next tile before finishing the current one
+    (and the weight once); 0: one program per tile.
+    """
+    chunked: bool
+    block_r: int
+    block_d: int
+    num_warps: int
+    persistent: int = 0
+
+
+REG_MAX_BLOCK = 8192  # widest row kept in registers (LayerNorm: LN_REG_MAX_BLOCK)
+LN_REG_MAX_BLOCK = 4096  # two dependent reductions: wider LayerNorm rows run chunked
+CHUNK = 4096  # chunk of a wider row, 8 warps
+FEW_ROWS_PER_SM = 8  # up to this many rows per SM the call is one latency-bound wave
+PERSISTENT_WARPS_PER_SM = 32
+
+
+def row_config(D: int, n_rows: int, device, *, quant: bool = False, residual: bool = False,
+               layer_norm: bool = False) -> RowConfig:
+    """The launch rule, from benchmarks/tune_norms.py on H200. Keyed on the width and on
+    the row count class only (few rows vs many: two compiled variants per width at most).
+
+    * few rows (one wave): one row per program, 8 elements per thread: the most threads
+      on each row's serial load -> reduce -> store chain;
+    * many rows: at most 8 warps per row, 16 elements per thread (32 for 8192-wide rows):
+      two or more 16-byte loads in flight per thread, more rows per SM;
+      static FP8 without residual: a persistent grid (32 warps per SM) that loads the
+      next row during the current one's reduction and the weight once per program.
+    """
+    block_d = next_power_of_2(D)
+    if block_d > (LN_REG_MAX_BLOCK if layer_norm else REG_MAX_BLOCK):
+        return RowConfig(True, 1, CHUNK, 8)
+    if n_rows <= FEW_ROWS_PER_SM * sm_count(device):
+        return RowConfig(False, 1, block_d, max(1, min(16, block_d // 256)))
+    if quant and not residual:
+        num_warps = max(1, min(16, block_d // 512))
+        return RowConfig(False, 1, block_d, num_warps,
+                         max(1, PERSISTENT_WARPS_PER_SM // num_warps))
+    return RowConfig(False, 1, block_d, max(1, min(8, block_d // 512)))
+
+
+def _grid(cfg: RowConfig, n_rows: int, device) -> int:
+    n_tiles = cdiv(n_rows, cfg.block_r)
+    if cfg.persistent:
+        return min(n_tiles, cfg.persistent * sm_count(device))
+    return n_tiles
+
+
+# ----------------------------------------------------------------------------
 # Triton kernels
 # ----------------------------------------------------------------------------
+
+
+@triton.jit
+def _tile(i_t, n_rows, D, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Element offsets and mask of row tile ``i_t`` (int64 offsets)."""
+    i_r = i_t.to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
+    o_d = tl.arange(0, BLOCK_D)
+    m = (i_r < n_rows)[:, None] & (o_d < D)[None, :]
+    return i_r[:, None] * D + o_d[None, :], m
+
+
+@triton.jit
+def _store_out(p_out, v, m, inv_scale, QUANT: tl.constexpr):
+    if QUANT:
+        tl.store(p_out, quantize_fp8_e4m3(v, inv_scale), mask=m)
+    else:
+        tl.store(p_out, v.to(tl.bfloat16), mask=m)
+
+
+@triton.jit
+def _load_rms_tile(x_ptr, res_ptr, i_t, n_rows, D, HAS_RES: tl.constexpr,
+                   BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+    """The tile's x (and residual) as loaded, bf16."""
+    o, m = _tile(i_t, n_rows, D, BLOCK_R, BLOCK_D)
+    b_x = tl.load(x_ptr + o, mask=m, other=0.0)
+    b_res = b_x
+    if HAS_RES:
+        b_res = tl.load(res_ptr + o, mask=m, other=0.0)
+    return b_x, b_res
+
+
+@triton.jit
+def _finish_rms_tile(b_x, b_res, b_w, i_t, res_ptr, out_ptr, n_rows, D, eps, inv_scale,
+                     HAS_RES: tl.constexpr, QUANT: tl.constexpr, BLOCK_R: tl.constexpr,
+                     BLOCK_D: tl.constexpr):
+    o, m = _tile(i_t, n_rows, D, BLOCK_R, BLOCK_D)
+    b_x = b_x.to(tl.float32)
+    if HAS_RES:
+        b_a = b_res.to(tl.float32) + b_x
+        b_rounded = b_a.to(tl.bfloat16)
+        tl.store(res_ptr + o, b_rounded, mask=m)
+        r = tl.math.rsqrt(tl.sum(b_a * b_a, 1) / D + eps)[:, None]  # unrounded sum
+        v = b_rounded.to(tl.float32) * r * b_w  # rounded residual
+    else:
+        r = tl.math.rsqrt(tl.sum(b_x * b_x, 1) / D + eps)[:, None]
+        v = b_x * r * b_w
+    _store_out(out_ptr + o, v, m, inv_scale, QUANT)
+
+
+@triton.jit
+def _rms_norm_chunked_row(x_ptr, res_ptr, w_ptr, out_ptr, i_row, D, eps, inv_scale,
+                          HAS_RES: tl.constexpr, QUANT: tl.constexpr, BLOCK_D: tl.constexpr):
+    """One wide row: the sum of squares over chunks, then normalize chunk by chunk
+    (re-reading the row, which pass one left in L2)."""
+    o_row = i_row.to(tl.int64) * D
+    acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    for c in range(0, tl.cdiv(D, BLOCK_D)):
+        o_d = c * BLOCK_D + tl.arange(0, BLOCK_D)
+        m = o_d < D
+        b_x = tl.load(x_ptr + o_row + o_d, mask=m, other=0.0).to(tl.float32)
+        if HAS_RES:
+            b_a = tl.load(res_ptr + o_row + o_d, mask=m, other=0.0).to(tl.float32) + b_x
+            tl.store(res_ptr + o_row + o_d, b_a.to(tl.bfloat16), mask=m)
+            acc += b_a * b_a
+        else:
+            acc += b_x * b_x
+    r = tl.math.rsqrt(tl.sum(acc, 0) / D + eps)
+    tl.debug_barrier()  # pass 2 re-reads the residual pass 1 stored
+    src = res_ptr if HAS_RES else x_ptr
+    for c in range(0, tl.cdiv(D, BLOCK_D)):
+        o_d = c * BLOCK_D + tl.arange(0, BLOCK_D)
+        m = o_d < D
+        b_x = tl.load(src + o_row + o_d, mask=m, other=0.0).to(tl.float32)
+        b_w = tl.load(w_ptr + o_d, mask=m, other=0.0).to(tl.float32)
+        _store_out(out_ptr + o_row + o_d, b_x * r * b_w, m, inv_scale, QUANT)
 
 
 @triton.jit(do_not_specialize=["n_rows"])
@@ -46,133 +183,124 @@ def _rms_norm_kernel(
     x_ptr, res_ptr, w_ptr, scale_ptr, out_ptr,
     n_rows, D, eps,
     HAS_RES: tl.constexpr, QUANT: tl.constexpr, CHUNKED: tl.constexpr,
-    BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
+    PERSISTENT: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
-    """BLOCK_R rows per program (single pass), or one row in BLOCK_D chunks (CHUNKED)."""
-    i_r = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
-    m_r = i_r < n_rows
-    o_row = i_r[:, None] * D
+    """One tile of BLOCK_R rows per program, a persistent loop over tiles, or one wide
+    row in BLOCK_D chunks (CHUNKED)."""
+    inv_scale = 1.0
     if QUANT:
         inv_scale = tl.math.div_rn(1.0, tl.load(scale_ptr).to(tl.float32))
-    if not CHUNKED:
-        o_d = tl.arange(0, BLOCK_D)
-        m_d = o_d < D
-        m = m_r[:, None] & m_d[None, :]
-        o = o_row + o_d[None, :]
-        b_x = tl.load(x_ptr + o, mask=m, other=0.0).to(tl.float32)
-        if HAS_RES:
-            b_res = tl.load(res_ptr + o, mask=m, other=0.0).to(tl.float32)
-        b_w = tl.load(w_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)[None, :]
-        if HAS_RES:
-            b_a = b_res + b_x
-            b_rounded = b_a.to(tl.bfloat16)
-            tl.store(res_ptr + o, b_rounded, mask=m)
-            r = rms_inv(tl.sum(b_a * b_a, 1), D, eps)[:, None]  # unrounded sum
-            v = b_rounded.to(tl.float32) * r * b_w  # rounded residual
-        else:
-            r = rms_inv(tl.sum(b_x * b_x, 1), D, eps)[:, None]
-            v = b_x * r * b_w
-        if QUANT:
-            tl.store(out_ptr + o, quantize_fp8_e4m3(v, inv_scale), mask=m)
-        else:
-            tl.store(out_ptr + o, v.to(tl.bfloat16), mask=m)
+    i_t = tl.program_id(0)
+    if CHUNKED:
+        _rms_norm_chunked_row(x_ptr, res_ptr, w_ptr, out_ptr, i_t, D, eps, inv_scale,
+                              HAS_RES, QUANT, BLOCK_D)
     else:
-        acc = tl.zeros([BLOCK_R, BLOCK_D], dtype=tl.float32)
-        for c in range(0, tl.cdiv(D, BLOCK_D)):
-            o_d = c * BLOCK_D + tl.arange(0, BLOCK_D)
-            m = m_r[:, None] & (o_d < D)[None, :]
-            o = o_row + o_d[None, :]
-            b_x = tl.load(x_ptr + o, mask=m, other=0.0).to(tl.float32)
-            if HAS_RES:
-                b_a = tl.load(res_ptr + o, mask=m, other=0.0).to(tl.float32) + b_x
-                tl.store(res_ptr + o, b_a.to(tl.bfloat16), mask=m)
-                acc += b_a * b_a
-            else:
-                acc += b_x * b_x
-        r = rms_inv(tl.sum(acc, 1), D, eps)[:, None]
-        tl.debug_barrier()  # pass 2 re-reads the residual pass 1 stored
-        src = res_ptr if HAS_RES else x_ptr
-        for c in range(0, tl.cdiv(D, BLOCK_D)):
-            o_d = c * BLOCK_D + tl.arange(0, BLOCK_D)
-            m_d = o_d < D
-            m = m_r[:, None] & m_d[None, :]
-            o = o_row + o_d[None, :]
-            b_x = tl.load(src + o, mask=m, other=0.0).to(tl.float32)
-            b_w = tl.load(w_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)[None, :]
-            v = b_x * r * b_w
-            if QUANT:
-                tl.store(out_ptr + o, quantize_fp8_e4m3(v, inv_scale), mask=m)
-            else:
-                tl.store(out_ptr + o, v.to(tl.bfloat16), mask=m)
+        b_x, b_res = _load_rms_tile(x_ptr, res_ptr, i_t, n_rows, D, HAS_RES, BLOCK_R, BLOCK_D)
+        o_d = tl.arange(0, BLOCK_D)
+        b_w = tl.load(w_ptr + o_d, mask=o_d < D, other=0.0).to(tl.float32)[None, :]
+        if PERSISTENT:
+            step = tl.num_programs(0)
+            for _ in range(i_t, tl.cdiv(n_rows, BLOCK_R), step):
+                # the next tile's loads are in flight while this one is reduced and stored
+                b_x_next, b_res_next = _load_rms_tile(x_ptr, res_ptr, i_t + step, n_rows, D,
+                                                      HAS_RES, BLOCK_R, BLOCK_D)
+                _finish_rms_tile(b_x, b_res, b_w, i_t, res_ptr, out_ptr, n_rows, D, eps,
+                                 inv_scale, HAS_RES, QUANT, BLOCK_R, BLOCK_D)
+                b_x, b_res, i_t = b_x_next, b_res_next, i_t + step
+        else:
+            _finish_rms_tile(b_x, b_res, b_w, i_t, res_ptr, out_ptr, n_rows, D, eps, inv_scale,
+                             HAS_RES, QUANT, BLOCK_R, BLOCK_D)
+
+
+@triton.jit
+def _finish_layer_norm_tile(b_x, b_w, b_b, i_t, out_ptr, n_rows, D, eps,
+                            BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+    o, m = _tile(i_t, n_rows, D, BLOCK_R, BLOCK_D)
+    b_x = b_x.to(tl.float32)
+    mean = (tl.sum(b_x, 1) / D)[:, None]
+    b_c = tl.where(m, b_x - mean, 0.0)
+    rstd = tl.math.rsqrt(tl.sum(b_c * b_c, 1) / D + eps)[:, None]
+    tl.store(out_ptr + o, (b_c * rstd * b_w + b_b).to(tl.bfloat16), mask=m)
+
+
+@triton.jit
+def _layer_norm_chunked_row(x_ptr, w_ptr, b_ptr, out_ptr, i_row, D, eps, BLOCK_D: tl.constexpr):
+    """One wide row in chunks: mean, variance of x - mean, then normalize (three reads,
+    the later two from L2)."""
+    o_row = i_row.to(tl.int64) * D
+    acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    for c in range(0, tl.cdiv(D, BLOCK_D)):
+        o_d = c * BLOCK_D + tl.arange(0, BLOCK_D)
+        acc += tl.load(x_ptr + o_row + o_d, mask=o_d < D, other=0.0).to(tl.float32)
+    mean = tl.sum(acc, 0) / D
+    acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    for c in range(0, tl.cdiv(D, BLOCK_D)):
+        o_d = c * BLOCK_D + tl.arange(0, BLOCK_D)
+        m = o_d < D
+        b_x = tl.load(x_ptr + o_row + o_d, mask=m, other=0.0).to(tl.float32)
+        b_c = tl.where(m, b_x - mean, 0.0)
+        acc += b_c * b_c
+    rstd = tl.math.rsqrt(tl.sum(acc, 0) / D + eps)
+    for c in range(0, tl.cdiv(D, BLOCK_D)):
+        o_d = c * BLOCK_D + tl.arange(0, BLOCK_D)
+        m = o_d < D
+        b_x = tl.load(x_ptr + o_row + o_d, mask=m, other=0.0).to(tl.float32)
+        b_w = tl.load(w_ptr + o_d, mask=m, other=0.0).to(tl.float32)
+        b_b = tl.load(b_ptr + o_d, mask=m, other=0.0).to(tl.float32)
+        tl.store(out_ptr + o_row + o_d, ((b_x - mean) * rstd * b_w + b_b).to(tl.bfloat16),
+                 mask=m)
 
 
 @triton.jit(do_not_specialize=["n_rows"])
 def _layer_norm_kernel(
     x_ptr, w_ptr, b_ptr, out_ptr, n_rows, D, eps,
-    CHUNKED: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
+    CHUNKED: tl.constexpr, PERSISTENT: tl.constexpr, BLOCK_R: tl.constexpr,
+    BLOCK_D: tl.constexpr,
 ):
     """Two-pass fp32 LayerNorm: mean, then the biased variance of x - mean."""
-    i_r = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
-    m_r = i_r < n_rows
-    o_row = i_r[:, None] * D
-    if not CHUNKED:
+    i_t = tl.program_id(0)
+    if CHUNKED:
+        _layer_norm_chunked_row(x_ptr, w_ptr, b_ptr, out_ptr, i_t, D, eps, BLOCK_D)
+    else:
+        b_x, _ = _load_rms_tile(x_ptr, x_ptr, i_t, n_rows, D, False, BLOCK_R, BLOCK_D)
         o_d = tl.arange(0, BLOCK_D)
         m_d = o_d < D
-        m = m_r[:, None] & m_d[None, :]
-        o = o_row + o_d[None, :]
-        b_x = tl.load(x_ptr + o, mask=m, other=0.0).to(tl.float32)
         b_w = tl.load(w_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)[None, :]
         b_b = tl.load(b_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)[None, :]
-        mean = (tl.sum(b_x, 1) / D)[:, None]
-        b_c = tl.where(m, b_x - mean, 0.0)
-        rstd = tl.math.div_rn(1.0, tl.sqrt_rn(tl.sum(b_c * b_c, 1) / D + eps))[:, None]
-        tl.store(out_ptr + o, (b_c * rstd * b_w + b_b).to(tl.bfloat16), mask=m)
-    else:
-        acc = tl.zeros([BLOCK_R, BLOCK_D], dtype=tl.float32)
-        for c in range(0, tl.cdiv(D, BLOCK_D)):
-            o_d = c * BLOCK_D + tl.arange(0, BLOCK_D)
-            m = m_r[:, None] & (o_d < D)[None, :]
-            acc += tl.load(x_ptr + o_row + o_d[None, :], mask=m, other=0.0).to(tl.float32)
-        mean = (tl.sum(acc, 1) / D)[:, None]
-        acc = tl.zeros([BLOCK_R, BLOCK_D], dtype=tl.float32)
-        for c in range(0, tl.cdiv(D, BLOCK_D)):
-            o_d = c * BLOCK_D + tl.arange(0, BLOCK_D)
-            m = m_r[:, None] & (o_d < D)[None, :]
-            b_x = tl.load(x_ptr + o_row + o_d[None, :], mask=m, other=0.0).to(tl.float32)
-            b_c = tl.where(m, b_x - mean, 0.0)
-            acc += b_c * b_c
-        rstd = tl.math.div_rn(1.0, tl.sqrt_rn(tl.sum(acc, 1) / D + eps))[:, None]
-        for c in range(0, tl.cdiv(D, BLOCK_D)):
-            o_d = c * BLOCK_D + tl.arange(0, BLOCK_D)
-            m_d = o_d < D
-            m = m_r[:, None] & m_d[None, :]
-            o = o_row + o_d[None, :]
-            b_x = tl.load(x_ptr + o, mask=m, other=0.0).to(tl.float32)
-            b_w = tl.load(w_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)[None, :]
-            b_b = tl.load(b_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)[None, :]
-            tl.store(out_ptr + o, ((b_x - mean) * rstd * b_w + b_b).to(tl.bfloat16), mask=m)
+        if PERSISTENT:
+            step = tl.num_programs(0)
+            for _ in range(i_t, tl.cdiv(n_rows, BLOCK_R), step):
+                b_x_next, _ = _load_rms_tile(x_ptr, x_ptr, i_t + step, n_rows, D, False,
+                                             BLOCK_R, BLOCK_D)
+                _finish_layer_norm_tile(b_x, b_w, b_b, i_t, out_ptr, n_rows, D, eps,
+                                        BLOCK_R, BLOCK_D)
+                b_x, i_t = b_x_next, i_t + step
+        else:
+            _finish_layer_norm_tile(b_x, b_w, b_b, i_t, out_ptr, n_rows, D, eps,
+                                    BLOCK_R, BLOCK_D)
 
 
-
-
-def _launch_rms(x, residual, weight, scale, out, eps):
+def _launch_rms(x, residual, weight, scale, out, eps, cfg=None):
     n_rows, D = x.shape
-    chunked, block_r, block_d, num_warps = row_config(D)
+    cfg = cfg or row_config(D, n_rows, x.device, quant=scale is not None,
+                            residual=residual is not None)
     with device_guard(x):
-        _rms_norm_kernel[(cdiv(n_rows, block_r),)](
+        _rms_norm_kernel[(_grid(cfg, n_rows, x.device),)](
             x, residual, weight, scale, out, n_rows, D, eps,
-            HAS_RES=residual is not None, QUANT=scale is not None, CHUNKED=chunked,
-            BLOCK_R=block_r, BLOCK_D=block_d, num_warps=num_warps, enable_fp_fusion=False,
+            HAS_RES=residual is not None, QUANT=scale is not None, CHUNKED=cfg.chunked,
+            PERSISTENT=cfg.persistent > 0, BLOCK_R=cfg.block_r, BLOCK_D=cfg.block_d,
+            num_warps=cfg.num_warps, enable_fp_fusion=False,
         )
 
 
-def _launch_layer_norm(x, weight, bias, out, eps):
+def _launch_layer_norm(x, weight, bias, out, eps, cfg=None):
     n_rows, D = x.shape
-    chunked, block_r, block_d, num_warps = row_config(D)
+    cfg = cfg or row_config(D, n_rows, x.device, layer_norm=True)
     with device_guard(x):
-        _layer_norm_kernel[(cdiv(n_rows, block_r),)](
-            x, weight, bias, out, n_rows, D, eps, CHUNKED=chunked, BLOCK_R=block_r,
-            BLOCK_D=block_d, num_warps=num_warps, enable_fp_fusion=False,
+        _layer_norm_kernel[(_grid(cfg, n_rows, x.device),)](
+            x, weight, bias, out, n_rows, D, eps, CHUNKED=cfg.chunked,
+            PERSISTENT=cfg.persistent > 0, BLOCK_R=cfg.block_r, BLOCK_D=cfg.block_d,
+            num_warps=cfg.num_warps, enable_fp_fusion=False,
         )
 
 
