@@ -45,24 +45,6 @@ def sm_count(device, interpreted: int = 4) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
-ROW_MAX_BLOCK = 8192  # widest row a row kernel keeps in registers (16 fp32/thread at 16 warps)
-ROW_CHUNK = 4096  # chunk of a wider row
-ROW_TILE = 2048  # short rows are grouped into tiles of about this many elements
-
-
-def row_config(D: int):
-    """(CHUNKED, BLOCK_R, BLOCK_D, num_warps) of the row-norm kernels: about 8 elements
-    (16 bytes of bf16) per thread, up to 16 warps; rows wider than ROW_MAX_BLOCK loop
-    over ROW_CHUNK-wide chunks. Keyed on the width only, never on the row count."""
-    block_d = next_power_of_2(D)
-    chunked = block_d > ROW_MAX_BLOCK
-    if chunked:
-        block_d = ROW_CHUNK
-    block_r = 1 if chunked else max(1, ROW_TILE // block_d)
-    num_warps = max(1, min(16, block_r * block_d // 256))
-    return chunked, block_r, block_d, num_warps
-
-
 def check_rows_even_dim(t, name):
     """``t`` is (rows, dim) with rows > 0 and an even dim > 0 (bf16 pair kernels)."""
     if t.dim() != 2 or t.shape[0] == 0 or t.shape[1] == 0:
