@@ -179,6 +179,55 @@ def test_bf16_entry_equals_fp8_entry(kernel, device, pad_to):
             assert _same_bits(a, b), fn
 
 
+def test_bf16_entry_quantizes_in_the_split_k_gemm(kernel, device):
+    """Decode rows: the up GEMM forms Q8(x) in its A load and writes input_fp8 as it goes,
+    here over two K splits with a ragged K tail and pad rows: the same codes as the
+    quantize kernel, the same outputs as the FP8 entry on them, bit for bit."""
+    M, K, H, N, P = 3, 600, 48, 40, 16
+    cfg = _gemm_module(kernel).gemm_config(P, H, K, device)
+    assert cfg[0] == "swap" and cfg[4] > 1 and K % cfg[3] != 0, cfg
+    m = cases.mlp_inputs(M, K, H, N, device, _gen(), bf16_entry=True)
+    l = cases.linear_inputs(M, K, H, device, _gen(), bf16_entry=True)
+    qin, out = _poison((P, K), FP8, device), _poison((P, H), BF16, device)
+    kernel.bf16_fp8_linear_bias_bf16(**l, input_fp8=qin, out=out, pad_to=P)
+    assert _same_bits(qin, reference_of(kernel).quantize_input(l["input"], l["input_scale"],
+                                                               pad_to=P))
+    assert _same_bits(out, kernel.fp8_linear_bias_bf16(qin, l["weight"], l["bias"],
+                                                       l["input_scale"], l["weight_scale"]))
+    bufs = (_poison((P, K), FP8, device), _poison((P, H), BF16, device),
+            _poison((P, H), FP8, device), _poison((P, N), BF16, device))
+    kernel.bf16_fp8_gelu_mlp_v2_bf16(*_mlp_args(m), *bufs, pad_to=P)
+    fa = list(_mlp_args(m))
+    fa[0] = bufs[0]
+    want = [torch.empty_like(b) for b in bufs[1:]]
+    kernel.fp8_gelu_mlp_v2_bf16(*fa, *want)
+    for a, b in zip(bufs[1:], want):
+        assert _same_bits(a, b)
+
+
+def test_weight_written_by_the_previous_kernel(kernel, device):
+    """Each GEMM launches before the previous kernel ends and prefetches its weight
+    meanwhile (programmatic dependent launch on Hopper): into L2 only, so a weight
+    that the previous kernel is still writing is read after the write lands. Here
+    the weight of each GEMM is the FP8 output of the launch just before it."""
+    M, K, H = 16, 512, 64
+    sy, sq = cases._scale(1 / 16.0, device), cases._scale(cases.HIDDEN_SCALE, device)
+    runs = []
+    for i in range(4):
+        kw = cases.linear_inputs(M, K, H, device, _gen(i))
+        y = cases.fp8_codes((8, H), _gen(i + 10), device, 16.0)
+        hq = _poison((M, H), FP8, device)
+        kernel.fp8_linear_bias_gelu_quant_bf16(kw["input"], kw["weight"], kw["bias"],
+                                               kw["input_scale"], kw["weight_scale"], sq,
+                                               out_fp8=hq)
+        runs.append((y, hq, kernel.fp8_gemm_bf16(y, hq, sy, sq)))  # weight [M, H] = hq
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    for y, hq, got in runs:
+        assert _same_bits(got, kernel.fp8_gemm_bf16(y, hq, sy, sq))
+        _ok("gemm", got, reference_of(kernel).fp8_gemm_bf16(y, hq, sy, sq))
+
+
 def test_padded_rows_from_input_fp8(kernel, device):
     """Without pad_to, a passed input_fp8 sets P (its rows)."""
     kw = cases.linear_inputs(5, 32, 16, device, _gen(), bf16_entry=True)
@@ -473,16 +522,16 @@ def test_split_k_is_deterministic_and_resets_its_counters(kernel, device, shape)
 
 
 @pytest.mark.parametrize("M,K,N,want", [
-    (10, 1024, 4096, ("swap", 16, 64, 128, 1)),    # 64 column tiles: no split
+    (10, 1024, 4096, ("swap", 16, 64, 256, 1)),    # 64 column tiles: no split, 256-wide K
     (10, 4096, 1024, ("swap", 16, 64, 128, 8)),    # 16 tiles x 8 splits (best measured)
     (16, 16384, 2048, ("swap", 16, 64, 256, 4)),   # 32 tiles x 4 splits, 256-wide K steps
     (64, 4096, 1024, ("swap", 64, 64, 128, 8)),    # M <= 64 with few tiles: swap + split
     (64, 1024, 4096, ("tile", 64)),                # M <= 64 with many tiles: tile kernel
     (512, 1024, 4096, ("tile", 128)),
 ], ids=str)
-def test_gemm_config_on_an_h100(kernel, monkeypatch, M, K, N, want):
-    """The launch rule at the H100's 132 SMs picks the configurations the tuning sweep
-    measured best (CARD: decode rows); a pure function of (M, N, K, device)."""
+def test_gemm_config_at_132_sms(kernel, monkeypatch, M, K, N, want):
+    """The launch rule at 132 SMs (H100, H200) picks the configurations the tuning sweep
+    (benchmarks/tune_fp8_decode.py) measured best; a pure function of (M, N, K, device)."""
     gemm = _gemm_module(kernel)
     monkeypatch.setattr(gemm, "_sm_count", lambda device: 132)
     cfg = gemm.gemm_config.__wrapped__(M, N, K, torch.device("cuda"))

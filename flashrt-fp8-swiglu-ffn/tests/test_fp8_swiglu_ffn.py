@@ -143,6 +143,29 @@ def test_bf16_entry_equals_fp8_entry(kernel, device, pad_to, act):
         assert _same_bits(a, b)
 
 
+@pytest.mark.parametrize("act", sorted(ACTS))
+def test_bf16_entry_quantizes_in_the_split_k_gated_gemm(kernel, device, act):
+    """Decode rows: the gated up GEMM forms Q8(x) in its A load (gate and up halves)
+    and writes input_fp8 as it goes, here over two K splits with a ragged K tail and
+    pad rows: every output equals the FP8 entry on that input_fp8, bit for bit."""
+    M, K, H, N, P = 3, 600, 24, 40, 16
+    gemm = importlib.import_module(kernel.__name__ + ".fp8_gemm")
+    cfg = gemm.gemm_config(P, 2 * H, K, device)
+    assert cfg[0] == "swap" and cfg[4] > 1 and K % cfg[3] != 0, cfg
+    kw = cases.mlp_inputs(M, K, H, N, device, _gen(), bf16_entry=True)
+    bufs = (_poison((P, K), FP8, device), _poison((P, 2 * H), BF16, device),
+            _poison((P, H), FP8, device), _poison((P, N), BF16, device))
+    getattr(kernel, f"bf16_fp8_{act}_mlp_bf16")(*_args(kw), *bufs, pad_to=P)
+    assert _same_bits(bufs[0], reference_of(kernel).quantize_input(kw["input"],
+                                                                   kw["input_scale"], pad_to=P))
+    fa = list(_args(kw))
+    fa[0] = bufs[0]
+    want = [torch.empty_like(b) for b in bufs[1:]]
+    getattr(kernel, f"fp8_{act}_mlp_bf16")(*fa, *want)
+    for a, b in zip(bufs[1:], want):
+        assert _same_bits(a, b)
+
+
 # --- bad inputs --------------------------------------------------------------------------------
 
 

@@ -27,8 +27,8 @@ from ._host import launch_directly
 from ._ops import add_op_namespace_prefix
 from .fp8_gemm import (BF16, EPI_BIAS, EPI_BIAS_ROUNDED, EPI_GELU_QUANT, FP8, check_bias,
                        check_input_fp8, check_linear, check_linear_out, check_matrix, check_out,
-                       check_padded, check_scale, empty, launch_fp8_gemm,
-                       launch_quantize_input, padded_rows, same_device)
+                       check_padded, check_scale, empty, launch_fp8_gemm, padded_rows,
+                       same_device)
 
 Tensor = torch.Tensor
 
@@ -89,22 +89,22 @@ def _run_gelu_quant(input, weight, bias, input_scale, weight_scale, output_scale
 
 
 def _run_mlp(input, up_weight, up_bias, down_weight, down_bias, sx, su, sh, sd, hidden_bf16,
-             hidden_fp8, out, v2):
-    _run_gelu_quant(input, up_weight, up_bias, sx, su, sh, hidden_bf16, hidden_fp8)
+             hidden_fp8, out, v2, x=None):
+    """x: the BF16 input of a BF16 entry (``input`` is then its input_fp8 buffer)."""
+    launch_fp8_gemm(input, up_weight, sx, su, hidden_bf16, bias=up_bias, so=sh, q=hidden_fp8,
+                    epi=EPI_GELU_QUANT, x=x)
     launch_fp8_gemm(hidden_fp8, down_weight, sh, sd, out, bias=down_bias,
                     epi=EPI_BIAS if v2 else EPI_BIAS_ROUNDED)
 
 
 def _run_bf16_linear(input, weight, bias, sx, sw, input_fp8, out):
-    launch_quantize_input(input, sx, input_fp8)
-    _run_linear_bias(input_fp8, weight, bias, sx, sw, out)
+    launch_fp8_gemm(input_fp8, weight, sx, sw, out, bias=bias, epi=EPI_BIAS, x=input)
 
 
 def _run_bf16_mlp(input, up_weight, up_bias, down_weight, down_bias, sx, su, sh, sd, input_fp8,
                   hidden_bf16, hidden_fp8, out, v2):
-    launch_quantize_input(input, sx, input_fp8)
     _run_mlp(input_fp8, up_weight, up_bias, down_weight, down_bias, sx, su, sh, sd, hidden_bf16,
-             hidden_fp8, out, v2)
+             hidden_fp8, out, v2, x=input)
 
 
 # ----------------------------------------------------------------------------

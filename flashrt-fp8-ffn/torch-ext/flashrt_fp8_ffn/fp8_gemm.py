@@ -32,6 +32,22 @@ Two kernels share one epilogue:
   (graph replay, M = 10): 1024 -> 4096 4.9 us (= the tile kernel), 4096 -> 1024
   6.2 us (tile kernel 9.7, ``torch._scaled_mm`` 7.3), 16384 -> 2048 15.8 us
   (tile kernel 23.5, ``_scaled_mm`` 18.6).
+  BF16 entry: the decode kernel forms ``A = Q8(x, s_x)`` in its A load (pad rows
+  FP8 zero) and writes input_fp8 as it goes, so a BF16-entry FFN layer is two
+  launches (up GEMM with the quantize, down GEMM), not three.
+
+Programmatic dependent launch (sm_90+, ``uses_pdl``): the decode kernel is
+launched with PDL (the tile kernel has the same hooks, used by the tuning sweep;
+it was not measured faster with them at M = 64). A program first bulk-prefetches
+its weight slice into L2 (a cache hint, nothing is read), then waits for the
+previous kernel (``griddepcontrol.wait``), then lets the next kernel launch;
+under CUDA-graph replay the next GEMM starts while this one runs and its weight
+is on the way (``_wait_for_producers``). Correct whatever the previous kernel wrote: every
+read comes after the wait. Measured on H200 (graph replay, distinct weights per
+call): 1024 -> 4096 at M = 10, 4.63 us without PDL, 4.10 us with it
+(``_scaled_mm`` 4.37); PI0.5 decoder GELU FFN x 18 layers at M = 10, 233 us as
+three launches per layer without PDL, 218 us as two with it (the compiled
+``_scaled_mm`` composition: 267 us). Sweep: benchmarks/tune_fp8_decode.py.
 
 Determinism (the spec's bit-exact equalities): the launch configuration is a
 pure function of ``(M, N_total, K)`` and the device (no autotuning), every
@@ -60,10 +76,11 @@ import torch
 import triton
 import triton.language as tl
 from torch import Tensor
+from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
 from ._helpers import gelu_tanh, grouped_tile, quantize_fp8_e4m3, silu
 from ._host import (cdiv, check_bias, check_matrix, check_out, check_scale, device_guard,
-                    launch_directly, next_power_of_2, same_device, sm_count)
+                    interpreting, launch_directly, next_power_of_2, same_device, sm_count)
 from ._ops import add_op_namespace_prefix
 
 FP8 = torch.float8_e4m3fn
@@ -134,6 +151,51 @@ def _epilogue(acc, acc_u, s, o_m, o_n, M, N, ldc, bias_ptr, so_ptr, c_ptr, q_ptr
             tl.store(c_ptr + o_c, y.to(tl.bfloat16), mask=mask)
 
 
+@triton.jit
+def _prefetch_rows_l2(w_ptr, rows, k0, nbytes, K):
+    """Bulk L2 prefetch of bytes [k0, k0 + nbytes) of each weight row in ``rows``
+    (16-byte aligned, a multiple of 16 bytes: the host enables it only when K and
+    the K split are multiples of 16)."""
+    tl.inline_asm_elementwise(
+        "cp.async.bulk.prefetch.L2.global [$1], $2; // $0", "=r,l,r",
+        [w_ptr + rows.to(tl.int64) * K + k0, tl.full(rows.shape, 0, tl.int32) + nbytes],
+        dtype=tl.int32, is_pure=False, pack=1)
+
+
+@triton.jit
+def _wait_for_producers(w_ptr, rows, k0, nbytes, K, N, GATED: tl.constexpr,
+                        PDL: tl.constexpr, PREFETCH: tl.constexpr, EARLY_RELEASE: tl.constexpr):
+    """Programmatic dependent launch, consumer side: this kernel may start while
+    the previous one runs. Fetch this program's weight rows into L2 (``rows``,
+    and the up rows ``N + rows`` when GATED), then wait until the kernels before
+    have completed and their writes are visible. Only a cache hint runs before the
+    wait, so the kernel is correct whatever the previous kernel wrote, the weight
+    included: every read comes after the wait (from L2 once the prefetch landed).
+
+    Producer side (EARLY_RELEASE): past the wait, the next kernel may launch and
+    prefetch while this one streams from L2. Released before the wait instead,
+    every kernel would launch the next one at once, a cascade of prefetches for
+    kernels far ahead competing with the running one (H200, decoder up GEMM:
+    4.31 us against 4.10)."""
+    if PDL:
+        if PREFETCH:
+            _prefetch_rows_l2(w_ptr, rows, k0, nbytes, K)
+            if GATED:
+                _prefetch_rows_l2(w_ptr, rows + N, k0, nbytes, K)
+        gdc_wait()
+        if EARLY_RELEASE:
+            gdc_launch_dependents()
+
+
+@triton.jit
+def _release_dependents(PDL: tl.constexpr, EARLY_RELEASE: tl.constexpr):
+    """Without EARLY_RELEASE (a sweep option): the next kernel may launch once every
+    program has streamed its weight, and prefetch while this one reduces and stores
+    (H200, GELU decoder stack: 220 us against 218 with the early release)."""
+    if PDL and not EARLY_RELEASE:
+        gdc_launch_dependents()
+
+
 @triton.jit(do_not_specialize=["M"])
 def _fp8_gemm_kernel(
     a_ptr, w_ptr, sa_ptr, sw_ptr, bias_ptr, so_ptr, c_ptr, q_ptr,
@@ -141,6 +203,7 @@ def _fp8_gemm_kernel(
     EPI: tl.constexpr, GATED: tl.constexpr, ACT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr, EVEN_K: tl.constexpr, IMPRECISE: tl.constexpr,
+    PDL: tl.constexpr, PREFETCH: tl.constexpr, EARLY_RELEASE: tl.constexpr,
 ):
     """One BLOCK_M x BLOCK_N output tile per program (grouped order for L2 reuse).
 
@@ -155,6 +218,7 @@ def _fp8_gemm_kernel(
     o_k = tl.arange(0, BLOCK_K)
     r_m = (o_m % M).to(tl.int64)
     r_n = o_n % N
+    _wait_for_producers(w_ptr, r_n, 0, K, K, N, GATED, PDL, PREFETCH, EARLY_RELEASE)
     p_a = a_ptr + r_m[:, None] * K + o_k[None, :]
     p_w = w_ptr + r_n.to(tl.int64)[None, :] * K + o_k[:, None]  # W^T tile [BLOCK_K, BLOCK_N]
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
@@ -179,6 +243,7 @@ def _fp8_gemm_kernel(
             p_u += BLOCK_K
         p_a += BLOCK_K
         p_w += BLOCK_K
+    _release_dependents(PDL, EARLY_RELEASE)
 
     s = tl.load(sa_ptr).to(tl.float32) * tl.load(sw_ptr).to(tl.float32)
     _epilogue(acc, acc_u, s, o_m[:, None], o_n[None, :], M, N, ldc, bias_ptr, so_ptr, c_ptr,
@@ -186,20 +251,34 @@ def _fp8_gemm_kernel(
 
 
 @triton.jit
-def _swap_partial(a_ptr, w_ptr, row0, o_m, o_n, o_k, M, N, K, k0, k_end,
-                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                  EVEN_K: tl.constexpr, IMPRECISE: tl.constexpr):
-    """sum over k in [k0, k_end) of W[row0 + o_n, k] * A[o_m, k]: a [BLOCK_N, BLOCK_M] tile."""
+def _swap_partial(a_ptr, x_ptr, w_ptr, row0, o_m, o_n, o_k, M, M_IN, N, K, k0, k_end, inv_sx,
+                  store_a, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                  BLOCK_K: tl.constexpr, EVEN_K: tl.constexpr, IMPRECISE: tl.constexpr,
+                  QUANT_A: tl.constexpr):
+    """sum over k in [k0, k_end) of W[row0 + o_n, k] * A[o_m, k]: a [BLOCK_N, BLOCK_M] tile.
+
+    QUANT_A (BF16 entry): A = Q8(x, s_x) is formed in the load, rows M_IN <= m < M
+    FP8 zero, exactly the values the quantize kernel writes; ``store_a`` programs
+    also write those codes to ``a_ptr`` (the input_fp8 output)."""
     p_w = w_ptr + (row0 + o_n % N).to(tl.int64)[:, None] * K + (k0 + o_k)[None, :]
+    o_a = o_m.to(tl.int64)[None, :] * K + (k0 + o_k)[:, None]  # A^T tile [BLOCK_K, BLOCK_M]
     p_a = a_ptr + (o_m % M).to(tl.int64)[None, :] * K + (k0 + o_k)[:, None]
     acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
     for k in range(k0, k_end, BLOCK_K):
+        m_k = o_k < K - k
         if EVEN_K:
             b_w = tl.load(p_w)
+        else:
+            b_w = tl.load(p_w, mask=m_k[None, :], other=0.0)
+        if QUANT_A:
+            m_a = (o_m < M_IN)[None, :] & m_k[:, None]
+            b_x = tl.load(x_ptr + o_a, mask=m_a, other=0.0).to(tl.float32)
+            b_a = quantize_fp8_e4m3(b_x, inv_sx)  # masked (pad) rows load 0 -> code 0x00
+            tl.store(a_ptr + o_a, b_a, mask=store_a & (o_m < M)[None, :] & m_k[:, None])
+            o_a += BLOCK_K
+        elif EVEN_K:
             b_a = tl.load(p_a)
         else:
-            m_k = o_k < K - k
-            b_w = tl.load(p_w, mask=m_k[None, :], other=0.0)
             b_a = tl.load(p_a, mask=m_k[:, None], other=0.0)
         acc = tl.dot(b_w, b_a, acc, max_num_imprecise_acc=IMPRECISE)
         p_w += BLOCK_K
@@ -207,13 +286,15 @@ def _swap_partial(a_ptr, w_ptr, row0, o_m, o_n, o_k, M, N, K, k0, k_end,
     return acc
 
 
-@triton.jit(do_not_specialize=["M"])
+@triton.jit(do_not_specialize=["M", "M_IN"])
 def _fp8_gemm_swap_kernel(
-    a_ptr, w_ptr, sa_ptr, sw_ptr, bias_ptr, so_ptr, c_ptr, q_ptr, ws_ptr, lock_ptr,
-    M, N, K, ldc, k_per_split,
+    a_ptr, x_ptr, w_ptr, sa_ptr, sw_ptr, bias_ptr, so_ptr, c_ptr, q_ptr, ws_ptr, lock_ptr,
+    M, M_IN, N, K, ldc, k_per_split,
     EPI: tl.constexpr, GATED: tl.constexpr, ACT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     SPLIT: tl.constexpr, EVEN_K: tl.constexpr, IMPRECISE: tl.constexpr,
+    QUANT_A: tl.constexpr, PDL: tl.constexpr, PREFETCH: tl.constexpr,
+    EARLY_RELEASE: tl.constexpr,
 ):
     """Decode rows (M <= BLOCK_M): program (tile, split) owns weight rows
     [tile*BLOCK_N, +BLOCK_N) and K range [split*k_per_split, +k_per_split)."""
@@ -225,12 +306,19 @@ def _fp8_gemm_swap_kernel(
     o_k = tl.arange(0, BLOCK_K)
     k0 = i_s * k_per_split
     k_end = tl.minimum(k0 + k_per_split, K)
-    acc = _swap_partial(a_ptr, w_ptr, 0, o_m, o_n, o_k, M, N, K, k0, k_end,
-                        BLOCK_M, BLOCK_N, BLOCK_K, EVEN_K, IMPRECISE)
+    _wait_for_producers(w_ptr, o_n % N, k0, k_end - k0, K, N, GATED, PDL, PREFETCH,
+                        EARLY_RELEASE)
+    inv_sx = 1.0
+    if QUANT_A:
+        inv_sx = tl.div_rn(1.0, tl.load(sa_ptr).to(tl.float32))
+    acc = _swap_partial(a_ptr, x_ptr, w_ptr, 0, o_m, o_n, o_k, M, M_IN, N, K, k0, k_end, inv_sx,
+                        i_n == 0, BLOCK_M, BLOCK_N, BLOCK_K, EVEN_K, IMPRECISE, QUANT_A)
     acc_u = acc
     if GATED:
-        acc_u = _swap_partial(a_ptr, w_ptr, N, o_m, o_n, o_k, M, N, K, k0, k_end,
-                              BLOCK_M, BLOCK_N, BLOCK_K, EVEN_K, IMPRECISE)
+        acc_u = _swap_partial(a_ptr, x_ptr, w_ptr, N, o_m, o_n, o_k, M, M_IN, N, K, k0, k_end,
+                              inv_sx, False, BLOCK_M, BLOCK_N, BLOCK_K, EVEN_K, IMPRECISE,
+                              QUANT_A)
+    _release_dependents(PDL, EARLY_RELEASE)
     s = tl.load(sa_ptr).to(tl.float32) * tl.load(sw_ptr).to(tl.float32)
     if SPLIT == 1:
         _epilogue(acc, acc_u, s, o_m[None, :], o_n[:, None], M, N, ldc, bias_ptr, so_ptr,
@@ -295,9 +383,12 @@ def gemm_config(M, N, K, device):
 
     * ``("swap", BLOCK_M, BLOCK_N, BLOCK_K, SPLIT, k_per_split, warps, stages)``
       for decode rows. SPLIT is 1 when the weight has at least ~0.36 column
-      tiles per SM (H100: 48 tiles of 64 rows), else the largest power of two
-      keeping tiles x SPLIT <= 1.2 programs per SM, with >= 2 K steps per split
-      (measured on H100: 4096 -> 1024 best at 16 x 8 programs, 16384 -> 2048 at 32 x 4).
+      tiles per SM (H100: 48 tiles of 64 rows), with 256-wide K steps (twice the
+      bytes in flight per program: one program per column tile streams the whole
+      weight); else the largest power of two keeping tiles x SPLIT <= 1.2 programs
+      per SM, with >= 2 K steps per split. Measured (H100, then H200 with PDL):
+      1024 -> 4096 best at 64 x 1 programs, 4096 -> 1024 at 16 x 8, 16384 -> 2048
+      at 32 x 4.
     * ``("tile", BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, warps, stages)`` otherwise:
       128 x 128 x 128 tiles (8 warps) for M > 256, else the N split is halved
       (down to 16 columns) until the grid covers every SM.
@@ -307,13 +398,14 @@ def gemm_config(M, N, K, device):
     few_tiles = tiles * 132 < 48 * sms
     if M <= 16 or (M <= 64 and few_tiles):
         bm = 16 if M <= 16 else (32 if M <= 32 else 64)
-        bk = 256 if K >= 8192 else 128
+        bk = 256 if K >= 8192 or not few_tiles else 128
         steps = cdiv(K, bk)
         split = 1
         if few_tiles:
             while split * 2 * tiles * 10 <= 12 * sms and split * 4 <= steps:
                 split *= 2
         k_per_split = cdiv(steps, split) * bk
+        split = cdiv(K, k_per_split)  # no empty split
         return ("swap", bm, SWAP_BLOCK_N, bk, split, k_per_split, 4, 4)
     if M <= 64:
         bm, warps, stages = (32 if M <= 32 else 64), 4, 4
@@ -358,16 +450,47 @@ class _SplitLocks:
 _SPLIT_LOCKS = _SplitLocks()
 
 
-def launch_fp8_gemm(a, w, sa, sw, c, *, bias=None, so=None, q=None, epi=EPI_NONE, act=0):
-    """c (and q) <- epilogue(A @ W^T). ``act`` != 0 selects the gated epilogue."""
+@functools.lru_cache(maxsize=None)
+def uses_pdl(device):
+    """Programmatic dependent launch of the decode kernel (Hopper and newer CUDA
+    devices, compiled kernels): it launches while the previous kernel still runs
+    and streams its weight into L2 before waiting for it (``_wait_for_producers``)."""
+    return (device.type == "cuda" and not interpreting()
+            and getattr(torch.version, "hip", None) is None
+            and torch.cuda.get_device_capability(device)[0] >= 9)
+
+
+def launch_fp8_gemm(a, w, sa, sw, c, *, bias=None, so=None, q=None, epi=EPI_NONE, act=0,
+                    x=None):
+    """c (and q) <- epilogue(A @ W^T). ``act`` != 0 selects the gated epilogue.
+
+    BF16 entry: with ``x`` (BF16 [M_in, K], M_in <= P) given, ``a`` is the
+    input_fp8 buffer [P, K] and the GEMM runs over its P rows, A = Q8(x, sa)
+    with FP8 zero pad rows: the decode kernel forms A in its load and writes
+    ``a`` as it goes (one launch); the tile kernel runs after the quantize
+    kernel. Both produce the codes of ``launch_quantize_input``, so the BF16
+    entry equals the FP8 entry on its input_fp8 bit for bit."""
+    cfg = gemm_config(a.shape[0], w.shape[0], a.shape[1], a.device)
+    if x is not None and cfg[0] != "swap":
+        launch_quantize_input(x, sa, a)
+        x = None
+    # PDL for the decode kernel only: the tile kernel was not measured faster with it
+    pdl = cfg[0] == "swap" and uses_pdl(a.device)
+    launch_with_config(cfg, pdl, a, w, sa, sw, c, bias=bias, so=so, q=q, epi=epi, act=act, x=x)
+
+
+def launch_with_config(cfg, pdl, a, w, sa, sw, c, *, bias=None, so=None, q=None, epi=EPI_NONE,
+                       act=0, x=None, prefetch=None, early_release=True):
+    """One launch of ``cfg`` (a ``gemm_config`` tuple); the tuning sweep calls it directly."""
+    prefetch = pdl if prefetch is None else prefetch
     M, K = a.shape
     n_total = w.shape[0]
     gated = act != 0
     N = n_total // 2 if gated else n_total
-    cfg = gemm_config(M, n_total, K, a.device)
     bias_arg = sa if bias is None else bias
     so_arg = sa if so is None else so
     q_arg = c if q is None else q
+    launch = {"launch_pdl": True} if pdl else {}
     with device_guard(a):
         if cfg[0] == "swap":
             _, bm, bn, bk, split, k_per_split, warps, stages = cfg
@@ -379,10 +502,13 @@ def launch_fp8_gemm(a, w, sa, sw, c, *, bias=None, so=None, q=None, epi=EPI_NONE
             else:
                 ws = locks = sa  # unused
             _fp8_gemm_swap_kernel[(tiles * split,)](
-                a, w, sa, sw, bias_arg, so_arg, c, q_arg, ws, locks, M, N, K, c.shape[1],
-                k_per_split, EPI=epi, GATED=gated, ACT=act, BLOCK_M=bm, BLOCK_N=bn,
-                BLOCK_K=bk, SPLIT=split, EVEN_K=K % bk == 0, IMPRECISE=IMPRECISE_ACC,
-                num_warps=warps, num_stages=stages,
+                a, a if x is None else x, w, sa, sw, bias_arg, so_arg, c, q_arg, ws, locks, M,
+                M if x is None else x.shape[0], N, K, c.shape[1], k_per_split, EPI=epi,
+                GATED=gated, ACT=act, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, SPLIT=split,
+                EVEN_K=K % bk == 0, IMPRECISE=IMPRECISE_ACC, QUANT_A=x is not None, PDL=pdl,
+                PREFETCH=prefetch and K % 16 == 0 and k_per_split % 16 == 0,
+                EARLY_RELEASE=early_release,
+                num_warps=warps, num_stages=stages, **launch,
             )
         else:
             _, bm, bn, bk, group, warps, stages = cfg
@@ -390,8 +516,10 @@ def launch_fp8_gemm(a, w, sa, sw, c, *, bias=None, so=None, q=None, epi=EPI_NONE
             _fp8_gemm_kernel[grid](
                 a, w, sa, sw, bias_arg, so_arg, c, q_arg, M, N, K, c.shape[1],
                 EPI=epi, GATED=gated, ACT=act, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk,
-                GROUP_M=group, EVEN_K=K % bk == 0, IMPRECISE=IMPRECISE_ACC,
-                num_warps=warps, num_stages=stages,
+                GROUP_M=group, EVEN_K=K % bk == 0, IMPRECISE=IMPRECISE_ACC, PDL=pdl,
+                # one row tile: each weight row is fetched by one program only
+                PREFETCH=prefetch and K % 16 == 0 and M <= bm, EARLY_RELEASE=early_release,
+                num_warps=warps, num_stages=stages, **launch,
             )
 
 

@@ -26,7 +26,7 @@ from ._host import cdiv, check_tensor, device_guard, launch_directly, next_power
 from ._ops import add_op_namespace_prefix
 from .fp8_gemm import (ACT_GELU, ACT_SILU, BF16, EPI_NONE, FP8, check_input_fp8, check_matrix,
                        check_out, check_padded, check_scale, empty,
-                       gated_act_mul_quant, launch_fp8_gemm, launch_quantize_input, padded_rows,
+                       gated_act_mul_quant, launch_fp8_gemm, padded_rows,
                        same_device)
 
 Tensor = torch.Tensor
@@ -120,16 +120,17 @@ def _check_mlp_outs(rows, gate_up_weight, down_weight, gate_up_bf16, hidden_fp8,
 
 
 def _run_mlp(input, gate_up_weight, down_weight, sx, sg, sh, sd, gate_up_bf16, hidden_fp8, out,
-             act):
-    launch_fp8_gemm(input, gate_up_weight, sx, sg, gate_up_bf16, so=sh, q=hidden_fp8, act=act)
+             act, x=None):
+    """x: the BF16 input of a BF16 entry (``input`` is then its input_fp8 buffer)."""
+    launch_fp8_gemm(input, gate_up_weight, sx, sg, gate_up_bf16, so=sh, q=hidden_fp8, act=act,
+                    x=x)
     launch_fp8_gemm(hidden_fp8, down_weight, sh, sd, out, epi=EPI_NONE)
 
 
 def _run_bf16_mlp(input, gate_up_weight, down_weight, sx, sg, sh, sd, input_fp8, gate_up_bf16,
                   hidden_fp8, out, act):
-    launch_quantize_input(input, sx, input_fp8)
     _run_mlp(input_fp8, gate_up_weight, down_weight, sx, sg, sh, sd, gate_up_bf16, hidden_fp8,
-             out, act)
+             out, act, x=input)
 
 
 # ----------------------------------------------------------------------------
