@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from flashrt_tools.repo import ROOT, load_file
+from flashrt_tools.tolerance import compare
 from flashrt_tools.validation import reference_of, run_case
 
 cases = load_file(ROOT / "flashrt-gemm-epilogues" / "tests" / "cases.py",
@@ -86,6 +87,133 @@ def test_channel_scale_is_x_times_c_then_reciprocal(kernel, device):
     got = kernel.channel_scale_quantize_fp8_static_bf16(**kw)
     want = reference_of(kernel).channel_scale_quantize_fp8_static_bf16(**kw)
     assert _same_bits(got, want)
+
+
+# --- BF16 GEMM launch paths --------------------------------------------------------------------
+
+
+def _gemm_module(kernel):
+    return importlib.import_module(kernel.__name__ + ".bf16_gemm")
+
+
+def _gemm_ok(got, want):
+    v = compare("gemm", got, want, **cases.GEMM_TOL["gemm"])
+    assert v.ok, v.message
+
+
+EPI_FUNCS = ("bf16_linear_bf16", "bf16_gemm_bias", "bf16_gemm_bias_gelu")  # EPI 0, 1, 2
+
+
+# (M, K, N, BLOCK_K, SPLIT): a K tail in the last split; two column tiles, the second
+# partial; 9 K steps in 4 splits of 3, the last split empty (a zero partial).
+SPLIT_CASES = [(5, 1000, 40, 128, 4), (16, 640, 96, 128, 2), (3, 1152, 48, 128, 4)]
+
+
+@pytest.mark.parametrize("M,K,N,bk,split", SPLIT_CASES, ids=str)
+def test_split_k_edges_are_exact_and_deterministic(kernel, device, M, K, N, bk, split):
+    """The split-K swap kernel at explicit configurations, every epilogue: matches the
+    exact product and is bit-identical over repeated calls (partials summed in split
+    order whichever program arrives last)."""
+    gemm = _gemm_module(kernel)
+    steps = -(-K // bk)
+    cfg = ("swap", 16, 64, bk, split, -(-steps // split) * bk, 4, 4)
+    for epi, fn in enumerate(EPI_FUNCS):
+        kw = cases.gemm_inputs(fn, M, K, N, device, _gen())
+        a, b = list(kw.values())[:2]
+        outs = [_poison((M, N), BF16, device) for _ in range(3)]
+        for out in outs:
+            gemm.launch_bf16_gemm(a, b, kw.get("bias"), out, epi, cfg)
+        assert all(_same_bits(out, outs[0]) for out in outs[1:]), fn
+        _gemm_ok(outs[0], getattr(reference_of(kernel), fn)(**kw))
+
+
+def test_split_k_rule_and_counters(kernel, device):
+    """The launch rule splits K = 2100 over one column tile (4 splits under the
+    interpreter's 4 SMs as on a GPU); the arrival counters are zero after the calls."""
+    M, K, N = 5, 2100, 40
+    gemm = _gemm_module(kernel)
+    cfg = gemm.gemm_config(M, N, K, device)
+    assert cfg[0] == "swap" and cfg[4] > 1, cfg
+    kw = cases.gemm_inputs("bf16_gemm_bias_gelu", M, K, N, device, _gen())
+    first = kernel.bf16_gemm_bias_gelu(**kw)
+    assert _same_bits(kernel.bf16_gemm_bias_gelu(**kw), first)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        assert int(gemm._COUNTERS.get(first.device, 1).abs().sum()) == 0  # cuda:0, not cuda
+
+
+def test_graph_counters_come_from_a_pool_zeroed_before_capture(kernel, device, monkeypatch):
+    """Eager calls share one buffer per (device, stream); calls captured into a graph get
+    counters of their own, 128-byte aligned slices of a pool zeroed before capture, used
+    by the kernel and left at zero; a capture that finds the pool short gets fresh zeros."""
+    gemm = _gemm_module(kernel)
+    counters = gemm._ArrivalCounters()
+    counters.POOL = 96
+    eager = counters.get(device, 16)
+    assert counters.get(device, 16) is eager and not eager.any()
+    monkeypatch.setattr(gemm, "_capturing", lambda device: True)
+    first, second = counters.get(device, 16), counters.get(device, 40)
+    pool = counters._kept[0]
+    assert (first.numel(), second.numel()) == (32, 64)
+    assert first.data_ptr() == pool.data_ptr() and second.data_ptr() == pool.data_ptr() + 128
+    fallback = counters.get(device, 16)  # 96 counters handed out: the pool is short
+    assert fallback.data_ptr() not in (pool.data_ptr(), eager.data_ptr()) and not fallback.any()
+
+    monkeypatch.setattr(gemm, "_COUNTERS", counters)
+    counters._pools[device] = (pool, 0)
+    M, K, N, bk, split = 16, 640, 96, 128, 2
+    kw = cases.gemm_inputs("bf16_gemm_bias", M, K, N, device, _gen())
+    out = _poison((M, N), BF16, device)
+    gemm.launch_bf16_gemm(kw["a"], kw["b"], kw["bias"], out, 1,
+                          ("swap", 16, 64, bk, split, 384, 4, 4))
+    assert counters._pools[device][1] == 32 and not pool.any()
+    _gemm_ok(out, reference_of(kernel).bf16_gemm_bias(**kw))
+
+
+@pytest.mark.parametrize("M", [1, 15, 16, 17, 18], ids=lambda m: f"M={m}")
+def test_gemm_rows_around_the_decode_boundary(kernel, device, M):
+    """M <= 16 takes the swap kernel, M > 16 the tile kernel; both match the exact product
+    (ragged K = 520 and N = 72: K tail, partial column tile)."""
+    K, N = 520, 72
+    assert _gemm_module(kernel).gemm_config(M, N, K, device)[0] == ("swap" if M <= 16
+                                                                    else "tile")
+    for fn in ("bf16_linear_bf16", "bf16_gemm_bias_gelu"):
+        kw = cases.gemm_inputs(fn, M, K, N, device, _gen(M))
+        out = _poison((M, N), BF16, device)
+        assert getattr(kernel, fn)(**kw, out=out) is out
+        _gemm_ok(out, getattr(reference_of(kernel), fn)(**kw))
+
+
+@pytest.mark.parametrize("M,K,N,want", [
+    (10, 1024, 4096, ("swap", 16, 32, 256, 1)),    # 128 tiles of 32 columns: one wave
+    (16, 1024, 2560, ("swap", 16, 32, 256, 1)),    # 80 tiles of 32 (160 of 16: two waves)
+    (1, 1024, 1024, ("swap", 16, 16, 256, 1)),     # 64 tiles of 16
+    (10, 4096, 1024, ("swap", 16, 64, 256, 4)),    # 16 tiles x 4 splits of 1024
+    (10, 2048, 1024, ("swap", 16, 64, 128, 4)),    # 4 splits of 512: 128-wide K steps
+    (10, 4304, 1152, ("swap", 16, 64, 256, 4)),    # 18 tiles x 4 splits, a K tail
+    (16, 16384, 2048, ("swap", 16, 64, 256, 4)),   # 32 tiles x 4 (8 would pass 132 SMs)
+    (16, 2048, 16384, ("swap", 16, 64, 128, 1)),   # 256 tiles: two waves, 128-wide steps
+    (16, 1152, 4304, ("swap", 16, 64, 256, 1)),    # 135 tiles of 32 would not fit one wave
+    (17, 1024, 4096, ("tile", 32)),
+    (512, 1152, 4304, ("tile", 128)),
+], ids=str)
+def test_gemm_config_at_132_sms(kernel, monkeypatch, M, K, N, want):
+    """The launch rule at an H100 / H200's 132 SMs picks the configurations the sweep
+    (benchmarks/tune_epilogues.py) measured best; a pure function of (M, N, K, device)."""
+    gemm = _gemm_module(kernel)
+    monkeypatch.setattr(gemm, "_sm_count", lambda device: 132)
+    cfg = gemm.gemm_config.__wrapped__(M, N, K, torch.device("cuda"))
+    assert cfg[:len(want)] == want, cfg
+
+
+@pytest.mark.parametrize("n_rows,N,want", [
+    (1, 4096, (1, 1024, 4)), (64, 16384, (1, 1024, 4)),  # 8 elements per thread, 1 row
+    (8192, 4096, (4, 1024, 4)),                           # large: 4 rows per program
+    (1, 37, (16, 64, 1)), (33, 1000, (1, 1024, 4)),      # narrow rows share a program
+], ids=str)
+def test_quantize_config(kernel, n_rows, N, want):
+    epi = importlib.import_module(kernel.__name__ + ".epilogues")
+    assert epi.quantize_config(n_rows, N)[:3] == want
 
 
 # --- bad inputs ------------------------------------------------------------------------------
@@ -221,15 +349,20 @@ def test_compile_fullgraph_no_recompile_across_m(kernel, device):
 
 @pytest.mark.gpu
 def test_cuda_graph_replay_matches_eager(kernel):
+    """Captured quantizer and decode GEMMs (unsplit and split-K, whose arrival counters
+    are zeroed inside the graph) replay on new inputs bit-identically to eager calls."""
     device = torch.device("cuda")
     q = cases.quant_inputs("bias_gelu_quantize_fp8_static_bf16", (64, 4096), device, _gen())
     g = cases.gemm_inputs("bf16_gemm_bias_gelu", 16, 4096, 4096, device, _gen())
+    d = cases.gemm_inputs("bf16_linear_bias_bf16", 10, 4096, 1024, device, _gen())  # split K
     qo = torch.empty(64, 4096, dtype=FP8, device=device)
     go = torch.empty(16, 4096, dtype=BF16, device=device)
+    do = torch.empty(10, 1024, dtype=BF16, device=device)
 
     def step():
         kernel.bias_gelu_quantize_fp8_static_bf16(**q, out=qo)
         kernel.bf16_gemm_bias_gelu(**g, out=go)
+        kernel.bf16_linear_bias_bf16(**d, out=do)
 
     step()
     torch.cuda.synchronize()
@@ -238,16 +371,16 @@ def test_cuda_graph_replay_matches_eager(kernel):
         step()
     fq = cases.quant_inputs("bias_gelu_quantize_fp8_static_bf16", (64, 4096), device, _gen(7))
     fg = cases.gemm_inputs("bf16_gemm_bias_gelu", 16, 4096, 4096, device, _gen(7))
-    for k in q:
-        q[k].copy_(fq[k])
-    for k in g:
-        g[k].copy_(fg[k])
+    fd = cases.gemm_inputs("bf16_linear_bias_bf16", 10, 4096, 1024, device, _gen(7))
+    for t, f in ((q, fq), (g, fg), (d, fd)):
+        for k in t:
+            t[k].copy_(f[k])
     graph.replay()
     torch.cuda.synchronize()
-    rq, rg = qo.clone(), go.clone()
+    rq, rg, rd = qo.clone(), go.clone(), do.clone()
     step()
     torch.cuda.synchronize()
-    assert _same_bits(rq, qo) and _same_bits(rg, go)
+    assert _same_bits(rq, qo) and _same_bits(rg, go) and _same_bits(rd, do)
 
 
 @pytest.mark.gpu
