@@ -436,7 +436,8 @@ class _SplitLocks:
     def get(self, device, count):
         if device.type != "cuda":
             return torch.zeros(count, dtype=torch.int32, device=device)
-        key = (device.index, torch.cuda.current_stream(device).stream_id)
+        index = torch.cuda.current_device() if device.index is None else device.index
+        key = (index, torch.cuda.current_stream(device).stream_id)  # "cuda" == "cuda:<current>"
         with self._lock:
             buf = self._buffers.get(key)
             if buf is not None and buf.numel() >= count:
