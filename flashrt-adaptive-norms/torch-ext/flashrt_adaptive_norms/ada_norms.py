@@ -24,15 +24,16 @@ row while the current one is reduced; with a broadcast style it loads the style 
 once per program instead of once per row.
 """
 
-from typing import NamedTuple, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 import triton
 import triton.language as tl
 
 from ._helpers import quantize_fp8_e4m3
-from ._host import (cdiv, check_rows_even_dim, check_same_device, check_shape, check_tensor,
-                    device_guard, launch_directly, next_power_of_2, sm_count)
+from ._host import (RowConfig, check_rows_even_dim, check_same_device, check_shape,
+                    check_tensor, device_guard, launch_directly, next_power_of_2, row_grid,
+                    sm_count)
 from ._ops import add_op_namespace_prefix
 
 _BF16 = torch.bfloat16
@@ -40,21 +41,6 @@ _FP32 = torch.float32
 _FP8 = torch.float8_e4m3fn
 
 
-class RowConfig(NamedTuple):
-    """Launch shape of the ada-norm kernel.
-
-    chunked: one row per program in ``block_d``-wide chunks (rows wider than
-    REG_MAX_BLOCK); else ``block_r`` rows of ``block_d`` (next power of two of D)
-    per tile, in registers. persistent > 0: a grid of ``persistent`` programs per SM
-    that loop over the tiles, loading the next tile before finishing the current one
-    (a broadcast style row and the weight are loaded once per program); 0: one
-    program per tile.
-    """
-    chunked: bool
-    block_r: int
-    block_d: int
-    num_warps: int
-    persistent: int = 0
 
 
 REG_MAX_BLOCK = 8192  # widest row kept in registers
@@ -87,11 +73,6 @@ def row_config(D: int, n_rows: int, device, broadcast: bool) -> RowConfig:
     return RowConfig(False, 1, block_d, max(1, min(16, block_d // 1024)))
 
 
-def _grid(cfg: RowConfig, n_rows: int, device) -> int:
-    n_tiles = cdiv(n_rows, cfg.block_r)
-    if cfg.persistent:
-        return min(n_tiles, cfg.persistent * sm_count(device))
-    return n_tiles
 
 
 @triton.jit
@@ -244,7 +225,7 @@ def _launch(residual, x, gate, weight, style, scale, out, gate_out, eps, cfg=Non
     broadcast = style.shape[0] == 1
     cfg = cfg or row_config(D, n_rows, x.device, broadcast)
     with device_guard(x):
-        _ada_norm_kernel[(_grid(cfg, n_rows, x.device),)](
+        _ada_norm_kernel[(row_grid(cfg, n_rows, x.device),)](
             residual, x, gate, weight, style, scale, out, gate_out, n_rows, D, eps,
             FUSED=residual is not None, BROADCAST=broadcast, CHUNKED=cfg.chunked,
             PERSISTENT=cfg.persistent > 0, BLOCK_R=cfg.block_r, BLOCK_D=cfg.block_d,

@@ -12,6 +12,7 @@ device"), always before any kernel launch, so a rejected call writes nothing.
 import contextlib
 import functools
 import os
+from typing import NamedTuple
 
 import torch
 
@@ -43,6 +44,31 @@ def sm_count(device, interpreted: int = 4) -> int:
     if device.type != "cuda":
         return interpreted
     return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+class RowConfig(NamedTuple):
+    """Launch shape of a row kernel (each row package picks one with its own measured
+    ``row_config`` rule).
+
+    chunked: one row per program in ``block_d``-wide chunks (rows too wide for
+    registers); else ``block_r`` rows of ``block_d`` (next power of two of the width)
+    per tile, in registers. persistent > 0: a grid of ``persistent`` programs per SM
+    that loop over the tiles, loading the next tile before finishing the current one
+    (and row-invariant vectors once per program); 0: one program per tile.
+    """
+    chunked: bool
+    block_r: int
+    block_d: int
+    num_warps: int
+    persistent: int = 0
+
+
+def row_grid(cfg: RowConfig, n_rows: int, device) -> int:
+    """Programs to launch for ``n_rows`` rows under ``cfg``."""
+    n_tiles = cdiv(n_rows, cfg.block_r)
+    if cfg.persistent:
+        return min(n_tiles, cfg.persistent * sm_count(device))
+    return n_tiles
 
 
 def check_rows_even_dim(t, name):

@@ -23,15 +23,15 @@ loading the next row while the current one is reduced. fp-fusion is off: every
 product is rounded before the following add, as in the eager PyTorch reference.
 """
 
-from typing import NamedTuple, Optional
+from typing import Optional
 
 import torch
 import triton
 import triton.language as tl
 
 from ._helpers import quantize_fp8_e4m3
-from ._host import (cdiv, check_same_device, check_shape, check_tensor, device_guard,
-                    launch_directly, next_power_of_2, sm_count)
+from ._host import (RowConfig, check_same_device, check_shape, check_tensor, device_guard,
+                    launch_directly, next_power_of_2, row_grid, sm_count)
 from ._ops import add_op_namespace_prefix
 
 _BF16 = torch.bfloat16
@@ -44,20 +44,6 @@ _FP8 = torch.float8_e4m3fn
 # ----------------------------------------------------------------------------
 
 
-class RowConfig(NamedTuple):
-    """Launch shape of the row kernels.
-
-    chunked: one row per program in ``block_d``-wide chunks (rows wider than
-    REG_MAX_BLOCK); else ``block_r`` rows of ``block_d`` (next power of two of D)
-    per tile, in registers. persistent > 0: a grid of ``persistent`` programs per SM
-    that loop over the tiles, loading the next tile before finishing the current one
-    (and the weight once); 0: one program per tile.
-    """
-    chunked: bool
-    block_r: int
-    block_d: int
-    num_warps: int
-    persistent: int = 0
 
 
 REG_MAX_BLOCK = 8192  # widest row kept in registers (LayerNorm: LN_REG_MAX_BLOCK)
@@ -91,11 +77,6 @@ def row_config(D: int, n_rows: int, device, *, quant: bool = False, residual: bo
     return RowConfig(False, 1, block_d, max(1, min(8, block_d // 512)))
 
 
-def _grid(cfg: RowConfig, n_rows: int, device) -> int:
-    n_tiles = cdiv(n_rows, cfg.block_r)
-    if cfg.persistent:
-        return min(n_tiles, cfg.persistent * sm_count(device))
-    return n_tiles
 
 
 # ----------------------------------------------------------------------------
@@ -285,7 +266,7 @@ def _launch_rms(x, residual, weight, scale, out, eps, cfg=None):
     cfg = cfg or row_config(D, n_rows, x.device, quant=scale is not None,
                             residual=residual is not None)
     with device_guard(x):
-        _rms_norm_kernel[(_grid(cfg, n_rows, x.device),)](
+        _rms_norm_kernel[(row_grid(cfg, n_rows, x.device),)](
             x, residual, weight, scale, out, n_rows, D, eps,
             HAS_RES=residual is not None, QUANT=scale is not None, CHUNKED=cfg.chunked,
             PERSISTENT=cfg.persistent > 0, BLOCK_R=cfg.block_r, BLOCK_D=cfg.block_d,
@@ -297,7 +278,7 @@ def _launch_layer_norm(x, weight, bias, out, eps, cfg=None):
     n_rows, D = x.shape
     cfg = cfg or row_config(D, n_rows, x.device, layer_norm=True)
     with device_guard(x):
-        _layer_norm_kernel[(_grid(cfg, n_rows, x.device),)](
+        _layer_norm_kernel[(row_grid(cfg, n_rows, x.device),)](
             x, weight, bias, out, n_rows, D, eps, CHUNKED=cfg.chunked,
             PERSISTENT=cfg.persistent > 0, BLOCK_R=cfg.block_r, BLOCK_D=cfg.block_d,
             num_warps=cfg.num_warps, enable_fp_fusion=False,
