@@ -314,3 +314,94 @@ def test_direct_launch_equals_op(kernel, device):
     y2 = torch.empty_like(y1)
     _ops(kernel).nvfp4_weight_only_linear_bf16(x, w, s, kw["bias"], y2, kw["alpha"])
     assert torch.equal(_bits(y1), _bits(y2))
+
+
+def _smallm(kernel):
+    return importlib.import_module(f"{kernel.__name__}.smallm")
+
+
+def _all_codes_weight(rows, device):
+    """K = 16 (one scale byte per weight row) and 256 x 16 / rows weight rows: row r has
+    scale byte r // (16 / rows) (sign, subnormal and NaN codes included) and the E2M1
+    codes 0..15 rotated by rows x (r % (16 / rows)), so elements 0..rows-1 meet every
+    (code, scale) pair."""
+    turns = 16 // rows
+    r = torch.arange(256 * turns)[:, None]
+    codes = ((torch.arange(16)[None, :] + rows * (r % turns)) % 16).to(torch.uint8)
+    w = codes[:, 0::2] | (codes[:, 1::2] << 4)  # element 2j low nibble, 2j+1 high
+    return w.to(device), cases.swizzle((r // turns).to(torch.uint8)).to(device)
+
+
+@pytest.mark.parametrize("path", ["gemv", "dot"])
+def test_every_code_and_scale_exact(kernel, device, path):
+    """One-hot activations read the dequantized weight back exactly (bf16 holds every
+    E2M1 x UE4M3 product): subnormal codes and scales survive the bit decode."""
+    rows = _smallm(kernel).GEMV_MAX_ROWS if path == "gemv" else 16
+    w, s = _all_codes_weight(rows, device)
+    N = w.shape[0]
+    assert _smallm(kernel).gemm_config(rows, N, 8, torch.device(device))[0] == path
+    ref = reference_of(kernel)
+    deq = ref.dequantize(w, s, N, 16).t()[:rows]  # each value exact in bf16
+    x = torch.eye(16, dtype=torch.bfloat16, device=device)[:rows]
+    a = torch.where(x.bool(), 2, 0).to(torch.uint8)  # E2M1 code 2 = 1.0
+    a = (a[:, 0::2] | (a[:, 1::2] << 4)).contiguous()
+    sa = torch.full((512,), 0x38, dtype=torch.uint8, device=device)
+    y = kernel.nvfp4_weight_only_linear_bf16(x, w, s)
+    z = kernel.nvfp4_w4a4_decode_matvec_bf16out(a, w, sa, s).reshape(rows, N)
+    assert torch.equal(y.float(), deq)  # -0.0 weights sum to +0.0
+    assert torch.equal(_bits(y), _bits(ref.nvfp4_weight_only_linear_bf16(x, w, s)))
+    assert torch.equal(_bits(z), _bits(y))
+
+
+def test_dispatch_boundary_rows(kernel, device):
+    """The last GEMV row count and the first tl.dot one, for both products; all match."""
+    sm = _smallm(kernel)
+    N, K = 72, 1040  # ragged: 72 = 2 x 32 + 8 rows, 65 blocks of 16
+    ref = reference_of(kernel)
+    dev = torch.device(device)
+    for M, kind in ((sm.GEMV_MAX_ROWS, "gemv"), (sm.GEMV_MAX_ROWS + 1, "dot")):
+        assert sm.gemm_config(M, N, K // 2, dev)[0] == kind
+        (x, w, s), kw = cases.linear_inputs(M, N, K, device, _gen())
+        got = kernel.nvfp4_weight_only_linear_bf16(x, w, s, **kw)
+        want = ref.nvfp4_weight_only_linear_bf16(x, w, s, **kw)
+        assert compare("gemm", got, want, **cases.gemm_tolerance(K, 0.5, 1.0)["gemm"]).ok
+    tol = cases.gemm_tolerance(K, 0.25, cases.E2M1_MEAN_SQ * cases.SCALE_MEAN_SQ)["gemm"]
+    for M, kind in ((2, "gemv"), (sm.W4A4_GEMV_MAX_ROWS, "gemv"),
+                    (sm.W4A4_GEMV_MAX_ROWS + 1, "dot")):
+        assert sm.gemm_config(M, N, K // 2, dev, a_fp4=True)[0] == kind
+        args, mkw = cases.matvec_inputs(M, N, K, device, _gen())
+        got = kernel.nvfp4_w4a4_decode_matvec_bf16out(*args, **mkw)
+        want = ref.nvfp4_w4a4_decode_matvec_bf16out(*args, **mkw)
+        assert compare("gemm", got, want, **tol).ok
+
+
+@pytest.mark.parametrize("M", [1, 20])  # GEMV and tl.dot split-K
+def test_split_k_deterministic_and_counters_reset(kernel, device, M, monkeypatch):
+    """Ragged N and K split over several programs per tile: two calls agree bit for bit,
+    match the reference, and leave every arrival counter at zero."""
+    sm = _smallm(kernel)
+    N, K = 40, 1040
+    cfg = sm.gemm_config(M, N, K // 2, torch.device(device))
+    assert cfg[4] > 1, cfg  # n_split
+    counters = torch.zeros(64, dtype=torch.int32, device=device)
+    monkeypatch.setattr(sm._COUNTERS, "get", lambda dev, count: counters)
+    (x, w, s), kw = cases.linear_inputs(M, N, K, device, _gen())
+    y1 = kernel.nvfp4_weight_only_linear_bf16(x, w, s, **kw)
+    assert bool((counters == 0).all())
+    y2 = kernel.nvfp4_weight_only_linear_bf16(x, w, s, **kw)
+    assert torch.equal(_bits(y1), _bits(y2)) and bool((counters == 0).all())
+    want = reference_of(kernel).nvfp4_weight_only_linear_bf16(x, w, s, **kw)
+    assert compare("gemm", y1, want, **cases.gemm_tolerance(K, 0.5, 1.0)["gemm"]).ok
+
+
+def test_unaligned_weight_words_fall_back_to_dot(kernel, device):
+    """A w_packed view that is not 8-byte aligned cannot be read as int64 block words:
+    the tl.dot kernel (byte loads) serves it, same result."""
+    (x, w, s), kw = cases.linear_inputs(2, 24, 256, device, _gen())
+    buf = torch.empty(w.numel() + 4, dtype=torch.uint8, device=device)
+    shifted = buf[4:].view(w.shape)
+    shifted.copy_(w)
+    assert shifted.data_ptr() % 8 != 0
+    got = kernel.nvfp4_weight_only_linear_bf16(x, shifted, s, **kw)
+    want = kernel.nvfp4_weight_only_linear_bf16(x, w, s, **kw)
+    assert compare("gemm", got, want, **cases.gemm_tolerance(256, 0.5, 1.0)["gemm"]).ok

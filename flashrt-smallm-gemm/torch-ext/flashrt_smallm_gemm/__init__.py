@@ -6,8 +6,9 @@
 * ``nvfp4_quantize_weight_bf16``        BF16 nn.Linear weight -> packed E2M1 + swizzled
   UE4M3 scales (extension)
 
-Hopper has no FP4 tensor cores: weights are dequantized to BF16 in registers
-(exact: E2M1 x UE4M3 fits BF16) and multiplied with ``tl.dot``, fp32 accumulate.
+Hopper has no FP4 tensor cores: weights are dequantized exactly in registers
+(E2M1 x UE4M3 fits BF16) and multiplied with fp32 FMAs (decode rows) or
+``tl.dot`` (more rows), fp32 accumulate.
 Triton; CUDA, or CPU through the Triton interpreter.
 """
 

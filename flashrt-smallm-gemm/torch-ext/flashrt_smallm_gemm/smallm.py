@@ -7,22 +7,29 @@ Three public functions:
 * ``nvfp4_weight_only_linear_bf16``     bf16 x [..., K] x NVFP4 w [N, K/2] -> bf16 [..., N]
 * ``nvfp4_quantize_weight_bf16``        bf16 w [N, K] -> (packed [N, K/2], swizzled scales)
 
-Both products run one Triton kernel. Hopper has no FP4 tensor cores, so the
-packed bytes are streamed (one [BLOCK_N, BLOCK_KH] uint8 tile per step) and
-decoded in registers: the low nibble of byte j is element 2j, the high nibble
-2j+1. Each nibble becomes an FP8 E4M3 code whose value is the E2M1 value
-times 2^-6 (``(c & 8) << 4 | (c & 7) << 2``, one hardware cvt), times the
-block's UE4M3 scale x 64: the product has <= 6 significant bits, so the BF16
-operand is exact (§7.3). BF16 activations are read as int32 words holding the
-matching pair (x[2j], x[2j+1]), so no interleave is needed: the step is two
-``tl.dot``s (low nibbles x even elements, high x odd) with fp32 accumulation.
-The weight is the dot's M side (BLOCK_N >= 64 rows), the few activation rows
-its N side (padded to 16), the usual swap for small M. Split-K fills the SMs
-when N / BLOCK_N is small; partial sums go to an fp32 scratch buffer and a
-second kernel adds them in a fixed order (deterministic), applies alpha
-(and bias) and rounds to bf16 once.
+Hopper has no FP4 tensor cores: the packed weights are streamed and decoded in
+registers, exactly, by integer bit moves (no lookup table, no conversion
+instruction): a nibble moved to bits 31..28 and shifted right arithmetically by 6
+is the fp32 pattern of its E2M1 value x 2^-126 (code 1 is the subnormal 2^-127);
+times the block's UE4M3 scale x 2^117 (decoded the same way, once per block) it
+is the dequantized weight x 2^-9, exact and normal (§7.3: <= 6 significant bits,
+so also exact in BF16). The 2^-9 is undone in the output scale.
+
+* ``_gemv_kernel`` (decode rows, see ``gemm_config``): CUDA-core fp32 FMAs on int64
+  words of one 16-element block each (16-byte loads), BF16 activations read as
+  int32 pairs, NVFP4 activations decoded like the weights.
+* ``_dot_kernel`` (more rows): [BLOCK_N, BLOCK_KH] byte tiles dequantized to BF16
+  (low / high nibbles against even / odd activation elements: two ``tl.dot`` per
+  step), the weight on the MMA's M side and the activation rows on its N side.
+
+Both split K over several programs per output tile when the tiles alone do not
+fill the GPU: each split stores its fp32 partial in a workspace and the last one
+to arrive (an atomic counter per tile, reset by that program) adds them in split
+order, applies alpha (and bias) and rounds to bf16 once. One launch,
+deterministic whichever split finishes last.
 """
 
+import threading
 from typing import Optional, Tuple
 
 import torch
@@ -41,87 +48,233 @@ MAX_DECODE_ROWS = 64  # nvfp4_w4a4_decode_matvec_bf16out: M = 1..64
 
 
 # ----------------------------------------------------------------------------
-# Triton device helpers
+# Triton device helpers: exact NVFP4 decode by integer bit moves (no converts)
+# ----------------------------------------------------------------------------
+
+_RAW_MASK = tl.constexpr(-2118123520)  # 0x81C00000 (int32): fp32 sign bit + bits 24..22
+_X2P127 = tl.constexpr(1.7014118346046923e38)  # 2^127
+_X2P110 = tl.constexpr(1.2980742146337069e33)  # 2^110
+
+
+@triton.jit
+def _e2m1_raw(h, t: tl.constexpr):
+    """fp32 ``e2m1 x 2^-126`` of nibble ``t`` (0..7) of int32 words ``h``, exact.
+
+    The nibble moves to bits 31..28 (its sign bit lands on the fp32 sign), then
+    an arithmetic shift by 6 puts its two exponent bits on the fp32 exponent's
+    low bits and its mantissa bit on the fp32 mantissa's top bit; the mask drops
+    the sign copies and the other nibbles. Code 1 (0.5) becomes the subnormal
+    2^-127, which fp32 multiplies on the GPU keep (no flush to zero).
+    """
+    return (((h << (28 - 4 * t)) >> 6) & _RAW_MASK).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _ue4m3_x2p117(e):
+    """UE4M3 value x 2^117 of scale bytes ``e`` (int32), smallm decode: sign honoured,
+    0x7F / 0xFF -> 0. Times an ``_e2m1_raw`` value it gives the dequantized element
+    x 2^-9, exact and normal (2^117 keeps 448 x 2^117 below the fp32 maximum)."""
+    mag = e & 0x7F
+    # bits of the UE4M3 value x 2^-120 (an fp32 subnormal when E = 0), then 2^127 x 2^110
+    v = ((mag << 20) | ((e & 0x80) << 24)).to(tl.float32, bitcast=True) * _X2P127 * _X2P110
+    return tl.where(mag == 0x7F, 0.0, v)
+
+
+@triton.jit
+def _swz_row(r, n_col_super):
+    """Row part of the 128x4 swizzled scale offset (spec §0.3), by shifts and masks."""
+    return (r >> 7) * (n_col_super * 512) + (r & 31) * 16 + ((r >> 5) & 3) * 4
+
+
+@triton.jit
+def _swz_col(c):
+    """Column (16-element block) part of the swizzled scale offset."""
+    return (c >> 2) * 512 + (c & 3)
+
+
+@triton.jit
+def _store_rows(y, o_m, o_n, M, N, alpha, bias_ptr, out_ptr, HAS_BIAS: tl.constexpr):
+    """out[m, n] = bf16(alpha * y[m, n] (+ bias[n])) for the [BM, BN] tile ``y``."""
+    m_n = o_n < N
+    y = y * alpha
+    if HAS_BIAS:
+        y += tl.load(bias_ptr + o_n, mask=m_n, other=0.0).to(tl.float32)[None, :]
+    tl.store(out_ptr + o_m.to(tl.int64)[:, None] * N + o_n[None, :], y.to(tl.bfloat16),
+             mask=(o_m < M)[:, None] & m_n[None, :])
+
+
+@triton.jit
+def _finish(y, tile, i_s, n_split, o_m, o_n, M, N, alpha, bias_ptr, out_ptr, ws_ptr, lock_ptr,
+            HAS_BIAS: tl.constexpr, SPLIT: tl.constexpr,
+            BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Store the [BM, BN] tile ``y`` (fp32, unscaled), or with split-K its partial:
+    each split writes ws[tile, split]; the last of the tile's splits to arrive
+    (an atomic counter per tile, reset by that program) adds them in split order
+    (deterministic whoever arrives last) and stores the tile. One launch."""
+    if SPLIT:
+        TILE: tl.constexpr = BLOCK_M * BLOCK_N
+        o_t = tl.arange(0, BLOCK_M)[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
+        p_ws = ws_ptr + tile.to(tl.int64) * n_split * TILE + o_t
+        tl.store(p_ws + i_s * TILE, y)
+        # every thread's partial is stored before the gpu-scope acq_rel arrival
+        tl.debug_barrier()
+        arrived = tl.atomic_add(lock_ptr + tile, 1, sem="acq_rel", scope="gpu")
+        if arrived == n_split - 1:
+            y = tl.load(p_ws, cache_modifier=".cg")
+            for j in range(1, n_split):  # fixed order
+                y += tl.load(p_ws + j * TILE, cache_modifier=".cg")
+            _store_rows(y, o_m, o_n, M, N, alpha, bias_ptr, out_ptr, HAS_BIAS)
+            tl.atomic_xchg(lock_ptr + tile, 0, sem="relaxed", scope="gpu")  # ready for the next call
+    else:
+        _store_rows(y, o_m, o_n, M, N, alpha, bias_ptr, out_ptr, HAS_BIAS)
+
+
+# ----------------------------------------------------------------------------
+# GEMV kernel (few rows): CUDA-core FMAs on 16-element block words
+# ----------------------------------------------------------------------------
+
+
+@triton.jit(do_not_specialize=["M", "steps_per_split", "n_split"])
+def _gemv_kernel(
+    a_ptr, sfa_ptr, w_ptr, sfw_ptr, bias_ptr, out_ptr, ws_ptr, lock_ptr,
+    M, N, KB, n_col_super, steps_per_split, n_split, out_scale, alpha,
+    A_FP4: tl.constexpr, HAS_BIAS: tl.constexpr, SPLIT: tl.constexpr, EVEN_K: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_B: tl.constexpr,
+):
+    """y[m, n] = sum_k A[m, k] * W[n, k] for all M (<= BLOCK_M) rows of A.
+
+    w: int64 words [N, KB], one 16-element block each (nibble t = element 16c + t);
+    a: the same for NVFP4 activations (A_FP4), else bf16 pairs as int32 words
+    [M, 8 KB]. Program (tile, split) owns weight rows [tile * BLOCK_N, +BLOCK_N) and
+    steps_per_split steps of BLOCK_B blocks from split * steps_per_split * BLOCK_B.
+    The fp32 accumulator keeps the block axes, reduced once at the end.
+    """
+    i_p = tl.program_id(0)
+    i_n = i_p // n_split
+    i_s = i_p % n_split
+    # Tiles are 4-D [A rows, block pairs, weight rows, 2]: the weight words and their
+    # scale bytes then both load 2 contiguous elements per thread along the last axis,
+    # get one layout (lanes along the block pairs: coalesced), and all the math stays
+    # in it (A rows in-thread).
+    o_n = i_n * BLOCK_N + tl.arange(0, BLOCK_N)[None, None, :, None]
+    o_m = tl.arange(0, BLOCK_M)[:, None, None, None]
+    o_i = tl.arange(0, BLOCK_B // 2)[None, :, None, None]
+    o_t = tl.arange(0, 2)[None, None, None, :]
+    o_b = 2 * o_i + o_t
+    m_n = o_n < N
+    m_m = o_m < M
+    kb_lo = i_s * steps_per_split * BLOCK_B  # a multiple of BLOCK_B: aligned vector loads
+    kb_hi = tl.minimum(KB, kb_lo + steps_per_split * BLOCK_B)
+    p_w = w_ptr + o_n.to(tl.int64) * KB + o_b
+    # swizzled column offset of block kb + 2i + t (kb % 4 == 0): groups of 4 blocks are
+    # 4 contiguous bytes, so each pair is 2 contiguous bytes
+    p_sw = sfw_ptr + _swz_row(o_n, n_col_super) + (o_i >> 1) * 512 + 2 * (o_i & 1) + o_t
+    if A_FP4:
+        p_a = a_ptr + o_m * KB + o_b
+        p_sa = sfa_ptr + _swz_row(o_m, n_col_super) + (o_i >> 1) * 512 + 2 * (o_i & 1) + o_t
+    else:
+        p_a = a_ptr + o_m * (8 * KB) + 8 * o_b
+    acc = tl.zeros((BLOCK_M, BLOCK_B // 2, BLOCK_N, 2), dtype=tl.float32)
+    for kb in range(kb_lo, kb_hi, BLOCK_B):
+        if EVEN_K:  # masks constant along the blocks: 16-byte weight loads
+            m_w = m_n
+            m_a = m_m
+        else:
+            m_w = m_n & (kb + o_b < kb_hi)
+            m_a = m_m & (kb + o_b < kb_hi)
+        wq = tl.load(p_w + kb, mask=m_w, other=0)
+        e = tl.load(p_sw + (kb >> 2) * 512, mask=m_w, other=0)
+        s = _ue4m3_x2p117(e.to(tl.int32))
+        w_lo = wq.to(tl.int32)
+        w_hi = (wq >> 32).to(tl.int32)
+        if A_FP4:
+            aq = tl.load(p_a + kb, mask=m_a, other=0)
+            sa = _ue4m3_x2p117(tl.load(p_sa + (kb >> 2) * 512, mask=m_a, other=0).to(tl.int32))
+            a_lo = aq.to(tl.int32)
+            a_hi = (aq >> 32).to(tl.int32)
+        for j in tl.static_range(4):  # elements 16c + 2j, +1 (low word) and 16c + 8 + 2j, +1
+            if A_FP4:
+                x0 = _e2m1_raw(a_lo, 2 * j) * sa
+                x1 = _e2m1_raw(a_lo, 2 * j + 1) * sa
+                x8 = _e2m1_raw(a_hi, 2 * j) * sa
+                x9 = _e2m1_raw(a_hi, 2 * j + 1) * sa
+            else:
+                p_lo = tl.load(p_a + 8 * kb + j, mask=m_a, other=0)
+                p_hi = tl.load(p_a + 8 * kb + 4 + j, mask=m_a, other=0)
+                x0 = (p_lo << 16).to(tl.float32, bitcast=True)
+                x1 = (p_lo & -65536).to(tl.float32, bitcast=True)
+                x8 = (p_hi << 16).to(tl.float32, bitcast=True)
+                x9 = (p_hi & -65536).to(tl.float32, bitcast=True)
+            acc += (_e2m1_raw(w_lo, 2 * j) * s) * x0
+            acc += (_e2m1_raw(w_lo, 2 * j + 1) * s) * x1
+            acc += (_e2m1_raw(w_hi, 2 * j) * s) * x8
+            acc += (_e2m1_raw(w_hi, 2 * j + 1) * s) * x9
+    acc = tl.sum(tl.sum(acc, axis=3), axis=1)
+    o_n = i_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    o_m = tl.arange(0, BLOCK_M)
+    y = acc * out_scale
+    _finish(y, i_n, i_s, n_split, o_m, o_n, M, N, alpha, bias_ptr, out_ptr, ws_ptr, lock_ptr,
+            HAS_BIAS, SPLIT, BLOCK_M, BLOCK_N)
+
+
+# ----------------------------------------------------------------------------
+# tl.dot kernel (more rows): weights dequantized to BF16 tiles in registers
 # ----------------------------------------------------------------------------
 
 
 @triton.jit
-def _ue4m3_x64(e):
-    """64 x UE4M3 value of scale bytes (int32), smallm decode: sign honoured,
-    0x7F / 0xFF -> 0. The 64 undoes the 2^-6 of the FP8-coded E2M1 values."""
-    mag = e & 0x7F
-    E = mag >> 3
-    m = mag & 7
-    # (1 + m/8) * 2^(E-7) * 2^6 ; subnormal m * 2^-9 * 2^6 = m / 8
-    normal = (((E + 126) << 23) | (m << 20)).to(tl.float32, bitcast=True)
-    v = tl.where(E == 0, m.to(tl.float32) * 0.125, normal)
-    v = tl.where(mag == 0x7F, 0.0, v)
-    return tl.where((e & 0x80) != 0, -v, v)
-
-
-@triton.jit
-def _e2m1_x2m6(c):
-    """fp32 E2M1 value x 2^-6 of nibbles c (uint8 0..15), through an E4M3 code."""
-    c8 = (((c & 8) << 4) | ((c & 7) << 2)).to(tl.uint8)
-    return c8.to(tl.float8e4nv, bitcast=True).to(tl.float32)
-
-
-@triton.jit
-def _dequant_tile(p_bytes, p_scales, m_tile, m_rows_blocks, BR: tl.constexpr,
-                  BKH: tl.constexpr):
-    """[BR, BKH//8, 8] packed bytes + [BR, BKH//8] scales -> (lo, hi) bf16 [BR, BKH]."""
-    b = tl.load(p_bytes, mask=m_tile, other=0)
-    e = tl.load(p_scales, mask=m_rows_blocks, other=0).to(tl.int32)
-    s = _ue4m3_x64(e)[:, :, None]
-    lo = (_e2m1_x2m6(b & 0xF) * s).to(tl.bfloat16)
-    hi = (_e2m1_x2m6(b >> 4) * s).to(tl.bfloat16)
+def _dequant_tile(p_bytes, p_scales, m_tile, m_blocks, BR: tl.constexpr, BKH: tl.constexpr):
+    """[BR, BKH//8, 8] packed bytes + [BR, BKH//8] scales -> (lo, hi) bf16 [BR, BKH]
+    holding the dequantized elements x 2^-9 (exact in bf16)."""
+    b = tl.load(p_bytes, mask=m_tile, other=0).to(tl.int32)
+    s = _ue4m3_x2p117(tl.load(p_scales, mask=m_blocks, other=0).to(tl.int32))[:, :, None]
+    lo = (_e2m1_raw(b, 0) * s).to(tl.bfloat16)
+    hi = (_e2m1_raw(b, 1) * s).to(tl.bfloat16)
     return tl.reshape(lo, (BR, BKH)), tl.reshape(hi, (BR, BKH))
 
 
-@triton.jit(do_not_specialize=["M", "k_per_split"])
-def _nvfp4_gemm_kernel(
-    a_ptr, sfa_ptr, b_ptr, sfb_ptr, bias_ptr, out_ptr, ws_ptr,
-    M, N, KH, n_col_super, k_per_split, alpha,
+@triton.jit(do_not_specialize=["M", "steps_per_split", "n_split"])
+def _dot_kernel(
+    a_ptr, sfa_ptr, w_ptr, sfw_ptr, bias_ptr, out_ptr, ws_ptr, lock_ptr,
+    M, N, KH, n_col_super, steps_per_split, n_split, out_scale, alpha,
     A_FP4: tl.constexpr, HAS_BIAS: tl.constexpr, SPLIT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_KH: tl.constexpr,
 ):
-    """acc[n, m] = sum_k W[n, k] * A[m, k] over this program's K range.
-
-    a: NVFP4 bytes [M, KH] (A_FP4) or bf16 pairs as int32 words [M, KH]; b:
-    NVFP4 bytes [N, KH]; KH = K / 2. SPLIT: write fp32 partials to ws
-    [splits, M, N]; else alpha * acc (+ bias) -> bf16 out [M, N].
-    """
-    i_n = tl.program_id(0)
-    i_m = tl.program_id(1)
-    i_k = tl.program_id(2)
+    """acc[n, m] = sum_k W[n, k] * A[m, k], two ``tl.dot`` per K step (low nibbles x
+    even elements, high x odd). a: NVFP4 bytes [M, KH] (A_FP4) or bf16 pairs as int32
+    words [M, KH]; w: NVFP4 bytes [N, KH]; KH = K / 2, blocks of 8 bytes. The weight
+    is the dot's M side, the activation rows its N side (swap-AB)."""
+    i_p = tl.program_id(0)
+    i_mt = tl.program_id(1)
+    i_n = i_p // n_split
+    i_s = i_p % n_split
     NB: tl.constexpr = BLOCK_KH // 8
-    o_n = i_n.to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
-    o_m = i_m.to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
+    o_n = i_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    o_m = i_mt * BLOCK_M + tl.arange(0, BLOCK_M)
     m_n = o_n < N
     m_m = o_m < M
     o_b = tl.arange(0, NB)
     o_j = tl.arange(0, 8)
-    k_lo = i_k * k_per_split
-    k_hi = tl.minimum(KH, k_lo + k_per_split)
-
+    kb_lo = i_s * steps_per_split * NB  # a multiple of NB: aligned vector loads
+    kb_hi = tl.minimum(KH // 8, kb_lo + steps_per_split * NB)
+    sw_row = _swz_row(o_n, n_col_super)[:, None]
     acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
-    for k0 in range(k_lo, k_hi, BLOCK_KH):
-        o_kb = k0 // 8 + o_b  # scale block of each group of 8 bytes
-        m_kb = o_kb < k_hi // 8  # KH % 8 == 0: whole blocks only
+    for kb in range(kb_lo, kb_hi, NB):
+        o_kb = kb + o_b
+        m_kb = o_kb < kb_hi
         o_kh = o_kb[:, None] * 8 + o_j[None, :]  # [NB, 8]
         m_wb = m_n[:, None] & m_kb[None, :]
         w_lo, w_hi = _dequant_tile(
-            b_ptr + o_n[:, None, None] * KH + o_kh[None, :, :],
-            sfb_ptr + swizzled_offset(o_n[:, None], o_kb[None, :], n_col_super),
-            m_wb[:, :, None], m_wb, BLOCK_N, BLOCK_KH)
+            w_ptr + o_n.to(tl.int64)[:, None, None] * KH + o_kh[None, :, :],
+            sfw_ptr + sw_row + _swz_col(o_kb)[None, :], m_wb[:, :, None], m_wb, BLOCK_N, BLOCK_KH)
         m_ab = m_m[:, None] & m_kb[None, :]
         if A_FP4:
             a_lo, a_hi = _dequant_tile(
-                a_ptr + o_m[:, None, None] * KH + o_kh[None, :, :],
-                sfa_ptr + swizzled_offset(o_m[:, None], o_kb[None, :], n_col_super),
+                a_ptr + o_m.to(tl.int64)[:, None, None] * KH + o_kh[None, :, :],
+                sfa_ptr + _swz_row(o_m, n_col_super)[:, None] + _swz_col(o_kb)[None, :],
                 m_ab[:, :, None], m_ab, BLOCK_M, BLOCK_KH)
         else:
-            wd = tl.load(a_ptr + o_m[:, None, None] * KH + o_kh[None, :, :],
+            wd = tl.load(a_ptr + o_m.to(tl.int64)[:, None, None] * KH + o_kh[None, :, :],
                          mask=m_ab[:, :, None], other=0)
             a_lo = tl.reshape((wd << 16).to(tl.float32, bitcast=True).to(tl.bfloat16),
                               (BLOCK_M, BLOCK_KH))
@@ -129,31 +282,10 @@ def _nvfp4_gemm_kernel(
                               (BLOCK_M, BLOCK_KH))
         acc = tl.dot(w_lo, tl.trans(a_lo), acc)
         acc = tl.dot(w_hi, tl.trans(a_hi), acc)
-
-    m_out = m_n[:, None] & m_m[None, :]
-    o_out = o_m[None, :] * N + o_n[:, None]
-    if SPLIT:
-        tl.store(ws_ptr + i_k.to(tl.int64) * M * N + o_out, acc, mask=m_out)
-    else:
-        y = acc * alpha
-        if HAS_BIAS:
-            y += tl.load(bias_ptr + o_n, mask=m_n, other=0.0).to(tl.float32)[:, None]
-        tl.store(out_ptr + o_out, y.to(tl.bfloat16), mask=m_out)
-
-
-@triton.jit(do_not_specialize=["MN"])
-def _splitk_reduce_kernel(ws_ptr, bias_ptr, out_ptr, MN, N, alpha,
-                          SPLITS: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK: tl.constexpr):
-    """out = bf16(alpha * sum_s ws[s] (+ bias)), splits added in order."""
-    o = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    m = o < MN
-    acc = tl.load(ws_ptr + o, mask=m, other=0.0)
-    for s in tl.static_range(1, SPLITS):
-        acc += tl.load(ws_ptr + s * MN + o, mask=m, other=0.0)
-    y = acc * alpha
-    if HAS_BIAS:
-        y += tl.load(bias_ptr + o % N, mask=m, other=0.0).to(tl.float32)
-    tl.store(out_ptr + o, y.to(tl.bfloat16), mask=m)
+    y = tl.trans(acc) * out_scale
+    tile = i_mt * (tl.num_programs(0) // n_split) + i_n
+    _finish(y, tile, i_s, n_split, o_m, o_n, M, N, alpha, bias_ptr, out_ptr, ws_ptr, lock_ptr,
+            HAS_BIAS, SPLIT, BLOCK_M, BLOCK_N)
 
 
 # ----------------------------------------------------------------------------
@@ -179,51 +311,125 @@ def _quantize_weight_kernel(w_ptr, packed_ptr, scales_ptr, n_rows, n_blocks, n_c
 
 
 # ----------------------------------------------------------------------------
-# Launch configuration
+# Launch configuration: a pure function of (path, M, N, K, device), no autotune
 # ----------------------------------------------------------------------------
 
+# Rows served by the FMA GEMV kernel (more rows: the tl.dot kernel), measured on H200:
+# BF16 activations, 1 row (at 4 rows the dot kernel was 1.2-2x faster, at 8 up to
+# 1.25x); NVFP4 activations (the W4A4 matvec), up to 4 rows (the GEMV at 4 rows
+# 1.05-1.3x faster than the dot kernel's 16-row tile).
+GEMV_MAX_ROWS = 1
+W4A4_GEMV_MAX_ROWS = 4
 
 
+def _split(tiles, steps, device, waves):
+    """(n_split, steps_per_split): K split so that tiles x splits reaches about
+    ``waves`` programs per SM (at least one step per split)."""
+    n_split = max(1, min(steps, cdiv(waves * sm_count(device), tiles)))
+    per_split = cdiv(steps, n_split)
+    return cdiv(steps, per_split), per_split
 
-def _gemm_config(M, N, KH, device):
-    """(BLOCK_M, BLOCK_N, BLOCK_KH, splits, k_per_split, num_warps, num_stages).
 
-    M is the dot's N side: 16 covers decode (1..16 rows), then 32 / 64. Each
-    step streams BLOCK_N x BLOCK_KH weight bytes (8 KiB at 64 x 128). Splits:
-    enough programs for about two per SM, each with >= 2 K steps.
-    """
+def gemv_config(M, N, KB, device, block_n=32, block_b=32, warps=4, waves=4):
+    """("gemv", BLOCK_M, BLOCK_N, BLOCK_B, n_split, steps_per_split, warps).
+
+    Each step streams BLOCK_N x BLOCK_B block words (8 bytes each)."""
+    block_b = min(block_b, max(2, next_power_of_2(KB)))
+    n_split, per_split = _split(cdiv(N, block_n), cdiv(KB, block_b), device, waves)
+    return ("gemv", next_power_of_2(M), block_n, block_b, n_split, per_split, warps)
+
+
+def dot_config(M, N, KB, device, block_n=None, block_kh=128, warps=None, stages=3, waves=2):
+    """("dot", BLOCK_M, BLOCK_N, BLOCK_KH, n_split, steps_per_split, warps, stages).
+
+    M is the dot's N side: 16, 32, then 64 rows per program. 64 weight rows x 4 warps
+    up to 32 activation rows; 128 x 8 warps beyond (measured on H200, M = 64: 1.1-1.3x
+    faster than 64 x 4)."""
     block_m = 16 if M <= 16 else (32 if M <= 32 else 64)
-    block_n = 64 if M <= 64 else 128
-    block_kh = 128 if KH >= 128 else max(16, next_power_of_2(KH))
+    block_n = block_n or (64 if M <= 32 else 128)
+    warps = warps or (4 if block_n == 64 else 8)
+    block_kh = block_kh if KB >= block_kh // 8 else max(16, 8 * next_power_of_2(KB))
     tiles = cdiv(N, block_n) * cdiv(M, block_m)
-    steps = cdiv(KH, block_kh)
-    splits = max(1, min(16, steps // 2, cdiv(2 * sm_count(device), tiles)))
-    k_per_split = cdiv(steps, splits) * block_kh
-    splits = cdiv(KH, k_per_split)
-    return block_m, block_n, block_kh, splits, k_per_split, 4, 4
+    n_split, per_split = _split(tiles, cdiv(KB, block_kh // 8), device, waves)
+    return ("dot", block_m, block_n, block_kh, n_split, per_split, warps, stages)
 
 
+def gemm_config(M, N, KH, device, a_fp4=False, words_aligned=True):
+    """The launch rule: the GEMV up to GEMV_MAX_ROWS / W4A4_GEMV_MAX_ROWS rows (it reads
+    int64 block words: 8-byte aligned operands), else the tl.dot kernel. The W4A4 GEMV
+    runs 2 to 4 rows as 4 (one compiled kernel)."""
+    if M <= (W4A4_GEMV_MAX_ROWS if a_fp4 else GEMV_MAX_ROWS) and words_aligned:
+        return gemv_config(1 if M == 1 else max(M, 4), N, KH // 8, device)
+    return dot_config(M, N, KH // 8, device)
 
 
-def _launch_gemm(a, sfa, b, sfb, bias, out, M, alpha, a_fp4):
+class _SplitCounters:
+    """Per (device, stream) arrival counters of the split-K kernels.
+
+    Counters return to zero at the end of every launch, so one zeroed buffer
+    serves every call on its stream. Made outside CUDA-graph capture (a buffer
+    allocated during capture is zeroed only when the graph first replays); a
+    capture that finds none uses a fresh zeroed buffer of its own.
+    """
+
+    def __init__(self):
+        self._buffers = {}
+        self._lock = threading.Lock()
+
+    def get(self, device, count):
+        if device.type != "cuda":
+            return torch.zeros(count, dtype=torch.int32, device=device)
+        key = (device.index, torch.cuda.current_stream(device).stream_id)
+        with self._lock:
+            buf = self._buffers.get(key)
+            if buf is not None and buf.numel() >= count:
+                return buf
+            fresh = torch.zeros(max(count, 4096), dtype=torch.int32, device=device)
+            if not torch.cuda.is_current_stream_capturing():
+                self._buffers[key] = fresh
+            return fresh
+
+
+_COUNTERS = _SplitCounters()
+
+
+def _weight_words_aligned(w):
+    return w.data_ptr() % 8 == 0
+
+
+def _launch_gemm(a, sfa, b, sfb, bias, out, M, alpha, a_fp4, cfg=None):
+    """out = alpha * A @ W^T (+ bias). ``cfg`` overrides the launch rule (tuning)."""
     N, KH = b.shape
-    bm, bn, bkh, splits, k_per_split, warps, stages = _gemm_config(M, N, KH, b.device)
-    a_arg = a if a_fp4 else bf16_words(a, "x")
-    ws = torch.empty((splits, M, N), dtype=_FP32, device=b.device) if splits > 1 else out
+    if cfg is None:
+        cfg = gemm_config(M, N, KH, b.device, a_fp4, _weight_words_aligned(b)
+                          and (not a_fp4 or _weight_words_aligned(a)))
+    out_scale = 2.0 ** 18 if a_fp4 else 2.0 ** 9  # the 2^-9 carried by each dequantized operand
     n_col_super = cdiv(KH // 8, 4)
-    grid = (cdiv(N, bn), cdiv(M, bm), splits)
+    bias_arg = bias if bias is not None else out
+    if a_fp4:
+        a_arg, sfa_arg = a, sfa
+    else:
+        a_arg, sfa_arg = bf16_words(a, "x"), b
+    kind, bm, bn, bk, n_split, per_split, warps = cfg[:7]
+    tiles = cdiv(N, bn) * (1 if kind == "gemv" else cdiv(M, bm))
+    split = n_split > 1
+    ws = torch.empty(tiles * n_split * bm * bn if split else 1, dtype=_FP32, device=b.device)
+    locks = _COUNTERS.get(b.device, tiles) if split else ws
     with device_guard(b):
-        _nvfp4_gemm_kernel[grid](
-            a_arg, sfa if a_fp4 else b, b, sfb, bias if bias is not None else out, out, ws,
-            M, N, KH, n_col_super, k_per_split, float(alpha),
-            A_FP4=a_fp4, HAS_BIAS=bias is not None, SPLIT=splits > 1,
-            BLOCK_M=bm, BLOCK_N=bn, BLOCK_KH=bkh, num_warps=warps, num_stages=stages,
-        )
-        if splits > 1:
-            block = 1024
-            _splitk_reduce_kernel[(cdiv(M * N, block),)](
-                ws, bias if bias is not None else out, out, M * N, N, float(alpha),
-                SPLITS=splits, HAS_BIAS=bias is not None, BLOCK=block, num_warps=4)
+        if kind == "gemv":
+            KB = KH // 8
+            _gemv_kernel[(cdiv(N, bn) * n_split,)](
+                a_arg.view(torch.int64) if a_fp4 else a_arg, sfa_arg, b.view(torch.int64), sfb,
+                bias_arg, out, ws, locks, M, N, KB, n_col_super, per_split, n_split, out_scale,
+                float(alpha), A_FP4=a_fp4, HAS_BIAS=bias is not None, SPLIT=split,
+                EVEN_K=KB % bk == 0,
+                BLOCK_M=bm, BLOCK_N=bn, BLOCK_B=bk, num_warps=warps, num_stages=1)
+        else:
+            _dot_kernel[(cdiv(N, bn) * n_split, cdiv(M, bm))](
+                a_arg, sfa_arg, b, sfb, bias_arg, out, ws, locks, M, N, KH, n_col_super,
+                per_split, n_split, out_scale, float(alpha), A_FP4=a_fp4,
+                HAS_BIAS=bias is not None, SPLIT=split, BLOCK_M=bm, BLOCK_N=bn, BLOCK_KH=bk,
+                num_warps=warps, num_stages=cfg[7])
 
 
 def _launch_quantize(weight, packed, scales, global_scale):
