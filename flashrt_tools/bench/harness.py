@@ -12,6 +12,7 @@
   written over time).
 """
 
+import collections
 import datetime
 import math
 import platform
@@ -132,11 +133,18 @@ def graph_us(call: Callable, sets: Sequence, min_calls: int = 64) -> float:
     graph = torch.cuda.CUDAGraph()
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
+    # Outputs a call allocates (eager / compiled baselines) stay alive for the next
+    # len(sets) calls, so each call writes a distinct buffer, as ours do into their
+    # per-set out buffers. Dropped at once, every call would reuse one block of the
+    # graph's pool that stays hot in L2 (outputs of a few MB then look faster than a
+    # same-size device copy).
+    recent = collections.deque(maxlen=len(sets))
     with torch.cuda.stream(stream):
         with torch.cuda.graph(graph, stream=stream):
             for _ in range(reps):
                 for s in sets:
-                    call(s)
+                    recent.append(call(s))
+    recent.clear()
     torch.cuda.current_stream().wait_stream(stream)
     graph.replay()
     torch.cuda.synchronize()
