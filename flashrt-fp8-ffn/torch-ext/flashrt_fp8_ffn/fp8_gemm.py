@@ -69,7 +69,6 @@ flashrt-fp8-ffn and flashrt-fp8-swiglu-ffn (packages cannot import each other).
 """
 
 import functools
-import threading
 from typing import Optional
 
 import torch
@@ -79,8 +78,9 @@ from torch import Tensor
 from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
 from ._helpers import gelu_tanh, grouped_tile, quantize_fp8_e4m3, silu
-from ._host import (cdiv, check_bias, check_matrix, check_out, check_scale, device_guard,
-                    interpreting, launch_directly, next_power_of_2, same_device, sm_count)
+from ._host import (SplitCounters, cdiv, check_bias, check_matrix, check_out, check_scale,
+                    device_guard, interpreting, launch_directly, next_power_of_2, same_device,
+                    sm_count)
 from ._ops import add_op_namespace_prefix
 
 FP8 = torch.float8_e4m3fn
@@ -420,35 +420,7 @@ def gemm_config(M, N, K, device):
     return ("tile", bm, bn, bk, 8, warps, stages)
 
 
-class _SplitLocks:
-    """Per (device, stream) arrival counters of the split-K swap kernel.
-
-    Counters return to zero at the end of every launch, so one zeroed buffer
-    serves every call on its stream. Created outside CUDA-graph capture (a
-    buffer allocated during capture would only be zeroed when the graph first
-    replays); a capture that finds none uses a fresh zeroed buffer of its own.
-    """
-
-    def __init__(self):
-        self._buffers = {}
-        self._lock = threading.Lock()
-
-    def get(self, device, count):
-        if device.type != "cuda":
-            return torch.zeros(count, dtype=torch.int32, device=device)
-        index = torch.cuda.current_device() if device.index is None else device.index
-        key = (index, torch.cuda.current_stream(device).stream_id)  # "cuda" == "cuda:<current>"
-        with self._lock:
-            buf = self._buffers.get(key)
-            if buf is not None and buf.numel() >= count:
-                return buf
-            fresh = torch.zeros(max(count, 1024), dtype=torch.int32, device=device)
-            if not torch.cuda.is_current_stream_capturing():
-                self._buffers[key] = fresh
-            return fresh
-
-
-_SPLIT_LOCKS = _SplitLocks()
+_SPLIT_LOCKS = SplitCounters()
 
 
 @functools.lru_cache(maxsize=None)

@@ -29,15 +29,14 @@ order, applies alpha (and bias) and rounds to bf16 once. One launch,
 deterministic whichever split finishes last.
 """
 
-import threading
 from typing import Optional, Tuple
 
 import torch
 import triton
 import triton.language as tl
 
-from ._host import (cdiv, check_same_device, check_tensor, device_guard, launch_directly,
-                    next_power_of_2, sm_count)
+from ._host import (SplitCounters, cdiv, check_same_device, check_tensor, device_guard,
+                    launch_directly, next_power_of_2, sm_count)
 from ._ops import add_op_namespace_prefix
 from .nvfp4_codec import bf16_words, encode_blocks, swizzled_offset
 
@@ -363,34 +362,7 @@ def gemm_config(M, N, KH, device, a_fp4=False, words_aligned=True):
     return dot_config(M, N, KH // 8, device)
 
 
-class _SplitCounters:
-    """Per (device, stream) arrival counters of the split-K kernels.
-
-    Counters return to zero at the end of every launch, so one zeroed buffer
-    serves every call on its stream. Made outside CUDA-graph capture (a buffer
-    allocated during capture is zeroed only when the graph first replays); a
-    capture that finds none uses a fresh zeroed buffer of its own.
-    """
-
-    def __init__(self):
-        self._buffers = {}
-        self._lock = threading.Lock()
-
-    def get(self, device, count):
-        if device.type != "cuda":
-            return torch.zeros(count, dtype=torch.int32, device=device)
-        key = (device.index, torch.cuda.current_stream(device).stream_id)
-        with self._lock:
-            buf = self._buffers.get(key)
-            if buf is not None and buf.numel() >= count:
-                return buf
-            fresh = torch.zeros(max(count, 4096), dtype=torch.int32, device=device)
-            if not torch.cuda.is_current_stream_capturing():
-                self._buffers[key] = fresh
-            return fresh
-
-
-_COUNTERS = _SplitCounters()
+_COUNTERS = SplitCounters(min_count=4096)
 
 
 def _weight_words_aligned(w):

@@ -12,6 +12,7 @@ device"), always before any kernel launch, so a rejected call writes nothing.
 import contextlib
 import functools
 import os
+import threading
 from typing import NamedTuple
 
 import torch
@@ -69,6 +70,36 @@ def row_grid(cfg: RowConfig, n_rows: int, device) -> int:
     if cfg.persistent:
         return min(n_tiles, cfg.persistent * sm_count(device))
     return n_tiles
+
+
+class SplitCounters:
+    """Per (device, stream) int32 arrival counters of a deterministic split-K kernel.
+
+    The kernel leaves its counters at zero (the last program to arrive at a tile resets
+    its counter), so one zeroed buffer serves every call on its stream. Buffers are made
+    outside CUDA-graph capture (one allocated during capture is zeroed only when the
+    graph first replays); a capture that finds none for its stream gets a fresh zeroed
+    buffer of its own. Under the interpreter every call gets fresh zeros.
+    """
+
+    def __init__(self, min_count: int = 1024):
+        self._min_count = min_count
+        self._buffers = {}
+        self._lock = threading.Lock()
+
+    def get(self, device, count):
+        if device.type != "cuda":
+            return torch.zeros(count, dtype=torch.int32, device=device)
+        index = torch.cuda.current_device() if device.index is None else device.index
+        key = (index, torch.cuda.current_stream(device).stream_id)  # "cuda" == "cuda:<current>"
+        with self._lock:
+            buf = self._buffers.get(key)
+            if buf is not None and buf.numel() >= count:
+                return buf
+            fresh = torch.zeros(max(count, self._min_count), dtype=torch.int32, device=device)
+            if not torch.cuda.is_current_stream_capturing():
+                self._buffers[key] = fresh
+            return fresh
 
 
 def check_rows_even_dim(t, name):
