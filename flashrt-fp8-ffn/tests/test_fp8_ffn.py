@@ -146,6 +146,20 @@ def test_fused_equals_staged(kernel, device, shape):
         assert _same_bits(out, staged), f"v2={v2}"
 
 
+def _mlp_both_entries(kernel, v2, m, dims, P, pad_to, device):
+    """The BF16-entry GELU MLP (v2 or not) on poisoned buffers of P rows, then the FP8
+    entry on the input_fp8 it wrote: (returned out, BF16-entry buffers, FP8-entry outputs)."""
+    K, H, N = dims
+    bufs = (_poison((P, K), FP8, device), _poison((P, H), BF16, device),
+            _poison((P, H), FP8, device), _poison((P, N), BF16, device))
+    got = getattr(kernel, "bf16_" + MLP_FUNCS[v2])(*_mlp_args(m), *bufs, pad_to=pad_to)
+    fa = list(_mlp_args(m))
+    fa[0] = bufs[0]
+    want = [torch.empty_like(b) for b in bufs[1:]]
+    getattr(kernel, MLP_FUNCS[v2])(*fa, *want)
+    return got, bufs, want
+
+
 @pytest.mark.parametrize("pad_to", [None, 16, 64], ids=lambda p: f"pad_to={p}")
 def test_bf16_entry_equals_fp8_entry(kernel, device, pad_to):
     """input_fp8[:M] == reciprocal quantizer, pad rows FP8 zero, outputs == the FP8 entry
@@ -165,17 +179,11 @@ def test_bf16_entry_equals_fp8_entry(kernel, device, pad_to):
 
     m = cases.mlp_inputs(M, K, H, N, device, _gen(), bf16_entry=True)
     for v2 in (False, True):
-        bufs = (_poison((P, K), FP8, device), _poison((P, H), BF16, device),
-                _poison((P, H), FP8, device), _poison((P, N), BF16, device))
         fn = "bf16_" + MLP_FUNCS[v2]
-        got = getattr(kernel, fn)(*_mlp_args(m), *bufs, pad_to=pad_to)
+        got, bufs, want = _mlp_both_entries(kernel, v2, m, (K, H, N), P, pad_to, device)
         assert got.shape == (M, N) and got.data_ptr() == bufs[3].data_ptr()
         assert _same_bits(bufs[0], ref.quantize_input(m["input"], m["input_scale"], pad_to=P))
-        fa = list(_mlp_args(m))
-        fa[0] = bufs[0]
-        hb, hq, out2 = (torch.empty_like(b) for b in bufs[1:])
-        getattr(kernel, MLP_FUNCS[v2])(*fa, hb, hq, out2)
-        for a, b in zip(bufs[1:], (hb, hq, out2)):
+        for a, b in zip(bufs[1:], want):
             assert _same_bits(a, b), fn
 
 
@@ -194,13 +202,7 @@ def test_bf16_entry_quantizes_in_the_split_k_gemm(kernel, device):
                                                                pad_to=P))
     assert _same_bits(out, kernel.fp8_linear_bias_bf16(qin, l["weight"], l["bias"],
                                                        l["input_scale"], l["weight_scale"]))
-    bufs = (_poison((P, K), FP8, device), _poison((P, H), BF16, device),
-            _poison((P, H), FP8, device), _poison((P, N), BF16, device))
-    kernel.bf16_fp8_gelu_mlp_v2_bf16(*_mlp_args(m), *bufs, pad_to=P)
-    fa = list(_mlp_args(m))
-    fa[0] = bufs[0]
-    want = [torch.empty_like(b) for b in bufs[1:]]
-    kernel.fp8_gelu_mlp_v2_bf16(*fa, *want)
+    _, bufs, want = _mlp_both_entries(kernel, True, m, (K, H, N), P, P, device)
     for a, b in zip(bufs[1:], want):
         assert _same_bits(a, b)
 

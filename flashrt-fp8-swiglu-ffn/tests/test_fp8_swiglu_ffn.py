@@ -123,22 +123,30 @@ def test_fused_equals_staged(kernel, device, shape, act):
     assert _same_bits(gu, gu_s) and _same_bits(hq, hq_s) and _same_bits(out, out_s)
 
 
+def _both_entries(kernel, act, kw, dims, P, pad_to, device):
+    """The BF16-entry MLP on poisoned buffers of P rows, then the FP8 entry on the
+    input_fp8 it wrote: (returned out, BF16-entry buffers, FP8-entry outputs)."""
+    K, H, N = dims
+    bufs = (_poison((P, K), FP8, device), _poison((P, 2 * H), BF16, device),
+            _poison((P, H), FP8, device), _poison((P, N), BF16, device))
+    got = getattr(kernel, f"bf16_fp8_{act}_mlp_bf16")(*_args(kw), *bufs, pad_to=pad_to)
+    fa = list(_args(kw))
+    fa[0] = bufs[0]
+    want = [torch.empty_like(b) for b in bufs[1:]]
+    getattr(kernel, f"fp8_{act}_mlp_bf16")(*fa, *want)
+    return got, bufs, want
+
+
 @pytest.mark.parametrize("act", sorted(ACTS))
 @pytest.mark.parametrize("pad_to", [None, 16, 64], ids=lambda p: f"pad_to={p}")
 def test_bf16_entry_equals_fp8_entry(kernel, device, pad_to, act):
     M, K, H, N = 9, 64, 24, 40
     P = M if pad_to is None else pad_to
     kw = cases.mlp_inputs(M, K, H, N, device, _gen(), bf16_entry=True)
-    bufs = (_poison((P, K), FP8, device), _poison((P, 2 * H), BF16, device),
-            _poison((P, H), FP8, device), _poison((P, N), BF16, device))
-    got = getattr(kernel, f"bf16_fp8_{act}_mlp_bf16")(*_args(kw), *bufs, pad_to=pad_to)
+    got, bufs, want = _both_entries(kernel, act, kw, (K, H, N), P, pad_to, device)
     assert got.shape == (M, N) and got.data_ptr() == bufs[3].data_ptr()
     assert _same_bits(bufs[0], reference_of(kernel).quantize_input(kw["input"],
                                                                    kw["input_scale"], pad_to=P))
-    fa = list(_args(kw))
-    fa[0] = bufs[0]
-    want = [torch.empty_like(b) for b in bufs[1:]]
-    getattr(kernel, f"fp8_{act}_mlp_bf16")(*fa, *want)
     for a, b in zip(bufs[1:], want):
         assert _same_bits(a, b)
 
@@ -153,15 +161,9 @@ def test_bf16_entry_quantizes_in_the_split_k_gated_gemm(kernel, device, act):
     cfg = gemm.gemm_config(P, 2 * H, K, device)
     assert cfg[0] == "swap" and cfg[4] > 1 and K % cfg[3] != 0, cfg
     kw = cases.mlp_inputs(M, K, H, N, device, _gen(), bf16_entry=True)
-    bufs = (_poison((P, K), FP8, device), _poison((P, 2 * H), BF16, device),
-            _poison((P, H), FP8, device), _poison((P, N), BF16, device))
-    getattr(kernel, f"bf16_fp8_{act}_mlp_bf16")(*_args(kw), *bufs, pad_to=P)
+    _, bufs, want = _both_entries(kernel, act, kw, (K, H, N), P, P, device)
     assert _same_bits(bufs[0], reference_of(kernel).quantize_input(kw["input"],
                                                                    kw["input_scale"], pad_to=P))
-    fa = list(_args(kw))
-    fa[0] = bufs[0]
-    want = [torch.empty_like(b) for b in bufs[1:]]
-    getattr(kernel, f"fp8_{act}_mlp_bf16")(*fa, *want)
     for a, b in zip(bufs[1:], want):
         assert _same_bits(a, b)
 
