@@ -160,13 +160,14 @@ def test_graph_counters_come_from_a_pool_zeroed_before_capture(kernel, device, m
     assert fallback.data_ptr() not in (pool.data_ptr(), eager.data_ptr()) and not fallback.any()
 
     monkeypatch.setattr(gemm, "_COUNTERS", counters)
-    counters._pools[device] = (pool, 0)
     M, K, N, bk, split = 16, 640, 96, 128, 2
     kw = cases.gemm_inputs("bf16_gemm_bias", M, K, N, device, _gen())
+    key = kw["a"].device  # the pools are keyed by the indexed device ("cuda:0")
+    counters._pools[key] = (pool, 0)
     out = _poison((M, N), BF16, device)
     gemm.launch_bf16_gemm(kw["a"], kw["b"], kw["bias"], out, 1,
                           ("swap", 16, 64, bk, split, 384, 4, 4))
-    assert counters._pools[device][1] == 32 and not pool.any()
+    assert counters._pools[key][1] == 32 and not pool.any()
     _gemm_ok(out, reference_of(kernel).bf16_gemm_bias(**kw))
 
 

@@ -250,6 +250,8 @@ class _ArrivalCounters:
         self._lock = threading.Lock()
 
     def get(self, device, count):
+        if device.type == "cuda" and device.index is None:  # "cuda" is "cuda:<current>"
+            device = torch.device("cuda", torch.cuda.current_device())
         with self._lock:
             if _capturing(device):
                 return self._take(device, count)
