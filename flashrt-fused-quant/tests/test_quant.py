@@ -58,6 +58,23 @@ def test_encode_rules(kernel, device):
     assert codes == [7, 1, 0, 8, 2, 3, 4, 5, 6, 7, 6, 15, 9, 0, 13, 2]
 
 
+def _bf16_below(x):
+    """The largest bf16 value below positive x."""
+    return (torch.tensor([x], dtype=torch.bfloat16).view(torch.int16) - 1).view(torch.bfloat16)
+
+
+def test_encode_just_below_each_threshold(kernel, device):
+    """The bf16 value just under each E2M1 midpoint rounds down (the GPU encode reads
+    the code from round-toward-zero bits: one rounding the wrong way shows here)."""
+    below = torch.cat([_bf16_below(t) for t in (0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0)])
+    v = torch.cat([torch.tensor([6.0], dtype=torch.bfloat16), below, -below[[0, 6]],
+                   torch.tensor([0.5, 3.0, 4.0, 1.5, 2.0, -1.0], dtype=torch.bfloat16)])[None]
+    packed, scales = _quant_of_y(kernel, v, device)
+    codes = torch.stack([packed.cpu() & 0xF, packed.cpu() >> 4], -1).flatten().tolist()
+    assert scales[0].item() == 0x38
+    assert codes == [7, 0, 1, 2, 3, 4, 5, 6, 8, 14, 1, 5, 6, 3, 4, 10]
+
+
 @pytest.mark.parametrize("amax,byte", [
     (6.0 * 1.0, 0x38), (6.0 * 1.0625, 0x39),  # round up within the mantissa
     (6.0 * 1.875 * 1.01, 0x40),  # mantissa carry into the exponent
