@@ -120,8 +120,9 @@ def _specs(L, R):
         lambda st, c: L._launch_plane(L.MODE_CACHE2, st[0], st[2], B=1, T=21, C=96, HW=6240,
                                       x2=st[1], config=c),
         lambda st: R.update_cache2_ncdhw_bf16(st[0], st[1]), 4 * _numel(cache),
-        # (BP, BHW, num_warps)
-        [None, (8, 512, 4), (2, 2048, 4), (16, 256, 4), (4, 1024, 8), (1, 4096, 4)])
+        # (BP, BHW, num_warps, element blocks fastest)
+        [None, (8, 512, 4), (2, 2048, 4), (16, 256, 4), (4, 1024, 8), (1, 4096, 4),
+         (1, 4096, 4, True), (1, 2048, 4, True), (2, 2048, 4, True), (1, 4096, 8, True)])
 
     us = (1, 192, 11, 60, 104)
     specs["unshuffle"] = (
@@ -130,7 +131,8 @@ def _specs(L, R):
         lambda st, c: L._launch_plane(L.MODE_UNSHUFFLE, st[0], st[1], B=1, T=11, C=96,
                                       HW=6240, config=c),
         lambda st: R.time_unshuffle2_bf16(st[0]), 4 * _numel(us),
-        [None, (16, 256, 4), (8, 512, 4), (8, 256, 2), (32, 256, 8), (2, 1024, 2)])
+        [None, (16, 256, 4), (8, 512, 4), (8, 256, 2), (32, 256, 8), (2, 1024, 2),
+         (2, 1024, 2, True), (1, 1024, 2, True), (1, 2048, 4, True), (4, 512, 2, True)])
 
     specs["bias"] = (
         "add_bias_ncdhw_bf16 1x96x21x60x104",
@@ -139,7 +141,8 @@ def _specs(L, R):
         lambda st, c: L._launch_plane(L.MODE_BIAS, st[0], st[0], B=1, T=21, C=96, HW=6240,
                                       bias=st[2], config=c),
         lambda st: R.add_bias_ncdhw_bf16(st[1], st[2]), 4 * _numel(F) + 2 * 96,
-        [None, (1, 1024, 4), (1, 2048, 4), (2, 1024, 2), (8, 1024, 8), (1, 4096, 4)])
+        [None, (1, 1024, 4), (1, 2048, 4), (2, 1024, 2), (8, 1024, 8), (1, 4096, 4),
+         (1, 1024, 4, True), (1, 2048, 4, True), (1, 2048, 8, True), (1, 4096, 8, True)])
     return specs
 
 

@@ -162,6 +162,33 @@ def test_channel_to_space_strided_stores_equal_interleave(kernel, device, geomet
     assert _same(want, reference_of(kernel).channel_to_space3d_bf16(x, co, tf, sf, rep))
 
 
+@pytest.mark.parametrize("blocks_fastest", [False, True], ids=["planes-fastest", "blocks-fastest"])
+@pytest.mark.parametrize("bp,bhw", [(1, 16), (4, 32)])
+def test_plane_kernel_program_orders(kernel, device, blocks_fastest, bp, bhw):
+    """Both program orders of the plane kernel (unshuffle, cache2, in-place bias), forced
+    through the launcher's tuning override with tiles that leave ragged edges in both
+    the plane and the element direction, give the reference's bits."""
+    layout = importlib.import_module(f"{kernel.__name__}.layout")
+    ref = reference_of(kernel)
+    cfg = (bp, bhw, None, blocks_fastest)
+    g = _gen()
+    x = cases.randn((1, 6, 3, 3, 7), g, device, 2.0)
+    got = _poison((1, 3, 6, 3, 7), BF16, device)
+    layout._launch_plane(layout.MODE_UNSHUFFLE, x, got, B=1, T=3, C=3, HW=21, config=cfg)
+    assert _same(got, ref.time_unshuffle2_bf16(x))
+    cur, prev = cases.randn((2, 3, 5, 3, 7), g, device, 2.0), cases.randn((2, 3, 2, 3, 7), g, device)
+    got = _poison((2, 3, 2, 3, 7), BF16, device)
+    layout._launch_plane(layout.MODE_CACHE2, cur, got, B=2, T=5, C=3, HW=21, x2=prev, config=cfg)
+    assert _same(got, ref.update_cache2_ncdhw_bf16(cur, prev))
+    one = cases.randn((2, 3, 1, 3, 7), g, device, 2.0)  # T = 1: prev frame 1, then cur
+    layout._launch_plane(layout.MODE_CACHE2, one, got, B=2, T=1, C=3, HW=21, x2=prev, config=cfg)
+    assert _same(got, ref.update_cache2_ncdhw_bf16(one, prev))
+    bias = cases.randn((3,), g, device, 0.5)
+    want = ref.add_bias_ncdhw_bf16(cur.clone(), bias)
+    layout._launch_plane(layout.MODE_BIAS, cur, cur, B=2, T=5, C=3, HW=21, bias=bias, config=cfg)
+    assert _same(cur, want)
+
+
 def test_avg_pool_padded_frames_count_in_divisor(kernel, device):
     """T = 1 with factor_t = 2: one zero frame in front, mean over 8 values of which 4 are 0."""
     x = cases.randn((1, 1, 1, 2, 2), _gen(), device, 2.0)

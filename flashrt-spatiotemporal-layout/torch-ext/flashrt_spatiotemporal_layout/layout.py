@@ -138,10 +138,13 @@ _K_BIAS = tl.constexpr(MODE_BIAS)
 @triton.jit(do_not_specialize=["B", "T"])
 def _plane_kernel(
     x_ptr, x2_ptr, out_ptr, bias_ptr,
-    B, T, C, HW, n_tp,
+    B, T, C, HW, n_tp, n_th,
     MODE: tl.constexpr, ONE_FRAME: tl.constexpr, BP: tl.constexpr, BHW: tl.constexpr,
+    BLOCKS_FASTEST: tl.constexpr,
 ):
-    """[BP planes, BHW elements] per program, plane blocks fastest.
+    """[BP planes, BHW elements] per program; consecutive programs take the next plane
+    block (n_tp of them), or with BLOCKS_FASTEST the next element block of the same
+    planes (n_th of them: long planes then stream through memory in order).
 
     MODE_UNSHUFFLE: out (B, C, 2T, HW) plane (b, c, 2t+g) <- x (B, 2C, T, HW) plane (b, gC+c, t).
     MODE_CACHE2:    out (B, C, 2, HW) planes (b, c, 0..1) <- cur frames T-2, T-1, one
@@ -160,8 +163,12 @@ def _plane_kernel(
     else:
         L = HW if ONE_FRAME else 2 * HW
         n_planes = B.to(tl.int64) * C
-    i_p = pid % n_tp
-    i_h = pid // n_tp
+    if BLOCKS_FASTEST:
+        i_h = pid % n_th
+        i_p = pid // n_th
+    else:
+        i_p = pid % n_tp
+        i_h = pid // n_tp
     o_p = i_p * BP + tl.arange(0, BP)
     o_h = i_h * BHW + tl.arange(0, BHW)
     m = (o_p < n_planes)[:, None] & (o_h < L)[None, :]
@@ -405,18 +412,19 @@ def _tiles(C, S, out_bytes):
     return bc, bs, _warps(bc * bs)
 
 
-# _plane_kernel mode -> (elements a program, widest plane block, num_warps): the
-# fastest settings of tune_layout.py on the Wan VAE shapes (H200)
-_PLANE_TILES = {MODE_UNSHUFFLE: (2048, 1024, 2), MODE_CACHE2: (4096, 4096, 4),
-                MODE_BIAS: (1024, 1024, 4)}
+# _plane_kernel mode -> (elements a program, widest plane block, num_warps, element
+# blocks fastest): the fastest settings of tune_layout.py on the Wan VAE shapes (H200)
+_PLANE_TILES = {MODE_UNSHUFFLE: (2048, 1024, 2, False), MODE_CACHE2: (4096, 4096, 4, False),
+                MODE_BIAS: (1024, 1024, 4, False)}
 
 
 def _plane_tiles(mode, n_planes, length):
-    """(BP, BHW, num_warps) of the plane kernel: [planes, contiguous plane block]."""
-    tile, widest, warps = _PLANE_TILES[mode]
+    """(BP, BHW, num_warps, BLOCKS_FASTEST) of the plane kernel: [planes, contiguous
+    plane block] tiles and the program order."""
+    tile, widest, warps, blocks_fastest = _PLANE_TILES[mode]
     bhw = max(16, min(widest, next_power_of_2(length)))
     bp = max(1, min(tile // bhw, next_power_of_2(n_planes)))
-    return bp, bhw, warps
+    return bp, bhw, warps, blocks_fastest
 
 
 def _shuffle_tiles(rows, width, sf):
@@ -456,6 +464,7 @@ def _config(defaults, config):
     BS/BW, num_warps by position) that are not None: the tuning script's override."""
     if not config:
         return defaults
+    config = tuple(config) + (None,) * (len(defaults) - len(config))
     return tuple(d if c is None else c for d, c in zip(defaults, config))
 
 
@@ -482,13 +491,13 @@ def _launch_plane(mode, x, out, *, B, T, C, HW, x2=None, bias=None, config=None)
         n_planes, length = B * C * 2 * T, HW
     else:
         n_planes, length = B * C, HW if T == 1 else 2 * HW
-    bp, bhw, warps = _config(_plane_tiles(mode, n_planes, length), config)
-    n_tp = cdiv(n_planes, bp)
-    grid = (n_tp * cdiv(length, bhw),)
+    bp, bhw, warps, blocks_fastest = _config(_plane_tiles(mode, n_planes, length), config)
+    n_tp, n_th = cdiv(n_planes, bp), cdiv(length, bhw)
     with device_guard(x):
-        _plane_kernel[grid](
+        _plane_kernel[(n_tp * n_th,)](
             x, x if x2 is None else x2, out, x if bias is None else bias, B, T, C, HW, n_tp,
-            MODE=mode, ONE_FRAME=T == 1, BP=bp, BHW=bhw, num_warps=warps,
+            n_th, MODE=mode, ONE_FRAME=T == 1, BP=bp, BHW=bhw, BLOCKS_FASTEST=blocks_fastest,
+            num_warps=warps,
         )
 
 
