@@ -414,8 +414,8 @@ def _tiles(C, S, out_bytes):
 
 # _plane_kernel mode -> (elements a program, widest plane block, num_warps, element
 # blocks fastest): the fastest settings of tune_layout.py on the Wan VAE shapes (H200)
-_PLANE_TILES = {MODE_UNSHUFFLE: (2048, 1024, 2, False), MODE_CACHE2: (4096, 4096, 4, False),
-                MODE_BIAS: (1024, 1024, 4, False)}
+_PLANE_TILES = {MODE_UNSHUFFLE: (2048, 2048, 4, True), MODE_CACHE2: (4096, 4096, 4, False),
+                MODE_BIAS: (1024, 1024, 4, True)}
 
 
 def _plane_tiles(mode, n_planes, length):
