@@ -85,9 +85,13 @@ def target_notes(rows):
             checks.append(("copy BW >= 90%", (r["pct_copy_bw"] or 0) >= 90))
         missed = [n for n, ok in checks if not ok]
         status = "met" if not missed else "MISSED " + ", ".join(missed)
+        vs_compile = (f"x compile {r['speedup_vs_compile']:.2f}" if r.get("speedup_vs_compile")
+                      else "compile n/a (does not match eager)")
+        same_size = r.get("pct_same_size_copy")
         notes.append(f"{r['op']} {r['shape']}: {status} ({r['ours_us']:.2f} us, "
-                     f"{r['pct_copy_bw'] or 0:.0f}% copy BW, x compile "
-                     f"{r['speedup_vs_compile'] or 0:.2f})")
+                     f"{r['pct_copy_bw'] or 0:.0f}% copy BW"
+                     + (f", {same_size:.0f}% of a same-size copy" if same_size else "")
+                     + f", {vs_compile})")
     return notes
 
 
