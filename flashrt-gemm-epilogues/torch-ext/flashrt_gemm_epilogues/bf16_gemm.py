@@ -24,14 +24,13 @@ Determinism: the configuration is a pure function of (M, N, K, device), no autot
 """
 
 import functools
-import threading
 
 import torch
 import triton
 import triton.language as tl
 
 from ._helpers import gelu_tanh, grouped_tile
-from ._host import cdiv, device_guard, sm_count
+from ._host import SplitCounters, cdiv, device_guard, sm_count
 
 FP32 = torch.float32
 
@@ -221,65 +220,7 @@ def gemm_config(M, N, K, device):
     return ("tile", bm, bn, bk, 8, warps, stages)
 
 
-def _capturing(device):
-    """True while the current stream of ``device`` records a CUDA graph."""
-    return device.type == "cuda" and torch.cuda.is_current_stream_capturing()
-
-
-class _ArrivalCounters:
-    """Arrival counters of the split-K swap kernel (int32, one per column tile).
-
-    Every launch leaves its counters at zero (the last arrival resets them), so:
-
-    * eager calls share one zeroed buffer per (device, stream);
-    * a call captured into a CUDA graph takes counters of its own from a per-device
-      pool zeroed before capture and never handed out again: they are zero when the
-      graph first replays and after every replay, whatever runs meanwhile, and nothing
-      is zeroed inside the graph (measured on H200: a zeroing node in the graph costs
-      about 1.1 us per split-K call). Eager calls keep the pool topped up; a capture
-      that finds it short zeroes a buffer of its own inside the graph.
-    """
-
-    POOL = 1 << 18  # counters per pool (1 MiB)
-    ALIGN = 32  # graph counters handed out in multiples of 32 (128-byte aligned)
-
-    def __init__(self):
-        self._buffers = {}
-        self._pools = {}  # device -> (pool, first free counter)
-        self._kept = []  # every pool made: captured graphs point into them
-        self._lock = threading.Lock()
-
-    def get(self, device, count):
-        if device.type == "cuda" and device.index is None:  # "cuda" is "cuda:<current>"
-            device = torch.device("cuda", torch.cuda.current_device())
-        with self._lock:
-            if _capturing(device):
-                return self._take(device, count)
-            self._top_up(device)
-            stream = torch.cuda.current_stream(device).stream_id if device.type == "cuda" else 0
-            buf = self._buffers.get((device, stream))
-            if buf is None or buf.numel() < count:
-                buf = torch.zeros(max(count, 1024), dtype=torch.int32, device=device)
-                self._buffers[(device, stream)] = buf
-            return buf
-
-    def _top_up(self, device):
-        pool, free = self._pools.get(device, (None, 0))
-        if pool is None or pool.numel() - free < self.POOL // 2:
-            pool = torch.zeros(self.POOL, dtype=torch.int32, device=device)
-            self._kept.append(pool)
-            self._pools[device] = (pool, 0)
-
-    def _take(self, device, count):
-        count = cdiv(count, self.ALIGN) * self.ALIGN
-        pool, free = self._pools.get(device, (None, 0))
-        if pool is None or free + count > pool.numel():
-            return torch.zeros(count, dtype=torch.int32, device=device)
-        self._pools[device] = (pool, free + count)
-        return pool[free:free + count]
-
-
-_COUNTERS = _ArrivalCounters()
+_COUNTERS = SplitCounters()  # split-K arrival counters (graph captures draw from a pool)
 
 
 def launch_bf16_gemm(a, b, bias, out, epi, cfg=None):
