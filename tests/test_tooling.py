@@ -205,12 +205,16 @@ def test_bench_merge_replaces_remeasured_rows_in_place():
     from flashrt_tools.bench import harness
     from flashrt_tools.bench.run import merge_notes, merge_rows
 
-    old = [{"op": "a", "shape": "M=1", "ours_us": 1.0}, {"op": "b", "shape": "M=1", "ours_us": 2.0}]
+    old = [{"op": "a", "shape": "M=1", "ours_us": 1.0}, {"op": "b", "shape": "M=1", "ours_us": 2.0},
+           {"op": "b", "shape": "M=16", "ours_us": 4.0}]
     new = [{"op": "b", "shape": "M=1", "ours_us": 1.5}, {"op": "c", "shape": "M=4", "ours_us": 3.0}]
     merged = merge_rows(old, new)
-    assert [(r["op"], r["ours_us"]) for r in merged] == [("a", 1.0), ("b", 1.5), ("c", 3.0)]
-    notes = merge_notes(["a M=1: met", "b M=1: MISSED x"], ["b M=1: met", "c M=4: met"], new)
-    assert notes == ["a M=1: met", "b M=1: met", "c M=4: met"]
+    assert [(r["op"], r["ours_us"]) for r in merged] == [("a", 1.0), ("b", 1.5), ("b", 4.0),
+                                                         ("c", 3.0)]
+    # notes in row order (as a full run writes them); "b M=1" does not claim "b M=16"'s note
+    notes = merge_notes(["a M=1: met", "b M=1: MISSED x", "b M=16 (model): met"],
+                        ["b M=1: met", "c M=4: met"], new, merged)
+    assert notes == ["a M=1: met", "b M=1: met", "b M=16 (model): met", "c M=4: met"]
 
     harness.select_rows(["b M=", "c"])
     try:

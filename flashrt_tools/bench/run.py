@@ -34,12 +34,19 @@ def merge_rows(old_rows, new_rows):
     return merged + [r for r in new_rows if (r["op"], r["shape"]) in fresh]
 
 
-def merge_notes(old_notes, new_notes, new_rows):
+def _note_of(note, row):
+    key = f"{row['op']} {row['shape']}"
+    return note.startswith(key) and note[len(key):len(key) + 1] in (":", " ")
+
+
+def merge_notes(old_notes, new_notes, new_rows, rows):
     """Target notes after a merge: a note starts with "op shape"; the re-measured
-    rows' notes replace the earlier ones."""
-    fresh = [f"{r['op']} {r['shape']}" for r in new_rows]
-    kept = [n for n in old_notes if not any(n.startswith(k) for k in fresh)]
-    return kept + new_notes
+    rows' notes replace the earlier ones, and the notes follow the order of the
+    merged ``rows`` (as a full run writes them)."""
+    kept = [n for n in old_notes if not any(_note_of(n, r) for r in new_rows)]
+    notes = kept + new_notes
+    ordered = [n for r in rows for n in notes if _note_of(n, r)]
+    return ordered + [n for n in notes if n not in ordered]
 
 
 def bench(package_names=(), *, quick=False, out_root=None, only=None, log=print) -> int:
@@ -78,8 +85,9 @@ def bench(package_names=(), *, quick=False, out_root=None, only=None, log=print)
             old = json.loads(json_path.read_text())
             for r in old["rows"]:
                 r.setdefault("date", old["environment"]["date"])
-            notes = merge_notes(old.get("target_notes", []), notes, rows)
-            rows = merge_rows(old["rows"], rows)
+            merged = merge_rows(old["rows"], rows)
+            notes = merge_notes(old.get("target_notes", []), notes, rows, merged)
+            rows = merged
             quick = old.get("quick", quick)
             log(f"[{pkg.name}] merged {len(rows)} rows (re-measured: {', '.join(only)})")
         record = {"package": pkg.name, "environment": env, "quick": quick, "rows": rows,
