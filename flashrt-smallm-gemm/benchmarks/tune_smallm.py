@@ -1,19 +1,31 @@
 """Launch-configuration sweep of the small-M NVFP4 GEMMs (how the launch rule was chosen).
 
 For each decode shape (K, N) and row count M, every variant is verified first
-(against reference.py: the exact packed tensors dequantized, float64 sum; split-K
-variants also run twice and must agree bit for bit), then timed with the harness
+(against reference.py: the exact packed tensors dequantized, float64 sum; every
+variant also runs twice and must agree bit for bit), then timed with the harness
 (CUDA-graph replay over L2-rotated input sets: each call streams weights that are
 not in L2, as the distinct weights of a model's layers are). Baselines side by
-side: BF16 ``F.linear`` on the dequantized (exact) weight, ``torch._scaled_mm`` FP8
-E4M3 (M padded to 16; timing only), and the package's default launch.
+side: BF16 ``F.linear`` (alpha folded into the weight), ``torch._scaled_mm`` FP8
+E4M3 (M padded to 16; timing only), the package's default launch, and at M = 1 a
+device copy moving the weight bytes (the streaming limit).
 
-Variants: the CUDA-core GEMV (``gemv``: BLOCK_N, BLOCK_B, warps, programs per SM)
-and the tl.dot kernel (``dot``: BLOCK_N, BLOCK_KH, warps, stages, programs per SM).
-The launch rule in smallm.py (``gemm_config``) was chosen from this sweep on an
-NVIDIA H200: the GEMV at M = 1 for BF16 activations (at M = 4 the dot kernel was
-1.2-2x faster) and up to M = 4 for NVFP4 ones, the dot kernel's 128-row / 8-warp
-tiles for more than 32 rows (1.1-1.3x faster at M = 64).
+Variants beside the default: ``gemv4`` is the GEMV at 2-4 BF16 rows (GEMV_MAX_ROWS);
+``gemv32x64`` / ``dot64x256`` double the K of a step; ``--tiles`` re-runs the tile
+sweep of earlier rounds, which chose the GEMV's 32 x 32 blocks, 4 warps, 4 programs
+per SM and the dot kernel's 64-row / 4-warp tiles up to 32 rows, 128-row / 8-warp
+tiles beyond (1.1-1.3x faster at M = 64). All measured on an NVIDIA H200.
+
+Also measured there and dropped (same arithmetic and bits, only the load schedule
+differed; times relative to the kernels kept): the GEMV loading its next step's
+weight words and scales one step ahead (register double buffer): 0.98-1.09x at
+M = 1 and 4; the tl.dot kernel's scale bytes loaded one step ahead: 0.98-1.15x at
+M = 4-16, 0.98-0.99x at M = 64; its scales read as int32 words that Triton pipelines
+with the packed tile: 1.09-1.43x. With either, Triton converts the dequantized tile
+to the MMA operand layout through shared memory (2-byte stores) instead of
+dequantizing it in that layout, which costs more than the scale-load stall removed.
+In that run ``gemv4`` (37.9 / 18.6 / 68.5 / 49.5 µs at M = 4 vs 16.4 / 13.3 / 53.0 /
+42.6) lost; ``gemv32x64`` (with the prefetch) was 1.19x faster at 1024 x 8192 (one
+step covers K, no split) and 1.09-1.37x slower at the other shapes.
 
 Run on a GPU: ``python3 flashrt-smallm-gemm/benchmarks/tune_smallm.py --out DIR``
 (``--budget S`` stops timing new rows after S seconds; JSON is written after each row).
@@ -31,7 +43,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from flashrt_tools.bench.harness import graph_us, rotation_sets  # noqa: E402
+from flashrt_tools.bench.harness import graph_us, rotation_sets, same_size_copy_us  # noqa: E402
 from flashrt_tools.repo import ROOT, Package, load_file  # noqa: E402
 from flashrt_tools.tolerance import compare  # noqa: E402
 from flashrt_tools.validation import load_built, reference_of  # noqa: E402
@@ -39,22 +51,31 @@ from flashrt_tools.validation import load_built, reference_of  # noqa: E402
 cases = load_file(ROOT / "flashrt-smallm-gemm" / "tests" / "cases.py",
                   "_flashrt_cases_flashrt_smallm_gemm")
 
-SHAPES = ((1024, 8192), (4096, 1024), (2048, 16384), (16384, 2048), (4096, 4096))
-MS = (1, 2, 4, 8, 10, 16, 64)
+SHAPES = ((1024, 8192), (4096, 1024), (2048, 16384), (16384, 2048))
+# (op, M) rows in the order they decide something; --budget cuts the tail
+JOBS = (("linear", 1), ("linear", 16), ("linear", 4), ("matvec", 1), ("linear", 64),
+        ("matvec", 4), ("matvec", 16))
 ALPHA = 0.5
-# gemv: (BLOCK_N, BLOCK_B, warps, programs per SM)
+# --tiles: gemv (BLOCK_N, BLOCK_B, warps, programs per SM); dot (BLOCK_N, BLOCK_KH, warps,
+# stages, programs per SM)
 GEMV = ((32, 32, 4, 4), (64, 32, 4, 4), (32, 64, 4, 4), (32, 32, 4, 8), (16, 32, 2, 8))
-# dot: (BLOCK_N, BLOCK_KH, warps, stages, programs per SM)
 DOT = ((64, 128, 4, 3, 2), (128, 128, 8, 3, 2), (64, 256, 4, 3, 2), (64, 128, 4, 3, 4))
 
 
-def variants(sm, M, N, K, dev):
-    """(name, config) pairs: every GEMV shape up to 2 rows, the default one up to 8;
-    the dot configurations from 2 rows (only the default one at 1)."""
-    gemv = GEMV if M <= 2 else (GEMV[:1] if M <= 8 else ())
-    out = [("gemv%dx%dw%dp%d" % g, sm.gemv_config(M, N, K // 16, dev, *g)) for g in gemv]
-    out += [("dot%dx%dw%ds%dp%d" % d, sm.dot_config(M, N, K // 16, dev, *d))
-            for d in (DOT if M >= 2 else DOT[:1])]
+def variants(sm, M, N, K, dev, a_fp4, tiles):
+    """(name, config) pairs timed beside the default launch."""
+    out = []
+    if not a_fp4 and 2 <= M <= 4:
+        out.append(("gemv4", sm.gemv_config(4, N, K // 16, dev)))
+    if not a_fp4 and M == 1:  # twice the blocks per step
+        out.append(("gemv32x64", sm.gemv_config(1, N, K // 16, dev, 32, 64)))
+    if not a_fp4 and M == 16:  # twice the K per step (fewer pipeline steps)
+        out.append(("dot64x256", sm.dot_config(M, N, K // 16, dev, 64, 256)))
+    if tiles and not a_fp4:
+        out += [("gemv%dx%dw%dp%d" % g, sm.gemv_config(1 if M == 1 else max(M, 4), N, K // 16,
+                                                       dev, *g)) for g in GEMV if M <= 4]
+        out += [("dot%dx%dw%ds%dp%d" % d, sm.dot_config(M, N, K // 16, dev, *d))
+                for d in DOT if M >= 2]
     return out
 
 
@@ -76,7 +97,7 @@ def fp4_sets(M, N, K, dev, n, a_fp4):
     return sets
 
 
-def run_row(sm, ref, M, K, N, a_fp4, dev, only_default=False):
+def run_row(sm, ref, M, K, N, a_fp4, dev, tiles=False):
     wbytes = N * K // 2 + N * K // 16
     sets = fp4_sets(M, N, K, dev, rotation_sets(wbytes), a_fp4)
     a, sa, w, s, _ = sets[0]
@@ -92,8 +113,7 @@ def run_row(sm, ref, M, K, N, a_fp4, dev, only_default=False):
     def call(cfg):
         return lambda t: sm._launch_gemm(t[0], t[1], t[2], t[3], None, t[4], M, ALPHA, a_fp4, cfg)
 
-    todo = [("default", None)] + (variants(sm, M, N, K, dev)[:2] if only_default
-                                  else variants(sm, M, N, K, dev))
+    todo = [("default", None)] + variants(sm, M, N, K, dev, a_fp4, tiles)
     for name, cfg in todo:
         fn = call(cfg)
         try:
@@ -114,6 +134,8 @@ def run_row(sm, ref, M, K, N, a_fp4, dev, only_default=False):
     del sets
     if not a_fp4:
         row.update(baselines(M, N, K, dev))
+    if M == 1 and not a_fp4:  # the limit: a device copy moving the weight bytes (read + written)
+        row["copy_us"] = same_size_copy_us(wbytes, rotation_sets(wbytes))
     torch.cuda.empty_cache()
     return row
 
@@ -123,7 +145,8 @@ def baselines(M, N, K, dev):
     n = rotation_sets(2 * N * K)
     wb = [torch.randn(N, K, device=dev).to(torch.bfloat16) for _ in range(n)]
     x = torch.randn(M, K, device=dev).to(torch.bfloat16)
-    res["bf16_linear_us"] = graph_us(lambda i: F.linear(x, wb[i]) * ALPHA, list(range(n)))
+    # alpha folded into the BF16 weight: one cuBLAS call, no extra scaling kernel
+    res["bf16_linear_us"] = graph_us(lambda i: F.linear(x, wb[i]), list(range(n)))
     try:
         n = rotation_sets(N * K)
         w8 = [torch.randn(N, K, device=dev).to(torch.float8_e4m3fn) for _ in range(n)]
@@ -139,20 +162,17 @@ def baselines(M, N, K, dev):
 
 
 def summary(row):
-    ok = {k: v for k, v in row["variants"].items() if "us" in v}
-    errs = [k for k, v in row["variants"].items() if "error" in v]
-    best = min(ok, key=lambda k: ok[k]["us"]) if ok else None
-    line = f"{row['op']:6s} M={row['M']:<3d} K={row['K']:<5d} N={row['N']:<5d} "
-    if best:
-        line += f"best {best} {ok[best]['us']:.2f}us ({ok[best]['weight_tbps']:.2f} TB/s)"
-    if "default" in ok:
-        line += f" default {ok['default']['us']:.2f}"
+    """One line: each variant's µs (ERR when it failed verification), the baselines and
+    the default's speedup over BF16 F.linear."""
+    line = f"{row['op']:6s} M={row['M']:<2d} {row['K']:>5d}x{row['N']:<5d}"
+    for name, v in row["variants"].items():
+        line += f" {name} {v['us']:.1f}" if "us" in v else f" {name} ERR"
+    if row.get("copy_us"):
+        line += f" | copy {row['copy_us']:.1f}"
     if row.get("bf16_linear_us"):
-        line += f" | bf16 {row['bf16_linear_us']:.2f} fp8 {row.get('fp8_scaled_mm_us') or 0:.2f}"
-        if best:
-            line += f" x{row['bf16_linear_us'] / ok[best]['us']:.2f}"
-    if errs:
-        line += f" ERR {errs}"
+        line += f" | bf16 {row['bf16_linear_us']:.1f} fp8 {row.get('fp8_scaled_mm_us') or 0:.1f}"
+        if "us" in row["variants"].get("default", {}):
+            line += f" x{row['bf16_linear_us'] / row['variants']['default']['us']:.2f}"
     return line
 
 
@@ -160,9 +180,9 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--out", required=True)
     p.add_argument("--budget", type=float, default=70.0)
-    p.add_argument("--shapes", default="all")
-    p.add_argument("--ms", default=",".join(map(str, MS)))
-    p.add_argument("--matvec-ms", default="1,2,4,16,64")
+    p.add_argument("--shapes", default="all", help="KxN list, e.g. 1024x8192,4096x1024")
+    p.add_argument("--jobs", default="", help="op:M list, e.g. linear:1,matvec:4 (default JOBS)")
+    p.add_argument("--tiles", action="store_true", help="also sweep the GEMV / dot tile shapes")
     args = p.parse_args()
     t0 = time.time()
     dev = torch.device("cuda")
@@ -173,21 +193,23 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     shapes = SHAPES if args.shapes == "all" else [tuple(map(int, s.split("x")))
                                                   for s in args.shapes.split(",")]
-    ms = [int(m) for m in args.ms.split(",")]
-    mv_ms = [int(m) for m in args.matvec_ms.split(",") if m]
-    rows = []
-    jobs = [(M, K, N, False) for M in ms for K, N in shapes]
-    jobs += [(M, K, N, True) for M in mv_ms for K, N in shapes]
-    for M, K, N, a_fp4 in jobs:
-        if time.time() - t0 > args.budget:
-            print(f"budget reached: skipped {'matvec' if a_fp4 else 'linear'} M={M} {K}x{N}")
-            continue
-        row = run_row(sm, ref, M, K, N, a_fp4, dev, only_default=a_fp4)
-        rows.append(row)
-        print(summary(row), flush=True)
-        (out / "tune_smallm.json").write_text(json.dumps(
-            {"gpu": torch.cuda.get_device_name(0), "rows": rows}, indent=1, default=str))
-    print(f"done in {time.time() - t0:.0f}s")
+    jobs = JOBS if not args.jobs else [(j.split(":")[0], int(j.split(":")[1]))
+                                       for j in args.jobs.split(",")]
+    rows, skipped = [], []
+    for op, M in jobs:
+        for K, N in shapes:
+            if time.time() - t0 > args.budget:
+                skipped.append(f"{op}:{M}:{K}x{N}")
+                continue
+            row = run_row(sm, ref, M, K, N, op == "matvec", dev, args.tiles)
+            rows.append(row)
+            print(summary(row), flush=True)
+            (out / "tune_smallm.json").write_text(json.dumps(
+                {"gpu": torch.cuda.get_device_name(0), "rows": rows}, indent=1, default=str))
+    for name, v in ((n, v) for r in rows for n, v in r["variants"].items() if "error" in v):
+        print(f"ERR {name}: {v['error'][:150]}")
+    print(f"done in {time.time() - t0:.0f}s; budget skipped {len(skipped)} rows: "
+          f"{' '.join(skipped)[:300]}")
 
 
 if __name__ == "__main__":
