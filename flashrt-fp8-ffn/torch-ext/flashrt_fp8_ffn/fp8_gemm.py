@@ -39,15 +39,22 @@ Two kernels share one epilogue:
 Programmatic dependent launch (sm_90+, ``uses_pdl``): the decode kernel is
 launched with PDL (the tile kernel has the same hooks, used by the tuning sweep;
 it was not measured faster with them at M = 64). A program first bulk-prefetches
-its weight slice into L2 (a cache hint, nothing is read), then waits for the
-previous kernel (``griddepcontrol.wait``), then lets the next kernel launch;
-under CUDA-graph replay the next GEMM starts while this one runs and its weight
-is on the way (``_wait_for_producers``). Correct whatever the previous kernel wrote: every
-read comes after the wait. Measured on H200 (graph replay, distinct weights per
-call): 1024 -> 4096 at M = 10, 4.63 us without PDL, 4.10 us with it
-(``_scaled_mm`` 4.37); PI0.5 decoder GELU FFN x 18 layers at M = 10, 233 us as
-three launches per layer without PDL, 218 us as two with it (the compiled
-``_scaled_mm`` composition: 267 us). Sweep: benchmarks/tune_fp8_decode.py.
+its weight slice into L2 (a cache hint, nothing is read; weights up to
+``PREFETCH_MAX_BYTES``), then waits for the previous kernel (``griddepcontrol.wait``),
+then lets the next kernel launch; under CUDA-graph replay the next GEMM starts while
+this one runs and its weight is on the way (``_wait_for_producers``). Right after the
+wait it also reads what the epilogue needs (scales, bias: ``_epilogue_operands``), so
+that round trip overlaps the K loop. Correct whatever the previous kernel wrote: every
+read comes after the wait. Measured on H200 (graph replay, distinct weights per call):
+PI0.5 decoder GELU FFN x 18 layers at M = 10, 233 us as three launches per layer
+without PDL, 218 us as two with it (one run); 212 us for those two, 202 us with the
+early epilogue reads, 272 us for the compiled ``_scaled_mm`` composition (a later
+run); there, 1024 -> 4096 at M = 10 3.19 us, 4096 -> 1024 7.25 us (``_scaled_mm``
+4.41 / 5.90). What is left per decode GEMM is latency, not
+bytes (4 MB stream in ~1 us): the kernel boundary (the next kernel's wait returns
+~0.7 us after this one ends), the K loop (the promoted FP8 dot issues one 32-wide
+wgmma step at a time, ``IMPRECISE_ACC``) and, with a K split, the partials' round
+trip through L2. Sweep: benchmarks/tune_fp8_decode.py.
 
 Determinism (the spec's bit-exact equalities): the launch configuration is a
 pure function of ``(M, N_total, K)`` and the device (no autotuning), every
@@ -98,6 +105,11 @@ ACT_GELU = 2
 # 32 = one Hopper FP8 wgmma K step: full fp32 accumulation.
 IMPRECISE_ACC = 32
 
+# L2 weight prefetch of a PDL launch only for weights up to this size: a larger one and
+# the next kernel's, prefetched while it runs, overflow the 50 MB L2 (H200, 16384 -> 2048
+# decode GEMM, 32 MB: 18.5 us with the prefetch, 13.9 without; 4 MB decoder GEMMs gain).
+PREFETCH_MAX_BYTES = 16 << 20
+
 
 # ----------------------------------------------------------------------------
 # Kernels
@@ -117,11 +129,29 @@ def gated_act_mul_quant(g, u, inv_scale, ACT: tl.constexpr):
 
 
 @triton.jit
-def _epilogue(acc, acc_u, s, o_m, o_n, M, N, ldc, bias_ptr, so_ptr, c_ptr, q_ptr,
+def _epilogue_operands(sa_ptr, sw_ptr, bias_ptr, so_ptr, o_n, N, EPI: tl.constexpr,
+                       GATED: tl.constexpr):
+    """What the epilogue reads besides the accumulator: the dequant scale ``s_a * s_w``,
+    the bias at columns ``o_n`` (EPI 1-3) and ``fp32(1 / s_out)`` (EPI 3, GATED). The
+    kernels read them right after the grid-dependency wait, so their latency hides
+    behind the K loop; read after it, they added one memory round trip to every GEMM
+    (H200, PI0.5 decoder GELU stack: 212 us -> 202 us, the same bits)."""
+    s = tl.load(sa_ptr).to(tl.float32) * tl.load(sw_ptr).to(tl.float32)
+    b = s
+    if not GATED and EPI != 0:
+        b = tl.load(bias_ptr + o_n % N).to(tl.float32)
+    inv = s
+    if GATED or EPI == 3:
+        inv = tl.div_rn(1.0, tl.load(so_ptr).to(tl.float32))
+    return s, b, inv
+
+
+@triton.jit
+def _epilogue(acc, acc_u, s, b, inv, o_m, o_n, M, N, ldc, c_ptr, q_ptr,
               EPI: tl.constexpr, GATED: tl.constexpr, ACT: tl.constexpr):
-    """Epilogue on the fp32 accumulator(s). ``o_m`` / ``o_n``: row / column index
-    of each accumulator element, as 2-D tensors broadcasting to its shape (the
-    swap kernel's accumulator is transposed)."""
+    """Epilogue on the fp32 accumulator(s); ``s, b, inv`` from ``_epilogue_operands``.
+    ``o_m`` / ``o_n``: row / column index of each accumulator element, as 2-D tensors
+    broadcasting to its shape (the swap kernel's accumulator is transposed)."""
     mask = (o_m < M) & (o_n < N)
     o_row = o_m.to(tl.int64)
     o_c = o_row * ldc + o_n
@@ -131,7 +161,6 @@ def _epilogue(acc, acc_u, s, o_m, o_n, M, N, ldc, bias_ptr, so_ptr, c_ptr, q_ptr
         b_u = (acc_u * s).to(tl.bfloat16)
         tl.store(c_ptr + o_c, b_g, mask=mask)
         tl.store(c_ptr + o_c + N, b_u, mask=mask)
-        inv = tl.div_rn(1.0, tl.load(so_ptr).to(tl.float32))
         q = gated_act_mul_quant(b_g.to(tl.float32), b_u.to(tl.float32), inv, ACT)
         tl.store(q_ptr + o_q, q, mask=mask)
     else:
@@ -139,15 +168,13 @@ def _epilogue(acc, acc_u, s, o_m, o_n, M, N, ldc, bias_ptr, so_ptr, c_ptr, q_ptr
         if EPI == 3:
             h = y.to(tl.bfloat16)
             tl.store(c_ptr + o_c, h, mask=mask)
-            b = tl.load(bias_ptr + o_n % N).to(tl.float32)
-            inv = tl.div_rn(1.0, tl.load(so_ptr).to(tl.float32))
             tl.store(q_ptr + o_q, quantize_fp8_e4m3(gelu_tanh(h.to(tl.float32) + b), inv),
                      mask=mask)
         else:
             if EPI == 1:
-                y = y + tl.load(bias_ptr + o_n % N).to(tl.float32)
+                y = y + b
             if EPI == 2:
-                y = y.to(tl.bfloat16).to(tl.float32) + tl.load(bias_ptr + o_n % N).to(tl.float32)
+                y = y.to(tl.bfloat16).to(tl.float32) + b
             tl.store(c_ptr + o_c, y.to(tl.bfloat16), mask=mask)
 
 
@@ -219,6 +246,8 @@ def _fp8_gemm_kernel(
     r_m = (o_m % M).to(tl.int64)
     r_n = o_n % N
     _wait_for_producers(w_ptr, r_n, 0, K, K, N, GATED, PDL, PREFETCH, EARLY_RELEASE)
+    s, b, inv = _epilogue_operands(sa_ptr, sw_ptr, bias_ptr, so_ptr, o_n[None, :], N, EPI,
+                                   GATED)
     p_a = a_ptr + r_m[:, None] * K + o_k[None, :]
     p_w = w_ptr + r_n.to(tl.int64)[None, :] * K + o_k[:, None]  # W^T tile [BLOCK_K, BLOCK_N]
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
@@ -245,9 +274,8 @@ def _fp8_gemm_kernel(
         p_w += BLOCK_K
     _release_dependents(PDL, EARLY_RELEASE)
 
-    s = tl.load(sa_ptr).to(tl.float32) * tl.load(sw_ptr).to(tl.float32)
-    _epilogue(acc, acc_u, s, o_m[:, None], o_n[None, :], M, N, ldc, bias_ptr, so_ptr, c_ptr,
-              q_ptr, EPI, GATED, ACT)
+    _epilogue(acc, acc_u, s, b, inv, o_m[:, None], o_n[None, :], M, N, ldc, c_ptr, q_ptr, EPI,
+              GATED, ACT)
 
 
 @triton.jit
@@ -308,6 +336,7 @@ def _fp8_gemm_swap_kernel(
     k_end = tl.minimum(k0 + k_per_split, K)
     _wait_for_producers(w_ptr, o_n % N, k0, k_end - k0, K, N, GATED, PDL, PREFETCH,
                         EARLY_RELEASE)
+    s, b, inv = _epilogue_operands(sa_ptr, sw_ptr, bias_ptr, so_ptr, o_n[:, None], N, EPI, GATED)
     inv_sx = 1.0
     if QUANT_A:
         inv_sx = tl.div_rn(1.0, tl.load(sa_ptr).to(tl.float32))
@@ -319,10 +348,9 @@ def _fp8_gemm_swap_kernel(
                               inv_sx, False, BLOCK_M, BLOCK_N, BLOCK_K, EVEN_K, IMPRECISE,
                               QUANT_A)
     _release_dependents(PDL, EARLY_RELEASE)
-    s = tl.load(sa_ptr).to(tl.float32) * tl.load(sw_ptr).to(tl.float32)
     if SPLIT == 1:
-        _epilogue(acc, acc_u, s, o_m[None, :], o_n[:, None], M, N, ldc, bias_ptr, so_ptr,
-                  c_ptr, q_ptr, EPI, GATED, ACT)
+        _epilogue(acc, acc_u, s, b, inv, o_m[None, :], o_n[:, None], M, N, ldc, c_ptr, q_ptr,
+                  EPI, GATED, ACT)
     else:
         TILE: tl.constexpr = BLOCK_N * BLOCK_M
         N_ACC: tl.constexpr = 2 if GATED else 1
@@ -338,12 +366,13 @@ def _fp8_gemm_swap_kernel(
         if arrived == SPLIT - 1:
             acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
             acc_u = acc
-            for j in range(SPLIT):  # fixed order: the result is deterministic
+            # fixed order: the result is deterministic; unrolled, the loads are in flight together
+            for j in tl.static_range(SPLIT):
                 acc += tl.load(p_ws + j * (N_ACC * TILE), cache_modifier=".cg")
                 if GATED:
                     acc_u += tl.load(p_ws + j * (N_ACC * TILE) + TILE, cache_modifier=".cg")
-            _epilogue(acc, acc_u, s, o_m[None, :], o_n[:, None], M, N, ldc, bias_ptr, so_ptr,
-                      c_ptr, q_ptr, EPI, GATED, ACT)
+            _epilogue(acc, acc_u, s, b, inv, o_m[None, :], o_n[:, None], M, N, ldc, c_ptr,
+                      q_ptr, EPI, GATED, ACT)
             tl.atomic_xchg(lock_ptr + i_n, 0, sem="relaxed", scope="gpu")  # ready for the next call
 
 
@@ -371,6 +400,32 @@ def _quantize_input_kernel(x_ptr, s_ptr, out_ptr, M, P, K,
 _sm_count = sm_count  # module-level name: tests pin it to an H100's 132 SMs
 
 SWAP_BLOCK_N = 64  # weight rows per swap-kernel program
+# K-split bound of a few-tile decode GEMM: tiles x SPLIT <= this many programs per 100 SMs
+SPLIT_PROGRAMS_PCT = 120
+
+
+def _few_tiles(N, sms):
+    """Fewer than ~0.36 column tiles of 64 weight rows per SM (H100: 48)."""
+    return cdiv(N, 64) * 132 < 48 * sms
+
+
+def decode_config(M, N, K, sms, programs_pct=SPLIT_PROGRAMS_PCT, block_n=SWAP_BLOCK_N):
+    """The swap-kernel configuration of ``gemm_config`` for M <= 64 rows; the tuning sweep
+    calls it with other bounds and tile heights. 64-row tiles run on wgmma (the promoted
+    FP8 dot: one tensor-core step at a time), 32-row tiles on mma.sync (FP8 widened to
+    FP16, exact, fp32 accumulation)."""
+    tiles = cdiv(N, block_n)
+    few_tiles = _few_tiles(N, sms)
+    bm = 16 if M <= 16 else (32 if M <= 32 else 64)
+    bk = 256 if K >= 8192 or not few_tiles else 128
+    steps = cdiv(K, bk)
+    split = 1
+    if few_tiles:
+        while split * 2 * tiles * 100 <= programs_pct * sms and split * 4 <= steps:
+            split *= 2
+    k_per_split = cdiv(steps, split) * bk
+    split = cdiv(K, k_per_split)  # no empty split
+    return ("swap", bm, block_n, bk, split, k_per_split, 4, 4)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -386,27 +441,16 @@ def gemm_config(M, N, K, device):
       tiles per SM (H100: 48 tiles of 64 rows), with 256-wide K steps (twice the
       bytes in flight per program: one program per column tile streams the whole
       weight); else the largest power of two keeping tiles x SPLIT <= 1.2 programs
-      per SM, with >= 2 K steps per split. Measured (H100, then H200 with PDL):
-      1024 -> 4096 best at 64 x 1 programs, 4096 -> 1024 at 16 x 8, 16384 -> 2048
-      at 32 x 4.
+      per SM (``SPLIT_PROGRAMS_PCT``), with >= 2 K steps per split. Measured (H100,
+      then H200 with PDL): 1024 -> 4096 best at 64 x 1 programs, 4096 -> 1024 at
+      16 x 8, 16384 -> 2048 at 32 x 4 (``decode_config``: the sweep's other bounds).
     * ``("tile", BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, warps, stages)`` otherwise:
       128 x 128 x 128 tiles (8 warps) for M > 256, else the N split is halved
       (down to 16 columns) until the grid covers every SM.
     """
     sms = _sm_count(device)
-    tiles = cdiv(N, SWAP_BLOCK_N)
-    few_tiles = tiles * 132 < 48 * sms
-    if M <= 16 or (M <= 64 and few_tiles):
-        bm = 16 if M <= 16 else (32 if M <= 32 else 64)
-        bk = 256 if K >= 8192 or not few_tiles else 128
-        steps = cdiv(K, bk)
-        split = 1
-        if few_tiles:
-            while split * 2 * tiles * 10 <= 12 * sms and split * 4 <= steps:
-                split *= 2
-        k_per_split = cdiv(steps, split) * bk
-        split = cdiv(K, k_per_split)  # no empty split
-        return ("swap", bm, SWAP_BLOCK_N, bk, split, k_per_split, 4, 4)
+    if M <= 16 or (M <= 64 and _few_tiles(N, sms)):
+        return decode_config(M, N, K, sms)
     if M <= 64:
         bm, warps, stages = (32 if M <= 32 else 64), 4, 4
     elif M <= 256:
@@ -452,10 +496,18 @@ def launch_fp8_gemm(a, w, sa, sw, c, *, bias=None, so=None, q=None, epi=EPI_NONE
     launch_with_config(cfg, pdl, a, w, sa, sw, c, bias=bias, so=so, q=q, epi=epi, act=act, x=x)
 
 
+def prefetches(w):
+    """Whether a PDL launch prefetches weight ``w`` into L2 (``PREFETCH_MAX_BYTES``)."""
+    return w.numel() * w.element_size() <= PREFETCH_MAX_BYTES
+
+
 def launch_with_config(cfg, pdl, a, w, sa, sw, c, *, bias=None, so=None, q=None, epi=EPI_NONE,
-                       act=0, x=None, prefetch=None, early_release=True):
-    """One launch of ``cfg`` (a ``gemm_config`` tuple); the tuning sweep calls it directly."""
-    prefetch = pdl if prefetch is None else prefetch
+                       act=0, x=None, prefetch=None, early_release=True,
+                       imprecise=IMPRECISE_ACC):
+    """One launch of ``cfg`` (a ``gemm_config`` tuple); the tuning sweep calls it directly
+    (``prefetch``, ``early_release``, ``imprecise``: its options; the defaults are the
+    package's)."""
+    prefetch = (pdl and prefetches(w)) if prefetch is None else prefetch
     M, K = a.shape
     n_total = w.shape[0]
     gated = act != 0
@@ -478,7 +530,7 @@ def launch_with_config(cfg, pdl, a, w, sa, sw, c, *, bias=None, so=None, q=None,
                 a, a if x is None else x, w, sa, sw, bias_arg, so_arg, c, q_arg, ws, locks, M,
                 M if x is None else x.shape[0], N, K, c.shape[1], k_per_split, EPI=epi,
                 GATED=gated, ACT=act, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, SPLIT=split,
-                EVEN_K=K % bk == 0, IMPRECISE=IMPRECISE_ACC, QUANT_A=x is not None, PDL=pdl,
+                EVEN_K=K % bk == 0, IMPRECISE=imprecise, QUANT_A=x is not None, PDL=pdl,
                 PREFETCH=prefetch and K % 16 == 0 and k_per_split % 16 == 0,
                 EARLY_RELEASE=early_release,
                 num_warps=warps, num_stages=stages, **launch,
@@ -489,7 +541,7 @@ def launch_with_config(cfg, pdl, a, w, sa, sw, c, *, bias=None, so=None, q=None,
             _fp8_gemm_kernel[grid](
                 a, w, sa, sw, bias_arg, so_arg, c, q_arg, M, N, K, c.shape[1],
                 EPI=epi, GATED=gated, ACT=act, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk,
-                GROUP_M=group, EVEN_K=K % bk == 0, IMPRECISE=IMPRECISE_ACC, PDL=pdl,
+                GROUP_M=group, EVEN_K=K % bk == 0, IMPRECISE=imprecise, PDL=pdl,
                 # one row tile: each weight row is fetched by one program only
                 PREFETCH=prefetch and K % 16 == 0 and M <= bm, EARLY_RELEASE=early_release,
                 num_warps=warps, num_stages=stages, **launch,
