@@ -30,7 +30,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._helpers import quantize_fp8_e4m3
+from ._helpers import quantize_fp8_e4m3, row_tile
 from ._host import (RowConfig, check_rows_even_dim, check_same_device, check_shape,
                     check_tensor, device_guard, launch_directly, next_power_of_2, row_grid,
                     sm_count)
@@ -39,8 +39,6 @@ from ._ops import add_op_namespace_prefix
 _BF16 = torch.bfloat16
 _FP32 = torch.float32
 _FP8 = torch.float8_e4m3fn
-
-
 
 
 REG_MAX_BLOCK = 8192  # widest row kept in registers
@@ -73,17 +71,6 @@ def row_config(D: int, n_rows: int, device, broadcast: bool) -> RowConfig:
     return RowConfig(False, 1, block_d, max(1, min(16, block_d // 1024)))
 
 
-
-
-@triton.jit
-def _tile(i_t, n_rows, D, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
-    """Row indices (int64), element offsets and mask of row tile ``i_t``."""
-    i_r = i_t.to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
-    o_d = tl.arange(0, BLOCK_D)
-    m = (i_r < n_rows)[:, None] & (o_d < D)[None, :]
-    return i_r, i_r[:, None] * D + o_d[None, :], m
-
-
 @triton.jit
 def _load_style(style_ptr, i_r, m, D, BROADCAST: tl.constexpr, BLOCK_D: tl.constexpr):
     """The tile's [scale | shift | gate] chunks as loaded, bf16: one (1, BLOCK_D) row each
@@ -102,7 +89,7 @@ def _load_style(style_ptr, i_r, m, D, BROADCAST: tl.constexpr, BLOCK_D: tl.const
 def _load_tile(res_ptr, x_ptr, gate_ptr, style_ptr, i_t, n_rows, D, FUSED: tl.constexpr,
                BROADCAST: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
     """Every input of tile ``i_t``, as loaded (a broadcast style is loaded elsewhere)."""
-    i_r, o, m = _tile(i_t, n_rows, D, BLOCK_R, BLOCK_D)
+    i_r, o, m = row_tile(i_t, n_rows, D, BLOCK_R, BLOCK_D)
     b_x = tl.load(x_ptr + o, mask=m, other=0.0)
     b_res = b_x
     b_gate = b_x
@@ -122,7 +109,7 @@ def _finish_tile(b_x, b_res, b_gate, b_sc, b_sh, b_g, b_w, i_t, res_ptr, out_ptr
                  n_rows, D, eps, inv_scale, FUSED: tl.constexpr, BLOCK_R: tl.constexpr,
                  BLOCK_D: tl.constexpr):
     """(fused: residual update, stored), RMS, modulation, out and gate_out stores."""
-    _, o, m = _tile(i_t, n_rows, D, BLOCK_R, BLOCK_D)
+    _, o, m = row_tile(i_t, n_rows, D, BLOCK_R, BLOCK_D)
     b_n = b_x.to(tl.float32)
     if FUSED:
         b_rounded = (b_res.to(tl.float32) + b_n * b_gate.to(tl.float32)).to(tl.bfloat16)

@@ -84,7 +84,8 @@ import triton.language as tl
 from torch import Tensor
 from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
-from ._helpers import gelu_tanh, grouped_tile, quantize_fp8_e4m3, silu
+from ._helpers import (gelu_tanh, grouped_tile, quantize_fp8_e4m3, silu, split_k_arrive,
+                       split_k_release)
 from ._host import (SplitCounters, cdiv, check_bias, check_matrix, check_out, check_scale,
                     device_guard, interpreting, launch_directly, next_power_of_2, same_device,
                     sm_count)
@@ -356,14 +357,9 @@ def _fp8_gemm_swap_kernel(
         N_ACC: tl.constexpr = 2 if GATED else 1
         o_t = tl.arange(0, BLOCK_N)[:, None] * BLOCK_M + tl.arange(0, BLOCK_M)[None, :]
         p_ws = ws_ptr + i_n.to(tl.int64) * (SPLIT * N_ACC * TILE) + o_t
-        tl.store(p_ws + i_s * (N_ACC * TILE), acc)
-        if GATED:
+        if GATED:  # the up partial beside the gate one, stored before the arrival
             tl.store(p_ws + i_s * (N_ACC * TILE) + TILE, acc_u)
-        # Every thread's partial is stored before one thread's release (barrier +
-        # gpu-scope acq_rel atomic); the last arrival acquires them all.
-        tl.debug_barrier()
-        arrived = tl.atomic_add(lock_ptr + i_n, 1, sem="acq_rel", scope="gpu")
-        if arrived == SPLIT - 1:
+        if split_k_arrive(p_ws, acc, i_s, lock_ptr + i_n, SPLIT, N_ACC * TILE):
             acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
             acc_u = acc
             # fixed order: the result is deterministic; unrolled, the loads are in flight together
@@ -373,7 +369,7 @@ def _fp8_gemm_swap_kernel(
                     acc_u += tl.load(p_ws + j * (N_ACC * TILE) + TILE, cache_modifier=".cg")
             _epilogue(acc, acc_u, s, b, inv, o_m[None, :], o_n[:, None], M, N, ldc, c_ptr,
                       q_ptr, EPI, GATED, ACT)
-            tl.atomic_xchg(lock_ptr + i_n, 0, sem="relaxed", scope="gpu")  # ready for the next call
+            split_k_release(lock_ptr + i_n)
 
 
 @triton.jit(do_not_specialize=["M", "P"])

@@ -29,7 +29,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._helpers import gelu_tanh, grouped_tile
+from ._helpers import gelu_tanh, grouped_tile, split_k_arrive, split_k_release
 from ._host import SplitCounters, cdiv, device_guard, sm_count
 
 FP32 = torch.float32
@@ -148,17 +148,12 @@ def _bf16_gemm_swap_kernel(a_ptr, b_ptr, bias_ptr, c_ptr, ws_ptr, count_ptr,
         TILE: tl.constexpr = BLOCK_N * BLOCK_M
         o_t = tl.arange(0, BLOCK_N)[:, None] * BLOCK_M + tl.arange(0, BLOCK_M)[None, :]
         p_ws = ws_ptr + i_n.to(tl.int64) * SPLIT * TILE + o_t
-        tl.store(p_ws + i_s * TILE, acc)
-        # Every thread's partial is stored before one thread's release (barrier +
-        # gpu-scope acq_rel atomic); the last arrival acquires them all.
-        tl.debug_barrier()
-        arrived = tl.atomic_add(count_ptr + i_n, 1, sem="acq_rel", scope="gpu")
-        if arrived == SPLIT - 1:
+        if split_k_arrive(p_ws, acc, i_s, count_ptr + i_n, SPLIT, TILE):
             acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
             for j in range(SPLIT):  # fixed order: the result is deterministic
                 acc += tl.load(p_ws + j * TILE, cache_modifier=".cg")
             _epilogue_store(acc, bias, o_m[None, :], o_n[:, None], M, N, c_ptr, EPI)
-            tl.atomic_xchg(count_ptr + i_n, 0, sem="relaxed", scope="gpu")  # for the next call
+            split_k_release(count_ptr + i_n)
 
 
 # ----------------------------------------------------------------------------

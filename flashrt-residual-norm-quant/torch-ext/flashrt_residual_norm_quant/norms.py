@@ -29,7 +29,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._helpers import quantize_fp8_e4m3
+from ._helpers import quantize_fp8_e4m3, row_tile
 from ._host import (RowConfig, check_same_device, check_shape, check_tensor, device_guard,
                     launch_directly, next_power_of_2, row_grid, sm_count)
 from ._ops import add_op_namespace_prefix
@@ -42,8 +42,6 @@ _FP8 = torch.float8_e4m3fn
 # ----------------------------------------------------------------------------
 # Launch configuration
 # ----------------------------------------------------------------------------
-
-
 
 
 REG_MAX_BLOCK = 8192  # widest row kept in registers (LayerNorm: LN_REG_MAX_BLOCK)
@@ -77,20 +75,9 @@ def row_config(D: int, n_rows: int, device, *, quant: bool = False, residual: bo
     return RowConfig(False, 1, block_d, max(1, min(8, block_d // 512)))
 
 
-
-
 # ----------------------------------------------------------------------------
 # Triton kernels
 # ----------------------------------------------------------------------------
-
-
-@triton.jit
-def _tile(i_t, n_rows, D, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
-    """Element offsets and mask of row tile ``i_t`` (int64 offsets)."""
-    i_r = i_t.to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
-    o_d = tl.arange(0, BLOCK_D)
-    m = (i_r < n_rows)[:, None] & (o_d < D)[None, :]
-    return i_r[:, None] * D + o_d[None, :], m
 
 
 @triton.jit
@@ -105,7 +92,7 @@ def _store_out(p_out, v, m, inv_scale, QUANT: tl.constexpr):
 def _load_rms_tile(x_ptr, res_ptr, i_t, n_rows, D, HAS_RES: tl.constexpr,
                    BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
     """The tile's x (and residual) as loaded, bf16."""
-    o, m = _tile(i_t, n_rows, D, BLOCK_R, BLOCK_D)
+    _, o, m = row_tile(i_t, n_rows, D, BLOCK_R, BLOCK_D)
     b_x = tl.load(x_ptr + o, mask=m, other=0.0)
     b_res = b_x
     if HAS_RES:
@@ -117,7 +104,7 @@ def _load_rms_tile(x_ptr, res_ptr, i_t, n_rows, D, HAS_RES: tl.constexpr,
 def _finish_rms_tile(b_x, b_res, b_w, i_t, res_ptr, out_ptr, n_rows, D, eps, inv_scale,
                      HAS_RES: tl.constexpr, QUANT: tl.constexpr, BLOCK_R: tl.constexpr,
                      BLOCK_D: tl.constexpr):
-    o, m = _tile(i_t, n_rows, D, BLOCK_R, BLOCK_D)
+    _, o, m = row_tile(i_t, n_rows, D, BLOCK_R, BLOCK_D)
     b_x = b_x.to(tl.float32)
     if HAS_RES:
         b_a = b_res.to(tl.float32) + b_x
@@ -196,7 +183,7 @@ def _rms_norm_kernel(
 @triton.jit
 def _finish_layer_norm_tile(b_x, b_w, b_b, i_t, out_ptr, n_rows, D, eps,
                             BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
-    o, m = _tile(i_t, n_rows, D, BLOCK_R, BLOCK_D)
+    _, o, m = row_tile(i_t, n_rows, D, BLOCK_R, BLOCK_D)
     b_x = b_x.to(tl.float32)
     mean = (tl.sum(b_x, 1) / D)[:, None]
     b_c = tl.where(m, b_x - mean, 0.0)

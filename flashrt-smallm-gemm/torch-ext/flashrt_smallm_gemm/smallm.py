@@ -35,6 +35,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ._helpers import split_k_arrive, split_k_release
 from ._host import (SplitCounters, cdiv, check_same_device, check_tensor, device_guard,
                     launch_directly, next_power_of_2, sm_count)
 from ._ops import add_op_namespace_prefix
@@ -114,16 +115,12 @@ def _finish(y, tile, i_s, n_split, o_m, o_n, M, N, alpha, bias_ptr, out_ptr, ws_
         TILE: tl.constexpr = BLOCK_M * BLOCK_N
         o_t = tl.arange(0, BLOCK_M)[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
         p_ws = ws_ptr + tile.to(tl.int64) * n_split * TILE + o_t
-        tl.store(p_ws + i_s * TILE, y)
-        # every thread's partial is stored before the gpu-scope acq_rel arrival
-        tl.debug_barrier()
-        arrived = tl.atomic_add(lock_ptr + tile, 1, sem="acq_rel", scope="gpu")
-        if arrived == n_split - 1:
+        if split_k_arrive(p_ws, y, i_s, lock_ptr + tile, n_split, TILE):
             y = tl.load(p_ws, cache_modifier=".cg")
             for j in range(1, n_split):  # fixed order
                 y += tl.load(p_ws + j * TILE, cache_modifier=".cg")
             _store_rows(y, o_m, o_n, M, N, alpha, bias_ptr, out_ptr, HAS_BIAS)
-            tl.atomic_xchg(lock_ptr + tile, 0, sem="relaxed", scope="gpu")  # ready for the next call
+            split_k_release(lock_ptr + tile)
     else:
         _store_rows(y, o_m, o_n, M, N, alpha, bias_ptr, out_ptr, HAS_BIAS)
 

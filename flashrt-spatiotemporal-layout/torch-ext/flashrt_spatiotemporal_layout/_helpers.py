@@ -69,3 +69,33 @@ def grouped_tile(i_p, M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     first_m = (i_p // per_group) * GROUP_M
     size_m = tl.minimum(n_m - first_m, GROUP_M)
     return first_m + (i_p % per_group) % size_m, (i_p % per_group) // size_m
+
+
+@triton.jit
+def row_tile(i_t, n_rows, D, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Rows of row tile ``i_t`` of a (n_rows, D) row-major tensor: row indices (int64),
+    element offsets [BLOCK_R, BLOCK_D] and their mask."""
+    i_r = i_t.to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
+    o_d = tl.arange(0, BLOCK_D)
+    m = (i_r < n_rows)[:, None] & (o_d < D)[None, :]
+    return i_r, i_r[:, None] * D + o_d[None, :], m
+
+
+@triton.jit
+def split_k_arrive(p_ws, partial, i_s, counter_ptr, n_split, TILE: tl.constexpr):
+    """Deterministic single-launch split-K, arrival side: store this split's fp32
+    partial in slot ``i_s`` of its tile's workspace ``p_ws`` and count the arrival.
+    True for the last split of the tile to arrive: every partial is then visible
+    (each thread's store precedes the barrier and the gpu-scope acq_rel arrival), and
+    that program sums the slots in split order, stores the tile and calls
+    ``split_k_release`` (whoever arrives last, the sum is the same)."""
+    tl.store(p_ws + i_s * TILE, partial)
+    tl.debug_barrier()
+    return tl.atomic_add(counter_ptr, 1, sem="acq_rel", scope="gpu") == n_split - 1
+
+
+@triton.jit
+def split_k_release(counter_ptr):
+    """Reset the tile's arrival counter: zero again for the next call (the host keeps
+    one zeroed buffer per stream and graph captures draw from a pre-zeroed pool)."""
+    tl.atomic_xchg(counter_ptr, 0, sem="relaxed", scope="gpu")
