@@ -199,6 +199,16 @@ def _plane_kernel(
 
 
 @triton.jit
+def _output_plane_tile(T_OUT, CO, n_tr, n_tw):
+    """(plane, b, oc, ot, row tile, column tile) of this program over the output planes
+    plane = (b * CO + oc) * T_OUT + ot, each split into n_tr x n_tw tiles (columns fastest)."""
+    pid = tl.program_id(0).to(tl.int64)
+    plane = pid // (n_tr * n_tw)
+    return (plane, plane // T_OUT // CO, (plane // T_OUT) % CO, plane % T_OUT,
+            (pid // n_tw) % n_tr, pid % n_tw)
+
+
+@triton.jit
 def _interleave(v0, v1, v2, v3, SF: tl.constexpr):
     """[R, BW] blocks v_dw -> [R, BW * SF] with column iw * SF + dw from v_dw (SF in 1, 2, 4)."""
     if SF == 1:
@@ -231,13 +241,7 @@ def _channel_to_space_kernel(
     OH = H * SF
     OW = W * SF
     T_OUT = T.to(tl.int64) * TF - DROP
-    pid = tl.program_id(0).to(tl.int64)
-    plane = pid // (n_tr * n_tw)  # (b * CO + oc) * T_OUT + ot
-    i_r = (pid // n_tw) % n_tr
-    i_w = pid % n_tw
-    ot = plane % T_OUT
-    oc = (plane // T_OUT) % CO
-    b = plane // T_OUT // CO
+    plane, b, oc, ot, i_r, i_w = _output_plane_tile(T_OUT, CO, n_tr, n_tw)
     ft = ot + DROP
     dt = ft % TF
     it = ft // TF
@@ -294,13 +298,7 @@ def _avg_pool_kernel(
     WO = W // FS
     T_OUT = tl.cdiv(T.to(tl.int64), FT)
     PAD = T_OUT * FT - T
-    pid = tl.program_id(0).to(tl.int64)
-    plane = pid // (n_tr * n_tw)  # (b * CO + oc) * T_OUT + ot
-    i_r = (pid // n_tw) % n_tr
-    i_w = pid % n_tw
-    ot = plane % T_OUT
-    oc = (plane // T_OUT) % CO
-    b = plane // T_OUT // CO
+    plane, b, oc, ot, i_r, i_w = _output_plane_tile(T_OUT, CO, n_tr, n_tw)
     oh = i_r * BR + tl.arange(0, BR)
     o_w = i_w * BW + tl.arange(0, BW)
     m_out = (oh < HO)[:, None] & (o_w < WO)[None, :]
