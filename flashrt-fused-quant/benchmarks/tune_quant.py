@@ -2,17 +2,12 @@
 
 The op is issue-bound, not memory-bound, at video shapes: per element it runs
 libdevice exp + an IEEE division (SiLU), two bf16 roundings, and the E2M1
-threshold code; per 16-block the UE4M3 scale. Candidates (one tune-local
-kernel, constexpr switches; every candidate is verified byte-exact against
-reference.py before it is timed):
+code; per 16-block the UE4M3 scale. Candidates (one tune-local kernel on the
+shared codec's encode, constexpr switches; every candidate is verified
+byte-exact against reference.py before it is timed):
 
 * ``PACK_CVT``: both bf16 roundings as one ``cvt.rn.bf16x2.f32`` per element
   pair (F2FP) instead of two scalar conversions;
-* ``FAST_E2M1``: a candidate for the shared codec (common/nvfp4_codec.py, not
-  this package's to change): the E2M1 magnitude code from the bits of
-  ``rz(|v| * 2^-126)`` (E2M1's grid becomes fp32's subnormal/min-normal grid,
-  round-toward-zero keeps every threshold exact, adding half a code step to
-  the bits rounds ties away from zero) instead of seven compares;
 * tile shapes ``BLOCK_R x G`` blocks and ``num_warps``.
 
 Baselines: the package op, eager reference.py, torch.compile of it (``--compile``;
@@ -20,9 +15,11 @@ verified against eager, else reported unsupported), a same-size device copy.
 Timing: CUDA-graph replay over L2-rotated inputs (harness.graph_us).
 Writes ``tune_quant.json`` to --out.
 
-Measured on H200 (2520 x 12288, same-size copy 52.8 us): package 78.3 us; PACK_CVT
-alone 79.8; FAST_E2M1 56.1; both 53.8-54.1; other tiles no better. The package
-keeps its kernel and launch rule; the E2M1 encode is the shared codec's to change.
+Measured on H200 (2520 x 12288, same-size copy 52.8 us) with the codec's earlier
+seven-compare E2M1 code: package 78.3 us; PACK_CVT alone 79.8; a bit-level E2M1 code
+(the bits of ``rz(|v| * 2^-126)``) 56.1; both 53.8-54.1; other tiles no better. The
+bit-level code then became the codec's (common/nvfp4_codec.py; the package bench:
+58.6 us); the package keeps its kernel and launch rule.
 """
 
 import argparse
@@ -63,37 +60,15 @@ def _hi(w):
     return (w & -65536).to(tl.float32, bitcast=True)
 
 
-@triton.jit
-def _e2m1_fast(v):
-    """E2M1 nibble of v (the codec's rule): magnitude from rz(|v| * 2^-126)."""
-    p = tl.inline_asm_elementwise("mul.rz.f32 $0, $1, 0f00800000;", "=r,f", [tl.abs(v)],
-                                  dtype=tl.int32, is_pure=True, pack=1)
-    c = tl.minimum((p.to(tl.uint32, bitcast=True) + 0x200000) >> 22, 7).to(tl.int32)
-    return c | tl.where(v < 0.0, 8, 0)
-
-
 def bind_codec(codec):
     """The codec's device functions, from the built package (the tune kernels' globals)."""
-    for name in ("encode_blocks", "swizzled_offset", "ceil_ue4m3", "ue4m3_unsigned"):
+    for name in ("encode_blocks", "swizzled_offset"):
         globals()[name] = getattr(codec, name)
-
-
-@triton.jit
-def _encode(v_lo, v_hi, FAST_E2M1: tl.constexpr):
-    if FAST_E2M1:
-        amax = tl.max(tl.maximum(tl.abs(v_lo), tl.abs(v_hi)), 2)
-        e = ceil_ue4m3(tl.div_rn(amax, 6.0))  # noqa: F821 (bound by bind_codec)
-        s = ue4m3_unsigned(e)  # noqa: F821
-        inv = tl.where(s > 0.0, tl.div_rn(1.0, tl.where(s > 0.0, s, 1.0)), 0.0)[:, :, None]
-        return _e2m1_fast(v_lo * inv) | (_e2m1_fast(v_hi * inv) << 4), e
-    else:
-        return encode_blocks(v_lo, v_hi)  # noqa: F821
 
 
 @triton.jit(do_not_specialize=["n_rows", "stride_w"])
 def _tune_kernel(gate_ptr, up_ptr, packed_ptr, scales_ptr, n_rows, stride_w, n_blocks,
-                 n_col_super, BLOCK_R: tl.constexpr, G: tl.constexpr, PACK_CVT: tl.constexpr,
-                 FAST_E2M1: tl.constexpr):
+                 n_col_super, BLOCK_R: tl.constexpr, G: tl.constexpr, PACK_CVT: tl.constexpr):
     i_r = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
     i_b = tl.program_id(1) * G + tl.arange(0, G)
     o_w = tl.arange(0, 8)
@@ -114,14 +89,14 @@ def _tune_kernel(gate_ptr, up_ptr, packed_ptr, scales_ptr, n_rows, stride_w, n_b
     else:
         y_lo = (s_lo.to(tl.bfloat16).to(tl.float32) * _lo(b_u)).to(tl.bfloat16).to(tl.float32)
         y_hi = (s_hi.to(tl.bfloat16).to(tl.float32) * _hi(b_u)).to(tl.bfloat16).to(tl.float32)
-    byte, e = _encode(y_lo, y_hi, FAST_E2M1)
+    byte, e = encode_blocks(y_lo, y_hi)  # noqa: F821 (bound by bind_codec)
     tl.store(packed_ptr + i_r[:, None, None] * (n_blocks * 8) + o_col, byte.to(tl.uint8),
              mask=m3)
     tl.store(scales_ptr + swizzled_offset(i_r[:, None], i_b[None, :], n_col_super),  # noqa: F821
              e.to(tl.uint8), mask=m2)
 
 
-def _variant(kern, rows, cols, block_r, g, num_warps, pack_cvt, fast_e2m1):
+def _variant(kern, rows, cols, block_r, g, num_warps, pack_cvt):
     n_blocks = cols // 16
     grid = (triton.cdiv(rows, block_r), triton.cdiv(n_blocks, g))
 
@@ -129,7 +104,7 @@ def _variant(kern, rows, cols, block_r, g, num_warps, pack_cvt, fast_e2m1):
         x, (packed, scales) = s
         kern[grid](x["gate"].view(torch.int32), x["up"].view(torch.int32), packed, scales, rows,
                    cols // 2, n_blocks, triton.cdiv(n_blocks, 4), BLOCK_R=block_r, G=g,
-                   PACK_CVT=pack_cvt, FAST_E2M1=fast_e2m1, num_warps=num_warps)
+                   PACK_CVT=pack_cvt, num_warps=num_warps)
         return packed, scales
     return run
 
@@ -139,13 +114,10 @@ def _judge(got, want):
 
 
 def _candidates(rows, cols, quick):
-    flags = [(False, False), (True, False), (False, True), (True, True)]
     base = [(4, 32, 4)] if rows >= 4 else [(1, 64, 2), (1, 32, 1)]
     tiles = base + ([] if quick or rows < 64 else [(8, 32, 8), (8, 32, 4), (16, 32, 8)])
-    out = [(t, f) for f in flags for t in base]
-    out += [(t, (True, True)) for t in tiles if t not in base]
-    out += [(t, (True, False)) for t in tiles if t not in base]
-    return out
+    return ([(t, pc) for pc in (False, True) for t in base]
+            + [(t, True) for t in tiles if t not in base])
 
 
 def sweep_shape(kernel, kern, cases, rows, cols, args, log):
@@ -180,9 +152,9 @@ def sweep_shape(kernel, kern, cases, rows, cols, args, log):
             time("compile", compiled)
         else:
             timed.append({"name": "compile", "ok": False, "note": status})
-    for (br, g, nw), (pc, fe) in _candidates(rows, cols, args.quick):
-        name = f"br={br} G={g} nw={nw}" + (" pack_cvt" if pc else "") + (" fast_e2m1" if fe else "")
-        time(name, _variant(kern, rows, cols, br, g, nw, pc, fe))
+    for (br, g, nw), pc in _candidates(rows, cols, args.quick):
+        name = f"br={br} G={g} nw={nw}" + (" pack_cvt" if pc else "")
+        time(name, _variant(kern, rows, cols, br, g, nw, pc))
     copy_us = harness.same_size_copy_us(nbytes, len(sets))
     log(f"  rows={rows} C={cols}: {nbytes / 1e6:.1f} MB, same-size copy {copy_us:.2f} us")
     for r in timed:

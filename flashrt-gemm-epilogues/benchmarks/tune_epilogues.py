@@ -469,7 +469,7 @@ def main():
              ("compile", gemm_compile_part, (kernel, gemm, ref)),
              ("quant", quant_part, (kernel, epi, ref)),
              ("compile", quant_compile_part, (kernel, ref))]
-    steps = [st for st in steps if st[0] in ARGS.part.split(",")]
+    steps = [st for st in steps if st[0] in parts]
     total = sum(PART_SHARE[fn.__name__] for _, fn, _ in steps)
     end = time.time() - T0
     remaining = ARGS.budget - end
