@@ -14,11 +14,22 @@ accumulator while it is still in registers:
                       gate columns ``j`` and up columns ``H + j`` of the same rows,
                       stores both as bf16 and ``Q8(act(f32(g)) * f32(u), s_out)``.
 
-Two kernels share one epilogue:
+Three kernels share one epilogue:
 
+* ``_fp8_gemm_tma_kernel`` (M >= TMA_MIN_M = 256, K % 16 == 0): persistent, one
+  program per SM walking the output tiles; A and W tiles loaded through TMA tensor
+  descriptors; promotion once per 128-wide K block (``TMA_IMPRECISE_ACC``); the tile
+  from a waves x tile-time model (``tma_tile``: 64 x 64 for a down projection at
+  M = 512, 128 x 128 for wide weights). Non-gated GEMMs run its paired K loop (two
+  blocks per step: the first block's promotion overlaps the second's wgmma), the same
+  bits. Measured on H200 (graph replay): 8192^3 1202 us against 1664 for the tile
+  kernel it replaces there (``torch._scaled_mm`` 891); 1.1-2.3x the tile kernel on
+  the PI0.5 / SigLIP / encoder GEMMs, 0.56-0.93x ``_scaled_mm``
+  (benchmarks/tune_fp8_large.py).
 * ``_fp8_gemm_kernel``: one BLOCK_M x BLOCK_N output tile per program, K looped
-  inside; the path for M > 16 (and for M <= 64 when the weight has enough column
-  tiles to fill the GPU).
+  inside; the path for 16 < M < 256 (and for M <= 64 when the weight has enough
+  column tiles to fill the GPU), and the TMA kernel's fallback (same tile, same
+  bits) for operands a tensor descriptor cannot take (unaligned, K % 16 != 0).
 * ``_fp8_gemm_swap_kernel`` (decode rows): the weight tile is the dot's left
   operand (``acc^T = W A^T``), so 64 weight rows fill the tensor core's M side
   and the few activation rows sit on its narrow N side. When the weight has few
@@ -62,9 +73,12 @@ fused == staged and BF16-entry == FP8-entry hold bit for bit.
 
 Accumulation policy: on sm_90 Triton's FP8 ``tl.dot`` keeps partial sums in the
 tensor core's reduced-precision accumulator unless told to promote them
-(``max_num_imprecise_acc``, default 2**30 = never). We promote after every
-32-wide K step (one wgmma instruction), i.e. full fp32 accumulation, which is
-what the fp32 fake-quant reference assumes (see CARD.md for the trade-off).
+(``max_num_imprecise_acc``, default 2**30 = never). Below 256 rows we promote after
+every 32-wide K step (one wgmma instruction), i.e. full fp32 accumulation, which is
+what the fp32 fake-quant reference assumes; decode rows are latency-bound, and at
+K = 96-512 a 128-wide interval flipped 0.16% of FP8 codes against that reference.
+From 256 rows, once per 128-wide K block: torch._scaled_mm's accuracy (measured the
+same against fp64) at 1.2-1.4x the speed (see CARD.md for the trade-off).
 
 The module also holds what both FP8 packages expose identically: the public
 ``fp8_gemm_bf16`` (op, fake, wrapper) and the linear / padded-row checks.
@@ -81,6 +95,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
+from triton.tools.tensor_descriptor import TensorDescriptor
 
 from ._helpers import (gelu_tanh, grouped_tile, quantize_fp8_e4m3, silu, split_k_arrive,
                        split_k_release)
@@ -101,8 +116,13 @@ ACT_SILU = 1
 ACT_GELU = 2
 
 # Products summed in the tensor core before promotion to the fp32 accumulator.
-# 32 = one Hopper FP8 wgmma K step: full fp32 accumulation.
+# 32 = one Hopper FP8 wgmma K step: full fp32 accumulation (decode and tile kernels).
 IMPRECISE_ACC = 32
+# The TMA kernel (M >= TMA_MIN_M) promotes once per 128-wide K block, as torch._scaled_mm
+# does on Hopper: against an fp64 reference the two have the same error on every shape
+# measured (H200: relative L2 1.67e-3, 6.4-6.8% of outputs off the correctly rounded
+# bf16, against 2.7% at 32), at 1.2-1.4x the speed of promoting every step.
+TMA_IMPRECISE_ACC = 128
 
 # L2 weight prefetch of a PDL launch only for weights up to this size: a larger one and
 # the next kernel's, prefetched while it runs, overflow the 50 MB L2 (H200, 16384 -> 2048
@@ -277,6 +297,51 @@ def _fp8_gemm_kernel(
               GATED, ACT)
 
 
+@triton.jit(do_not_specialize=["M"])
+def _fp8_gemm_tma_kernel(
+    a_desc, w_desc, sa_ptr, sw_ptr, bias_ptr, so_ptr, c_ptr, q_ptr,
+    M, N, K, ldc,
+    EPI: tl.constexpr, GATED: tl.constexpr, ACT: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr, IMPRECISE: tl.constexpr, PROGRAMS: tl.constexpr,
+    PAIRED: tl.constexpr,
+):
+    """Persistent form of ``_fp8_gemm_kernel`` for large M: PROGRAMS programs (one per
+    SM) walk the output tiles in grouped order; A and W tiles arrive by TMA (tensor
+    descriptors; rows past M / N and the K tail read as zero), so the loop carries no
+    address arithmetic or masks. The epilogue is the tile kernel's, per tile."""
+    n_tiles = tl.cdiv(M, BLOCK_M) * tl.cdiv(N, BLOCK_N)
+    for t in tl.range(tl.program_id(0), n_tiles, PROGRAMS, flatten=True):
+        i_m, i_n = grouped_tile(t, M, N, BLOCK_M, BLOCK_N, GROUP_M)
+        m0 = i_m * BLOCK_M
+        n0 = i_n * BLOCK_N
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        acc_u = acc
+        if PAIRED:
+            # two K blocks per step, each summed in the tensor core from zero and then
+            # added: the numerics of IMPRECISE = BLOCK_K (the same bits, measured), but
+            # the first block's additions issue while the second block's wgmma runs
+            # (the promoted loop waits for every block before adding it)
+            for k in range(0, K, 2 * BLOCK_K):
+                t0 = tl.dot(a_desc.load([m0, k]), w_desc.load([n0, k]).T)
+                t1 = tl.dot(a_desc.load([m0, k + BLOCK_K]), w_desc.load([n0, k + BLOCK_K]).T)
+                acc += t0
+                acc += t1
+        else:
+            for k in range(0, K, BLOCK_K):
+                b_a = a_desc.load([m0, k])
+                acc = tl.dot(b_a, w_desc.load([n0, k]).T, acc, max_num_imprecise_acc=IMPRECISE)
+                if GATED:  # up rows start at row N of the merged weight
+                    acc_u = tl.dot(b_a, w_desc.load([N + n0, k]).T, acc_u,
+                                   max_num_imprecise_acc=IMPRECISE)
+        o_m = m0 + tl.arange(0, BLOCK_M)
+        o_n = n0 + tl.arange(0, BLOCK_N)
+        s, b, inv = _epilogue_operands(sa_ptr, sw_ptr, bias_ptr, so_ptr, o_n[None, :], N, EPI,
+                                       GATED)
+        _epilogue(acc, acc_u, s, b, inv, o_m[:, None], o_n[None, :], M, N, ldc, c_ptr, q_ptr,
+                  EPI, GATED, ACT)
+
+
 @triton.jit
 def _swap_partial(a_ptr, x_ptr, w_ptr, row0, o_m, o_n, o_k, M, M_IN, N, K, k0, k_end, inv_sx,
                   store_a, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -438,13 +503,17 @@ def gemm_config(M, N, K, device):
       per SM (``SPLIT_PROGRAMS_PCT``), with >= 2 K steps per split. Measured (H100,
       then H200 with PDL): 1024 -> 4096 best at 64 x 1 programs, 4096 -> 1024 at
       16 x 8, 16384 -> 2048 at 32 x 4 (``decode_config``: the sweep's other bounds).
+    * ``("tma", BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, warps, stages, paired_stages)``
+      for M >= TMA_MIN_M with K % 16 == 0: the tile of ``tma_tile``.
     * ``("tile", BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, warps, stages)`` otherwise:
-      128 x 128 x 128 tiles (8 warps) for M > 256, else the N split is halved
-      (down to 16 columns) until the grid covers every SM.
+      128 x 128 x 128 tiles (8 warps) for M > 256 (K % 16 != 0), else the N split
+      is halved (down to 16 columns) until the grid covers every SM.
     """
     sms = _sm_count(device)
     if M <= 16 or (M <= 64 and _few_tiles(N, sms)):
         return decode_config(M, N, K, sms)
+    if M >= TMA_MIN_M and K % 16 == 0:
+        return ("tma",) + tma_tile(M, N, sms)
     if M <= 64:
         bm, warps, stages = (32 if M <= 32 else 64), 4, 4
     elif M <= 256:
@@ -456,6 +525,26 @@ def gemm_config(M, N, K, device):
         while bn > 16 and cdiv(M, bm) * cdiv(N, bn) < sms:
             bn //= 2
     return ("tile", bm, bn, bk, 8, warps, stages)
+
+
+# Rows from which the persistent TMA kernel runs (a tensor descriptor needs K % 16 == 0).
+TMA_MIN_M = 256
+# TMA kernel tiles (BLOCK_K 128): (BLOCK_M, BLOCK_N, warps, stages, stages of the paired
+# K loop, throughput relative to the first), measured on H200 at 8192^3
+# (benchmarks/tune_fp8_large.py).
+TMA_TILES = ((128, 128, 8, 4, 3, 1.0), (64, 128, 4, 4, 3, 0.81), (64, 64, 4, 5, 3, 0.61))
+
+
+def tma_tile(M, N, sms):
+    """The TMA tile with the least (waves of tiles over the SMs) x (tile time): the
+    largest tile unless a smaller one fills more SMs in as many waves (a down projection,
+    N ~ 1024, at M = 256-1024). Returns the config tail (BLOCK_M, BLOCK_N, BLOCK_K,
+    GROUP_M, warps, stages, paired-loop stages)."""
+    def cost(tile):
+        bm, bn, *_, rate = tile
+        return cdiv(cdiv(M, bm) * cdiv(N, bn), sms) * bm * bn / rate
+    bm, bn, warps, stages, paired_stages, _ = min(TMA_TILES, key=cost)  # ties: the larger
+    return (bm, bn, 128, 8, warps, stages, paired_stages)
 
 
 _SPLIT_LOCKS = SplitCounters()
@@ -495,13 +584,19 @@ def prefetches(w):
     return w.numel() * w.element_size() <= PREFETCH_MAX_BYTES
 
 
+def tma_ready(a, w):
+    """Both GEMM operands can be read through tensor descriptors (16-byte aligned)."""
+    return a.data_ptr() % 16 == 0 and w.data_ptr() % 16 == 0
+
+
 def launch_with_config(cfg, pdl, a, w, sa, sw, c, *, bias=None, so=None, q=None, epi=EPI_NONE,
-                       act=0, x=None, prefetch=None, early_release=True,
-                       imprecise=IMPRECISE_ACC):
+                       act=0, x=None, prefetch=None, early_release=True, imprecise=None):
     """One launch of ``cfg`` (a ``gemm_config`` tuple); the tuning sweep calls it directly
     (``prefetch``, ``early_release``, ``imprecise``: its options; the defaults are the
     package's)."""
     prefetch = (pdl and prefetches(w)) if prefetch is None else prefetch
+    if imprecise is None:
+        imprecise = TMA_IMPRECISE_ACC if cfg[0] == "tma" else IMPRECISE_ACC
     M, K = a.shape
     n_total = w.shape[0]
     gated = act != 0
@@ -528,6 +623,25 @@ def launch_with_config(cfg, pdl, a, w, sa, sw, c, *, bias=None, so=None, q=None,
                 PREFETCH=prefetch and K % 16 == 0 and k_per_split % 16 == 0,
                 EARLY_RELEASE=early_release,
                 num_warps=warps, num_stages=stages, **launch,
+            )
+        elif cfg[0] == "tma" and not tma_ready(a, w):
+            # a tensor descriptor needs 16-byte aligned bases: the pointer kernel on the
+            # same tile runs the same instructions per output element
+            launch_with_config(("tile",) + cfg[1:7], pdl, a, w, sa, sw, c, bias=bias, so=so,
+                               q=q, epi=epi, act=act, x=x, prefetch=prefetch,
+                               early_release=early_release, imprecise=imprecise)
+        elif cfg[0] == "tma":
+            _, bm, bn, bk, group, warps, stages, paired_stages = cfg
+            # the paired K loop (no gated form) where its accumulation is the promoted one
+            paired = not gated and paired_stages > 0 and imprecise == bk
+            programs = min(cdiv(M, bm) * cdiv(N, bn), _sm_count(a.device))
+            _fp8_gemm_tma_kernel[(programs,)](
+                TensorDescriptor.from_tensor(a, [bm, bk]),
+                TensorDescriptor.from_tensor(w, [bn, bk]), sa, sw, bias_arg, so_arg, c, q_arg,
+                M, N, K, c.shape[1], EPI=epi, GATED=gated, ACT=act, BLOCK_M=bm, BLOCK_N=bn,
+                BLOCK_K=bk, GROUP_M=group, IMPRECISE=imprecise, PROGRAMS=programs,
+                PAIRED=paired, num_warps=warps,
+                num_stages=paired_stages if paired else stages,
             )
         else:
             _, bm, bn, bk, group, warps, stages = cfg

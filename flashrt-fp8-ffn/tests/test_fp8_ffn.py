@@ -581,7 +581,12 @@ def test_decode_config_variants(kernel, device, spec):
     (16, 16384, 2048, ("swap", 16, 64, 256, 4)),   # 32 tiles x 4 splits, 256-wide K steps
     (64, 4096, 1024, ("swap", 64, 64, 128, 8)),    # M <= 64 with few tiles: swap + split
     (64, 1024, 4096, ("tile", 64)),                # M <= 64 with many tiles: tile kernel
-    (512, 1024, 4096, ("tile", 128)),
+    (128, 4096, 1024, ("tile", 64)),               # below TMA_MIN_M: pointer tile kernel
+    (512, 1024, 4096, ("tma", 128, 128)),          # 128 tiles of 128 x 128: one wave
+    (512, 4096, 1024, ("tma", 64, 64)),            # a down projection: 128 tiles of 64 x 64
+    (1024, 4096, 1024, ("tma", 64, 128)),          # 128 tiles of 64 x 128
+    (560, 16384, 2048, ("tma", 128, 128)),         # 80 tiles beat 144 (two waves)
+    (512, 1000, 4096, ("tile", 128)),              # K % 16 != 0: no tensor descriptor
 ], ids=str)
 def test_gemm_config_at_132_sms(kernel, monkeypatch, M, K, N, want):
     """The launch rule at 132 SMs (H100, H200) picks the configurations the tuning sweep
@@ -590,3 +595,38 @@ def test_gemm_config_at_132_sms(kernel, monkeypatch, M, K, N, want):
     monkeypatch.setattr(gemm, "_sm_count", lambda device: 132)
     cfg = gemm.gemm_config.__wrapped__(M, N, K, torch.device("cuda"))
     assert cfg[:len(want)] == want, cfg
+
+
+@pytest.mark.parametrize("shape", [(300, 160, 72), (260, 96, 40)], ids=str)
+def test_tma_kernel_equals_the_pointer_kernel(kernel, device, shape):
+    """From TMA_MIN_M rows the persistent TMA kernel runs; the pointer tile kernel on the
+    same tile (its fallback for unaligned operands) computes the same bits, for the plain
+    and the GELU-quant epilogue; ragged M, N and K tail (zero-filled by the descriptor)."""
+    M, K, N = shape
+    gemm = _gemm_module(kernel)
+    cfg = gemm.gemm_config(M, N, K, device)
+    assert cfg[0] == "tma", cfg
+    kw = cases.linear_inputs(M, K, N, device, _gen())
+    for epi in (gemm.EPI_BIAS, gemm.EPI_GELU_QUANT):
+        got = _launch(gemm, cfg, kw, epi, device)
+        want = _launch(gemm, ("tile",) + cfg[1:7], kw, epi, device)
+        assert all(_same_bits(a, b) for a, b in zip(got, want)), epi
+    _ok("gemm", got[0], reference_of(kernel).fp8_gemm_bf16(
+        kw["input"], kw["weight"], kw["input_scale"], kw["weight_scale"]))
+
+
+def test_unaligned_operands_take_the_pointer_kernel(kernel, device):
+    """A tensor descriptor needs 16-byte aligned bases: an input that starts one byte into
+    its storage runs on the pointer kernel with the same tile, with the same result as an
+    aligned copy."""
+    M, K, N = 300, 160, 72
+    gemm = _gemm_module(kernel)
+    assert gemm.gemm_config(M, N, K, device)[0] == "tma"
+    kw = cases.linear_inputs(M, K, N, device, _gen())
+    x = kw["input"]
+    store = torch.empty(M * K + 1, dtype=torch.uint8, device=device)
+    shifted = store[1:].view(FP8).view(M, K)
+    shifted.copy_(x)
+    assert shifted.data_ptr() % 16 != 0 and not gemm.tma_ready(shifted, kw["weight"])
+    want = kernel.fp8_linear_bias_bf16(**kw)
+    assert _same_bits(kernel.fp8_linear_bias_bf16(**dict(kw, input=shifted)), want)
