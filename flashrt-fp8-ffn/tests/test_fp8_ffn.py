@@ -446,9 +446,12 @@ def test_compile_fullgraph_no_recompile_across_m(kernel, device):
 
 
 @pytest.mark.gpu
-def test_cuda_graph_replay_matches_eager(kernel):
+@pytest.mark.parametrize("shape", [(10, 1024, 4096, 1024), (300, 256, 384, 200)], ids=str)
+def test_cuda_graph_replay_matches_eager(kernel, shape):
+    """Decode rows (split-K swap kernel, PDL) and M >= TMA_MIN_M (quantize kernel, then the
+    TMA kernel: its tensor descriptors are captured by value)."""
     device = torch.device("cuda")
-    M, K, H, N = 10, 1024, 4096, 1024
+    M, K, H, N = shape
     m = cases.mlp_inputs(M, K, H, N, device, _gen(), bf16_entry=True)
     l = cases.linear_inputs(M, K, N, device, _gen(), bf16_entry=True)
     bufs = {v2: (torch.empty(M, K, dtype=FP8, device=device),

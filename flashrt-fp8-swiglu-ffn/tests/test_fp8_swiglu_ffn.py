@@ -343,9 +343,12 @@ def test_compile_fullgraph_no_recompile_across_m(kernel, device):
 
 
 @pytest.mark.gpu
-def test_cuda_graph_replay_matches_eager(kernel):
+@pytest.mark.parametrize("shape", [(10, 1024, 4096, 1024), (300, 256, 192, 200)], ids=str)
+def test_cuda_graph_replay_matches_eager(kernel, shape):
+    """Decode rows (split-K swap kernel, PDL) and M >= 256 (the TMA kernel, gated and
+    paired loops: tensor descriptors captured by value)."""
     device = torch.device("cuda")
-    M, K, H, N = 10, 1024, 4096, 1024
+    M, K, H, N = shape
     m = cases.mlp_inputs(M, K, H, N, device, _gen(), bf16_entry=True)
     bufs = {act: (torch.empty(M, K, dtype=FP8, device=device),
                   torch.empty(M, 2 * H, dtype=BF16, device=device),
