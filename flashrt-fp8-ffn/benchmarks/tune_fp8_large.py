@@ -32,6 +32,9 @@ bits as the promoted TMA loop on the same tile. Not reached: _scaled_mm speed, w
 left is Triton's promotion (the wgmma pipeline drains before every block's additions;
 CUTLASS overlaps them across two consumer warp groups) and no split-K for long-K rows.
 
+Not yet run: the ``splitk*`` candidates (split-K over the TMA kernel, for the down
+projections; checked in the interpreter only).
+
 Run: python3 flashrt-fp8-ffn/benchmarks/tune_fp8_large.py --out DIR [--budget S]
      [--shapes M,K,N ...] [--cands NAME ...]
 Writes DIR/tune_fp8_large.json; prints one line per candidate and row.
@@ -45,6 +48,9 @@ import time
 from pathlib import Path
 
 import torch
+import triton
+import triton.language as tl
+from triton.tools.tensor_descriptor import TensorDescriptor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -54,6 +60,74 @@ from flashrt_tools.repo import Package  # noqa: E402
 from flashrt_tools.validation import load_built  # noqa: E402
 
 START = time.time()
+
+# --- candidate not in the package: split-K over the persistent TMA kernel -----------------
+# For down projections (N ~ 1024-2048, long K), whose tiles do not fill the SMs in one
+# wave. Work item = (tile, K split): each split stores its fp32 partial (paired K loop,
+# the package's numerics per split), the last to arrive sums the partials in split order
+# and runs the package epilogue (deterministic, one launch). Different bits from the
+# unsplit kernel (the sum order changes), so a rule adopting it must also give the gated
+# kernel of that shape the same split. Names bound from the loaded package by main().
+_epilogue = _epilogue_operands = grouped_tile = split_k_arrive = split_k_release = None
+
+
+@triton.jit(do_not_specialize=["M"])
+def _tma_split_k_kernel(a_desc, w_desc, sa_ptr, sw_ptr, bias_ptr, so_ptr, c_ptr, q_ptr, ws_ptr,
+                        lock_ptr, M, N, K, ldc, k_per_split,
+                        EPI: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                        BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr, SPLIT: tl.constexpr,
+                        PROGRAMS: tl.constexpr):
+    n_tiles = tl.cdiv(M, BLOCK_M) * tl.cdiv(N, BLOCK_N)
+    TILE: tl.constexpr = BLOCK_M * BLOCK_N
+    o_t = tl.arange(0, BLOCK_M)[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
+    for item in tl.range(tl.program_id(0), n_tiles * SPLIT, PROGRAMS, flatten=True):
+        t = item // SPLIT
+        i_s = item % SPLIT
+        i_m, i_n = grouped_tile(t, M, N, BLOCK_M, BLOCK_N, GROUP_M)
+        m0 = i_m * BLOCK_M
+        n0 = i_n * BLOCK_N
+        k0 = i_s * k_per_split
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for k in range(k0, tl.minimum(k0 + k_per_split, K), 2 * BLOCK_K):
+            t0 = tl.dot(a_desc.load([m0, k]), w_desc.load([n0, k]).T)
+            t1 = tl.dot(a_desc.load([m0, k + BLOCK_K]), w_desc.load([n0, k + BLOCK_K]).T)
+            acc += t0
+            acc += t1
+        p_ws = ws_ptr + t.to(tl.int64) * (SPLIT * TILE) + o_t
+        if split_k_arrive(p_ws, acc, i_s, lock_ptr + t, SPLIT, TILE):
+            acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+            for j in tl.static_range(SPLIT):
+                acc += tl.load(p_ws + j * TILE, cache_modifier=".cg")
+            o_m = m0 + tl.arange(0, BLOCK_M)
+            o_n = n0 + tl.arange(0, BLOCK_N)
+            s, b, inv = _epilogue_operands(sa_ptr, sw_ptr, bias_ptr, so_ptr, o_n[None, :], N,
+                                           EPI, False)
+            _epilogue(acc, acc, s, b, inv, o_m[:, None], o_n[None, :], M, N, ldc, c_ptr,
+                      q_ptr, EPI, False, 0)
+            split_k_release(lock_ptr + t)
+
+
+def split_k_call(gemm, bm, bn, warps, stages, split):
+    """fp8_gemm_bf16 through ``_tma_split_k_kernel`` (K split into ``split`` ranges that
+    are multiples of two 128-wide blocks), as a sweep call on a set (x, w, sx, sw, out)."""
+    def call(s):
+        x, w, sx, sw, out = s
+        M, K = x.shape
+        N = w.shape[0]
+        tiles = gemm.cdiv(M, bm) * gemm.cdiv(N, bn)
+        k_per_split = gemm.cdiv(gemm.cdiv(K, split), 256) * 256
+        n_split = gemm.cdiv(K, k_per_split)
+        ws = torch.empty(tiles * n_split * bm * bn, dtype=torch.float32, device=x.device)
+        locks = gemm._SPLIT_LOCKS.get(x.device, tiles)
+        programs = min(tiles * n_split, gemm._sm_count(x.device))
+        _tma_split_k_kernel[(programs,)](
+            TensorDescriptor.from_tensor(x, [bm, 128]), TensorDescriptor.from_tensor(w, [bn, 128]),
+            sx, sw, sx, sx, out, out, ws, locks, M, N, K, out.shape[1], k_per_split,
+            EPI=gemm.EPI_NONE, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=128, GROUP_M=8, SPLIT=n_split,
+            PROGRAMS=programs, num_warps=warps, num_stages=stages)
+        return out
+    return call
+
 
 def _old_rule(M, N, sms):
     """The tile rule before the TMA kernel (pointer kernel, 32-wide accumulation)."""
@@ -92,6 +166,10 @@ CANDIDATES = {
 }
 
 
+# name -> (BLOCK_M, BLOCK_N, warps, stages, K splits) of split_k_call: down projections only
+SPLIT_CANDIDATES = {f"splitk{bm}x{bn}_x{sp}": (bm, bn, 8 if bm == 128 else 4, 3, sp)
+                    for bm, bn in ((128, 128), (64, 128), (64, 64)) for sp in (2, 3, 4)}
+
 # (label, M, K, N, gated): PI0.5 decoder / SigLIP / encoder GeGLU GEMMs, 8192^3
 SHAPES = [("square", 8192, 8192, 8192, False)]
 for _m in (128, 256, 512, 1024, 4096):
@@ -122,7 +200,13 @@ def main():
     out_dir.mkdir(parents=True, exist_ok=True)
     kernel = load_built(Package("flashrt-fp8-ffn"))
     gemm = importlib.import_module(kernel.__name__ + ".fp8_gemm")
-    cands = {n: CANDIDATES[n] for n in (args.cands or CANDIDATES)}
+    helpers = importlib.import_module(kernel.__name__ + "._helpers")
+    globals().update(_epilogue=gemm._epilogue, _epilogue_operands=gemm._epilogue_operands,
+                     grouped_tile=helpers.grouped_tile, split_k_arrive=helpers.split_k_arrive,
+                     split_k_release=helpers.split_k_release)
+    cands = {n: CANDIDATES[n] for n in (args.cands or CANDIDATES) if n in CANDIDATES}
+    split_cands = {n: SPLIT_CANDIDATES[n] for n in (args.cands or SPLIT_CANDIDATES)
+                   if n in SPLIT_CANDIDATES}
     rows = []
     print(f"GPU {torch.cuda.get_device_name()}", flush=True)
     for label, M, K, N, gated in SHAPES:
@@ -196,6 +280,12 @@ def main():
                       f"{str(e).splitlines()[0][:160] if str(e) else ''}", flush=True)
                 rows.append({"shape": f"M={M},K={K},N={N}", "model": label, "cand": name,
                              "error": f"{type(e).__name__}: {str(e)[:300]}"})
+        for name, spec in (split_cands.items() if not gated and N <= 2048 else ()):
+            try:
+                record(name, split_k_call(gemm, *spec), {"cfg": ["splitk", *spec]})
+            except Exception as e:  # a config that fails to compile or launch: say so
+                print(f"{label:12s} {tag:16s} {name:20s} FAILED {type(e).__name__}: "
+                      f"{str(e).splitlines()[0][:160] if str(e) else ''}", flush=True)
         sets = ref64 = None  # free before the next row
         torch.cuda.empty_cache()
         (out_dir / "tune_fp8_large.json").write_text(json.dumps(
