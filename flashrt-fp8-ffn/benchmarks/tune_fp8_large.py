@@ -54,7 +54,7 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from flashrt_tools.bench.fp8_ffn import BF16, FP8, fp8_weight, q8  # noqa: E402
+from flashrt_tools.bench.fp8_ffn import BF16, FP8, gemm_operand_sets  # noqa: E402
 from flashrt_tools.bench.harness import graph_us, rotation_sets  # noqa: E402
 from flashrt_tools.repo import Package  # noqa: E402
 from flashrt_tools.validation import load_built  # noqa: E402
@@ -216,14 +216,7 @@ def main():
         if time.time() - START > args.budget:
             print(f"budget: skip {label} {tag}", flush=True)
             continue
-        nbytes = M * K + N * K + 2 * M * N
-        sets = []
-        for i in range(min(rotation_sets(nbytes), 8)):
-            g = torch.Generator(device="cuda").manual_seed(i)
-            x = q8(torch.randn((M, K), generator=g, device="cuda"), torch.tensor(1 / 16.0))
-            w, sw = fp8_weight(N, K, g)
-            sx = torch.tensor([1 / 16.0], device="cuda")
-            sets.append((x, w, sx, sw, torch.empty(M, N, dtype=BF16, device="cuda")))
+        sets = gemm_operand_sets(M, K, N, min(rotation_sets(M * K + N * K + 2 * M * N), 8))
         x, w, sx, sw, _ = sets[0]
         ref64 = (x.double() * sx.double()) @ (w.double() * sw.double()).t()
         flops = 2 * M * N * K

@@ -74,6 +74,19 @@ def scaled_mm_needs_pad():
         return True
 
 
+def gemm_operand_sets(M, K, N, n_sets):
+    """``n_sets`` distinct (x FP8 [M, K] scale 1/16, w FP8 [N, K], sx, sw, out bf16 [M, N])
+    GEMM operand sets on the GPU, seeded by their index."""
+    sets = []
+    for i in range(n_sets):
+        g = torch.Generator(device="cuda").manual_seed(i)
+        x = q8(torch.randn((M, K), generator=g, device="cuda"), torch.tensor(1 / 16.0))
+        w, sw = fp8_weight(N, K, g)
+        sx = torch.tensor([1 / 16.0], device="cuda")
+        sets.append((x, w, sx, sw, torch.empty(M, N, dtype=BF16, device="cuda")))
+    return sets
+
+
 def gemm_rows(ctx, grid, pad):
     """fp8_gemm_bf16 rows vs torch._scaled_mm over ``grid`` = [(model, M, K, N)]."""
     rows = []
@@ -82,15 +95,11 @@ def gemm_rows(ctx, grid, pad):
     for name, M, K, N in grid:
         nbytes = M * K + N * K + 2 * M * N
         sets = []
-        for i in range(min(rotation_sets(nbytes), 8)):
-            g = torch.Generator(device="cuda").manual_seed(i)
-            x = q8(torch.randn((M, K), generator=g, device="cuda"), torch.tensor(1 / 16.0))
-            w, sw = fp8_weight(N, K, g)
-            sx = torch.tensor([1 / 16.0], device="cuda")
+        for x, w, sx, sw, out in gemm_operand_sets(M, K, N, min(rotation_sets(nbytes), 8)):
             xp = torch.zeros((pad16(M), K), device="cuda").to(FP8) if pad else x
             if pad:
                 xp[:M] = x
-            sets.append((x, w, sx, sw, torch.empty(M, N, dtype=BF16, device="cuda"), xp))
+            sets.append((x, w, sx, sw, out, xp))
 
         def ours(s):
             return ctx.kernel.fp8_gemm_bf16(s[0], s[1], s[2], s[3], s[4])
