@@ -80,7 +80,7 @@ every 32-wide K step (one wgmma instruction), i.e. full fp32 accumulation, which
 what the fp32 fake-quant reference assumes; decode rows are latency-bound, and at
 K = 96-512 a 128-wide interval flipped 0.16% of FP8 codes against that reference.
 From 256 rows, once per 128-wide K block: torch._scaled_mm's accuracy (measured the
-same against fp64) at 1.2-1.4x the speed (see CARD.md for the trade-off).
+same against fp64) at 1.2-1.7x the speed (see CARD.md for the trade-off).
 
 The module also holds what both FP8 packages expose identically: the public
 ``fp8_gemm_bf16`` (op, fake, wrapper) and the linear / padded-row checks.
@@ -123,7 +123,7 @@ IMPRECISE_ACC = 32
 # The TMA kernel (M >= TMA_MIN_M) promotes once per 128-wide K block, as torch._scaled_mm
 # does on Hopper: against an fp64 reference the two have the same error on every shape
 # measured (H200: relative L2 1.67e-3, 6.4-6.8% of outputs off the correctly rounded
-# bf16, against 2.7% at 32), at 1.2-1.4x the speed of promoting every step.
+# bf16, against 2.7% at 32), at 1.2-1.7x the speed of promoting every step.
 TMA_IMPRECISE_ACC = 128
 
 # L2 weight prefetch of a PDL launch only for weights up to this size: a larger one and
