@@ -130,3 +130,17 @@ COMPARATORS = {"exact": compare_exact, "bf16": compare_bf16, "fp16": compare_fp1
 
 def compare(fmt: str, got, ref, **kwargs) -> Verdict:
     return COMPARATORS[fmt](got, ref, **kwargs)
+
+
+def fp8_product_fp64(x: torch.Tensor, w: torch.Tensor, sx: torch.Tensor,
+                     sw: torch.Tensor) -> torch.Tensor:
+    """``(sx * x) @ (sw * w)^T`` in fp64 for FP8 ``x`` [M, K], ``w`` [N, K]: the exact
+    product an FP8 GEMM's accumulation policy is measured against."""
+    return (x.double() * sx.double()) @ (w.double() * sw.double()).t()
+
+
+def error_vs_fp64(out: torch.Tensor, ref64: torch.Tensor):
+    """(relative L2 error, share of outputs not equal to the correctly rounded value) of
+    ``out`` against an fp64 reference."""
+    err = out.double() - ref64
+    return (err.norm() / ref64.norm()).item(), (out != ref64.to(out.dtype)).double().mean().item()

@@ -57,6 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from flashrt_tools.bench.fp8_ffn import BF16, FP8, gemm_operand_sets  # noqa: E402
 from flashrt_tools.bench.harness import graph_us, rotation_sets  # noqa: E402
 from flashrt_tools.repo import Package  # noqa: E402
+from flashrt_tools.tolerance import error_vs_fp64, fp8_product_fp64  # noqa: E402
 from flashrt_tools.validation import load_built  # noqa: E402
 
 START = time.time()
@@ -71,16 +72,15 @@ START = time.time()
 _epilogue = _epilogue_operands = grouped_tile = split_k_arrive = split_k_release = None
 
 
-@triton.jit(do_not_specialize=["M"])
+@triton.jit(do_not_specialize=["M", "programs"])
 def _tma_split_k_kernel(a_desc, w_desc, sa_ptr, sw_ptr, bias_ptr, so_ptr, c_ptr, q_ptr, ws_ptr,
-                        lock_ptr, M, N, K, ldc, k_per_split,
+                        lock_ptr, M, N, K, ldc, k_per_split, programs,
                         EPI: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                        BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr, SPLIT: tl.constexpr,
-                        PROGRAMS: tl.constexpr):
+                        BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr, SPLIT: tl.constexpr):
     n_tiles = tl.cdiv(M, BLOCK_M) * tl.cdiv(N, BLOCK_N)
     TILE: tl.constexpr = BLOCK_M * BLOCK_N
     o_t = tl.arange(0, BLOCK_M)[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
-    for item in tl.range(tl.program_id(0), n_tiles * SPLIT, PROGRAMS, flatten=True):
+    for item in tl.range(tl.program_id(0), n_tiles * SPLIT, programs, flatten=True):
         t = item // SPLIT
         i_s = item % SPLIT
         i_m, i_n = grouped_tile(t, M, N, BLOCK_M, BLOCK_N, GROUP_M)
@@ -122,21 +122,11 @@ def split_k_call(gemm, bm, bn, warps, stages, split):
         programs = min(tiles * n_split, gemm._sm_count(x.device))
         _tma_split_k_kernel[(programs,)](
             TensorDescriptor.from_tensor(x, [bm, 128]), TensorDescriptor.from_tensor(w, [bn, 128]),
-            sx, sw, sx, sx, out, out, ws, locks, M, N, K, out.shape[1], k_per_split,
+            sx, sw, sx, sx, out, out, ws, locks, M, N, K, out.shape[1], k_per_split, programs,
             EPI=gemm.EPI_NONE, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=128, GROUP_M=8, SPLIT=n_split,
-            PROGRAMS=programs, num_warps=warps, num_stages=stages)
+            num_warps=warps, num_stages=stages)
         return out
     return call
-
-
-def _old_rule(M, N, sms):
-    """The tile rule before the TMA kernel (pointer kernel, 32-wide accumulation)."""
-    bm, warps, stages = (64, 4, 4) if M <= 256 else (128, 8, 3)
-    bn = 128
-    if M <= 256:
-        while bn > 16 and -(-M // bm) * -(-N // bn) < sms:
-            bn //= 2
-    return ("tile", bm, bn, 128, 8, warps, stages)
 
 
 def _tma(gemm, M, N, sms, **change):
@@ -154,8 +144,9 @@ def _tma(gemm, M, N, sms, **change):
 # 128 x 64 tiles, a 64-wide interval.
 CANDIDATES = {
     "rule": (lambda g, M, N, K, sms: g.gemm_config(M, N, K, torch.device("cuda")), None),
-    "old_rule_i32": (lambda g, M, N, K, sms: _old_rule(M, N, sms), 32),
-    "old_rule_i128": (lambda g, M, N, K, sms: _old_rule(M, N, sms), 128),
+    # the pointer tile rule, which the TMA kernel replaced from 256 rows
+    "old_rule_i32": (lambda g, M, N, K, sms: g.tile_config(M, N, sms), 32),
+    "old_rule_i128": (lambda g, M, N, K, sms: g.tile_config(M, N, sms), 128),
     "tma_rule": (lambda g, M, N, K, sms: _tma(g, M, N, sms, paired=0), 128),
     "ptr_same_tile": (lambda g, M, N, K, sms: ("tile",) + _tma(g, M, N, sms)[1:7], 128),
     "tma_s3": (lambda g, M, N, K, sms: _tma(g, M, N, sms, stages=3, paired=0), 128),
@@ -182,11 +173,10 @@ SHAPES += [("enc_gate_up", 560, 2048, 32768, True), ("enc_down", 560, 16384, 204
 
 
 def accuracy(out, ref64):
-    err = out.double() - ref64
-    rounded = ref64.to(BF16)
-    return {"rel_l2": (err.norm() / ref64.norm()).item(),
-            "not_rounded": (out != rounded).double().mean().item(),
-            "max_err_over_rms": (err.abs().max() / ref64.pow(2).mean().sqrt()).item()}
+    rel_l2, not_rounded = error_vs_fp64(out, ref64)
+    return {"rel_l2": rel_l2, "not_rounded": not_rounded,
+            "max_err_over_rms": ((out.double() - ref64).abs().max()
+                                 / ref64.pow(2).mean().sqrt()).item()}
 
 
 def main():
@@ -218,11 +208,11 @@ def main():
             continue
         sets = gemm_operand_sets(M, K, N, min(rotation_sets(M * K + N * K + 2 * M * N), 8))
         x, w, sx, sw, _ = sets[0]
-        ref64 = (x.double() * sx.double()) @ (w.double() * sw.double()).t()
+        ref64 = fp8_product_fp64(x, w, sx, sw)
         flops = 2 * M * N * K
 
-        def record(name, fn, extra=None):
-            out = fn(sets[0])
+        def record(name, fn, extra=None, out=None):
+            out = fn(sets[0]) if out is None else out
             acc = accuracy(out, ref64)
             us = graph_us(fn, sets)
             row = {"shape": f"M={M},K={K},N={N}", "model": label, "cand": name, "us": us,
@@ -231,6 +221,12 @@ def main():
             print(f"{label:12s} {tag:16s} {name:20s} {us:9.2f} us {row['tflops']:7.1f} TF/s "
                   f"relL2 {acc['rel_l2']:.2e} off {acc['not_rounded']:.4f} "
                   f"{ {k: v for k, v in (extra or {}).items() if k != 'cfg'} }", flush=True)
+
+        def failed(name, e):
+            print(f"{label:12s} {tag:16s} {name:20s} FAILED {type(e).__name__}: "
+                  f"{str(e).splitlines()[0][:160] if str(e) else ''}", flush=True)
+            rows.append({"shape": f"M={M},K={K},N={N}", "model": label, "cand": name,
+                         "error": f"{type(e).__name__}: {str(e)[:300]}"})
 
         for fast in (False, True):
             record("scaled_mm" + ("_fast" if fast else ""),
@@ -256,8 +252,9 @@ def main():
                     so = torch.tensor([0.05], device="cuda")
                     gemm.launch_with_config(c, False, x, w, sx, sw, g_out, so=so, q=q, act=1,
                                             imprecise=imp)
-                    staged = call(sets[0]).clone()
-                    extra = {"fused_eq_staged": bool(torch.equal(g_out, staged))}
+                first = call(sets[0]).clone()
+                if gated:
+                    extra = {"fused_eq_staged": bool(torch.equal(g_out, first))}
                     extra["gated_us"] = graph_us(
                         lambda s, c=c, imp=imp: gemm.launch_with_config(
                             c, False, s[0], s[1], s[2], s[3], g_out, so=so, q=q, act=1,
@@ -265,20 +262,16 @@ def main():
                 extra = dict(extra or {}, cfg=list(c))
                 ref_name = "tma_rule" if name.startswith(("paired", "ptr")) else None
                 if ref_name in outs:
-                    extra["bits_eq_tma_rule"] = bool(torch.equal(call(sets[0]), outs[ref_name]))
-                record(name, call, extra)
-                outs[name] = call(sets[0]).clone()
+                    extra["bits_eq_tma_rule"] = bool(torch.equal(first, outs[ref_name]))
+                record(name, call, extra, out=first)
+                outs[name] = first
             except Exception as e:  # a config that fails to compile or launch: say so
-                print(f"{label:12s} {tag:16s} {name:20s} FAILED {type(e).__name__}: "
-                      f"{str(e).splitlines()[0][:160] if str(e) else ''}", flush=True)
-                rows.append({"shape": f"M={M},K={K},N={N}", "model": label, "cand": name,
-                             "error": f"{type(e).__name__}: {str(e)[:300]}"})
+                failed(name, e)
         for name, spec in (split_cands.items() if not gated and N <= 2048 else ()):
             try:
                 record(name, split_k_call(gemm, *spec), {"cfg": ["splitk", *spec]})
-            except Exception as e:  # a config that fails to compile or launch: say so
-                print(f"{label:12s} {tag:16s} {name:20s} FAILED {type(e).__name__}: "
-                      f"{str(e).splitlines()[0][:160] if str(e) else ''}", flush=True)
+            except Exception as e:
+                failed(name, e)
         sets = ref64 = None  # free before the next row
         torch.cuda.empty_cache()
         (out_dir / "tune_fp8_large.json").write_text(json.dumps(

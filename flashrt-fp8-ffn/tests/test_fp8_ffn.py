@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from flashrt_tools.repo import ROOT, load_file
-from flashrt_tools.tolerance import compare
+from flashrt_tools.tolerance import compare, error_vs_fp64, fp8_product_fp64
 from flashrt_tools.validation import reference_of, run_case
 
 cases = load_file(ROOT / "flashrt-fp8-ffn" / "tests" / "cases.py", "_flashrt_cases_flashrt_fp8_ffn")
@@ -623,14 +623,6 @@ def test_tma_kernel_equals_the_pointer_kernel(kernel, device, shape):
             kw["input"], kw["weight"], kw["input_scale"], kw["weight_scale"]))
 
 
-def _error_vs_fp64(out, x, w, sx, sw):
-    """(relative L2 error, share of outputs off the correctly rounded bf16) against the
-    fp64 product of the same FP8 operands."""
-    ref = (x.double() * sx.double()) @ (w.double() * sw.double()).t()
-    err = out.double() - ref
-    return (err.norm() / ref.norm()).item(), (out != ref.to(BF16)).double().mean().item()
-
-
 @pytest.mark.gpu
 @pytest.mark.parametrize("shape", [(512, 1024, 4096), (512, 4096, 1024), (304, 160, 80)],
                          ids=str)
@@ -645,9 +637,9 @@ def test_large_m_is_as_accurate_as_scaled_mm(kernel, shape):
     assert gemm.gemm_config(M, N, K, device)[0] == "tma"
     kw = cases.linear_inputs(M, K, N, device, _gen())
     x, w, sx, sw = kw["input"], kw["weight"], kw["input_scale"], kw["weight_scale"]
-    ours = _error_vs_fp64(kernel.fp8_gemm_bf16(x, w, sx, sw), x, w, sx, sw)
-    lib = _error_vs_fp64(torch._scaled_mm(x, w.t(), scale_a=sx, scale_b=sw, out_dtype=BF16),
-                         x, w, sx, sw)
+    ref = fp8_product_fp64(x, w, sx, sw)
+    ours = error_vs_fp64(kernel.fp8_gemm_bf16(x, w, sx, sw), ref)
+    lib = error_vs_fp64(torch._scaled_mm(x, w.t(), scale_a=sx, scale_b=sw, out_dtype=BF16), ref)
     assert ours[0] <= lib[0] * 1.02 and ours[1] <= lib[1] * 1.05 + 1e-3, (ours, lib)
 
 

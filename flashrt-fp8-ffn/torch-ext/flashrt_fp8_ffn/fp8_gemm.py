@@ -299,21 +299,21 @@ def _fp8_gemm_kernel(
               GATED, ACT)
 
 
-@triton.jit(do_not_specialize=["M"])
+@triton.jit(do_not_specialize=["M", "programs"])
 def _fp8_gemm_tma_kernel(
     a_desc, w_desc, sa_ptr, sw_ptr, bias_ptr, so_ptr, c_ptr, q_ptr,
-    M, N, K, ldc,
+    M, N, K, ldc, programs,
     EPI: tl.constexpr, GATED: tl.constexpr, ACT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    GROUP_M: tl.constexpr, IMPRECISE: tl.constexpr, PROGRAMS: tl.constexpr,
-    PAIRED: tl.constexpr,
+    GROUP_M: tl.constexpr, IMPRECISE: tl.constexpr, PAIRED: tl.constexpr,
 ):
-    """Persistent form of ``_fp8_gemm_kernel`` for large M: PROGRAMS programs (one per
-    SM) walk the output tiles in grouped order; A and W tiles arrive by TMA (tensor
+    """Persistent form of ``_fp8_gemm_kernel`` for large M: ``programs`` programs (one per
+    SM, fewer for fewer tiles; a runtime value, so the tile count never triggers a new
+    compile) walk the output tiles in grouped order; A and W tiles arrive by TMA (tensor
     descriptors; rows past M / N and the K tail read as zero), so the loop carries no
     address arithmetic or masks. The epilogue is the tile kernel's, per tile."""
     n_tiles = tl.cdiv(M, BLOCK_M) * tl.cdiv(N, BLOCK_N)
-    for t in tl.range(tl.program_id(0), n_tiles, PROGRAMS, flatten=True):
+    for t in tl.range(tl.program_id(0), n_tiles, programs, flatten=True):
         i_m, i_n = grouped_tile(t, M, N, BLOCK_M, BLOCK_N, GROUP_M)
         m0 = i_m * BLOCK_M
         n0 = i_n * BLOCK_N
@@ -516,6 +516,12 @@ def gemm_config(M, N, K, device):
         return decode_config(M, N, K, sms)
     if M >= TMA_MIN_M and K % 16 == 0:
         return ("tma",) + tma_tile(M, N, sms)
+    return tile_config(M, N, sms)
+
+
+def tile_config(M, N, sms):
+    """The pointer tile kernel's configuration of ``gemm_config`` (M > 16); for M >= 256
+    also the rule before the TMA kernel, which the large-M sweep times against it."""
     if M <= 64:
         bm, warps, stages = (32 if M <= 32 else 64), 4, 4
     elif M <= 256:
@@ -640,9 +646,9 @@ def launch_with_config(cfg, pdl, a, w, sa, sw, c, *, bias=None, so=None, q=None,
             _fp8_gemm_tma_kernel[(programs,)](
                 TensorDescriptor.from_tensor(a, [bm, bk]),
                 TensorDescriptor.from_tensor(w, [bn, bk]), sa, sw, bias_arg, so_arg, c, q_arg,
-                M, N, K, c.shape[1], EPI=epi, GATED=gated, ACT=act, BLOCK_M=bm, BLOCK_N=bn,
-                BLOCK_K=bk, GROUP_M=group, IMPRECISE=imprecise, PROGRAMS=programs,
-                PAIRED=paired, num_warps=warps,
+                M, N, K, c.shape[1], programs, EPI=epi, GATED=gated, ACT=act, BLOCK_M=bm,
+                BLOCK_N=bn, BLOCK_K=bk, GROUP_M=group, IMPRECISE=imprecise, PAIRED=paired,
+                num_warps=warps,
                 num_stages=paired_stages if paired else stages,
             )
         else:
