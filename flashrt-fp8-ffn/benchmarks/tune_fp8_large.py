@@ -32,8 +32,15 @@ bits as the promoted TMA loop on the same tile. Not reached: _scaled_mm speed, w
 left is Triton's promotion (the wgmma pipeline drains before every block's additions;
 CUTLASS overlaps them across two consumer warp groups) and no split-K for long-K rows.
 
-Not yet run: the ``splitk*`` candidates (split-K over the TMA kernel, for the down
-projections; checked in the interpreter only).
+Split-K over the TMA kernel (``splitk*``, down projections; third H200 run, 2026-12-02;
+us, best split against the rule and _scaled_mm): dec down M = 256 9.48 (64x64 x2) / 11.13 /
+7.20, SigLIP down M = 256 11.28 (64x128 x3) / 12.86 / 7.95, encoder down 63.56 (128x128 x3)
+/ 68.52 / 33.33; from M = 512 every split is slower than the rule (dec down M = 512 12.16
+against 11.70; M = 4096 62 against 37). Below TMA_MIN_M it wins more (dec down M = 128
+7.31 against the pointer tile rule's 10.63, SigLIP down 8.73 against 15.29), but at the
+128-wide interval, which that range does not promise. Not adopted: 7-15% on three rows
+would need a split-K form of the gated kernel too (fused == staged on any shape the rule
+splits) and a second accumulation contract for M < 256.
 
 Run: python3 flashrt-fp8-ffn/benchmarks/tune_fp8_large.py --out DIR [--budget S]
      [--shapes M,K,N ...] [--cands NAME ...]

@@ -487,7 +487,9 @@ def test_cuda_graph_replay_matches_eager(kernel, shape):
     for r_list, e_list in zip(replayed, eager):
         for r, e in zip(r_list, e_list):
             assert _same_bits(r, e)
-    _ok("gemm", bufs[False][3], reference_of(kernel).bf16_fp8_gelu_mlp_bf16(*_mlp_args(m)))
+    if M < _gemm_module(kernel).TMA_MIN_M:  # from there the accumulation is _scaled_mm's, not
+        # the fp32 reference's: test_large_m_is_as_accurate_as_scaled_mm holds that contract
+        _ok("gemm", bufs[False][3], reference_of(kernel).bf16_fp8_gelu_mlp_bf16(*_mlp_args(m)))
 
 
 def test_direct_launch_equals_op(kernel, device):

@@ -375,7 +375,9 @@ def test_cuda_graph_replay_matches_eager(kernel, shape):
     for act in ACTS:
         for r, e in zip(replayed[act], bufs[act]):
             assert _same_bits(r, e)
-    _ok("gemm", bufs["swiglu"][3], reference_of(kernel).bf16_fp8_swiglu_mlp_bf16(*_args(m)))
+    if M < 256:  # from 256 rows (TMA_MIN_M) the accumulation is _scaled_mm's, not the fp32
+        # reference's: flashrt-fp8-ffn's test_large_m_is_as_accurate_as_scaled_mm holds it
+        _ok("gemm", bufs["swiglu"][3], reference_of(kernel).bf16_fp8_swiglu_mlp_bf16(*_args(m)))
 
 
 def test_direct_launch_equals_op(kernel, device):
