@@ -71,6 +71,15 @@ def variants(sm, M, N, K, dev, a_fp4, tiles):
         out.append(("gemv32x64", sm.gemv_config(1, N, K // 16, dev, 32, 64)))
     if not a_fp4 and M == 16:  # twice the K per step (fewer pipeline steps)
         out.append(("dot64x256", sm.dot_config(M, N, K // 16, dev, 64, 256)))
+    dot_rows = M > (sm.W4A4_GEMV_MAX_ROWS if a_fp4 else sm.GEMV_MAX_ROWS)
+    if dot_rows:  # the decode the inline-PTX one replaced (the interpreter's form)
+        out.append(("fp32decode", sm.gemm_config(M, N, K // 2, dev, a_fp4)[:8] + ("fp32",)))
+        # 64-byte K steps: 81 registers instead of 165 in the offline sm_90 build (up to 6
+        # programs per SM instead of 3), for the latency-bound decode
+        bn = 64 if M <= 32 else 128
+        out += [("dot%dx64s%dp%d" % (bn, st, wv), sm.dot_config(M, N, K // 16, dev, bn, 64,
+                                                                 None, st, wv))
+                for st, wv in ((3, 2), (4, 4), (3, 4))]
     if tiles and not a_fp4:
         out += [("gemv%dx%dw%dp%d" % g, sm.gemv_config(1 if M == 1 else max(M, 4), N, K // 16,
                                                        dev, *g)) for g in GEMV if M <= 4]

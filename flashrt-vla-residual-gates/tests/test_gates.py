@@ -95,6 +95,39 @@ def test_rounded_product_before_add(kernel, device):
     assert not torch.equal(_bits(got), _bits(fused[rows]))
 
 
+def _gates(kernel):
+    return importlib.import_module(f"{kernel.__name__}.gates")
+
+
+def test_flat_config_boundaries(kernel):
+    """int64 offsets from a padded grid of 2^31 elements (rows·dim itself may still fit
+    int32 there); int32 below."""
+    cfg = _gates(kernel).flat_config
+    block = cfg(1, 2).block
+    assert not cfg(16384, 4096).int64 and not cfg(1, 2).int64
+    assert not cfg(2**31 // block - 1, block).int64  # last offset 2^31 - 1 - block
+    assert cfg(2**31 // block, block).int64  # rows·dim = 2^31
+    assert cfg(1, 2**31 - 2).int64  # fits int32, its padded grid does not
+    assert not cfg(1, 2**31 - block - 2).int64
+
+
+@pytest.mark.parametrize("function", SINGLE)
+@pytest.mark.parametrize("rows,dim", [(1, 2), (3, 130), (2, 1024), (17, 1152), (5, 2050)])
+def test_flat_switches_bit_exact(kernel, device, function, rows, dim):
+    """Both offset widths of the single-segment kernel, with blocks that divide rows·dim
+    or leave masked tails, against the reference; the bias ``offset % dim`` wraps rows."""
+    gates = _gates(kernel)
+    kw = cases.single_inputs(function, rows, dim, device, _gen(rows * dim))
+    want = getattr(reference_of(kernel), function)(**kw)
+    mode = 1 if function == "gate_residual_bf16" else 3
+    for block, num_warps in ((256, 2), (1024, 4)):
+        for int64 in (False, True):
+            out = _poisoned_like(kw["residual"])
+            gates._launch_single(kw["residual"], kw["x"], kw.get("bias"), kw.get("gate"), out,
+                                 mode, gates.FlatConfig(block, num_warps, int64))
+            assert compare("exact", out, want).ok, (block, int64)
+
+
 # --- bad inputs ---------------------------------------------------------------------------------
 
 

@@ -15,10 +15,11 @@ kernels (``enable_fp_fusion=False``), so ``r + t·g`` rounds the product before
 the add as eager PyTorch does (a fused multiply-add would differ by 1 bf16 ulp
 at rounding boundaries). The three segments of the joint kernels (own rows, own
 widths) are updated by one launch: each program takes one (rows x columns) tile
-of one segment, the program id selects the segment.
+of one segment, the program id selects the segment. The single-segment functions
+run the (rows, dim) tensors as one flat array (``flat_config`` picks the launch).
 """
 
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 import triton
@@ -31,8 +32,11 @@ from ._ops import add_op_namespace_prefix
 _BF16 = torch.bfloat16
 _FP32 = torch.float32
 _FP8 = torch.float8_e4m3fn
-_TILE = 2048  # elements per program
-_MAX_BLOCK_C = 256  # columns per tile (512 contiguous bytes per row and tensor)
+_TILE = 2048  # elements per joint3 program
+_MAX_BLOCK_C = 256  # columns per joint3 tile (512 contiguous bytes per row and tensor)
+_FLAT_BLOCK = 1024  # elements per single-segment program
+_FLAT_WARPS = 4
+_INT32_MAX = 2**31 - 1  # largest int32 offset
 
 @triton.jit
 def _segment_tile(t, res_ptr, x_ptr, b_ptr, g_ptr, gs_ptr, out_ptr, rows, dim,
@@ -67,10 +71,28 @@ def _segment_tile(t, res_ptr, x_ptr, b_ptr, g_ptr, gs_ptr, out_ptr, rows, dim,
 
 
 @triton.jit(do_not_specialize=["rows"])
-def _single_kernel(res_ptr, x_ptr, b_ptr, g_ptr, out_ptr, rows, dim,
-                   MODE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
-    _segment_tile(tl.program_id(0), res_ptr, x_ptr, b_ptr, g_ptr, None, out_ptr, rows, dim,
-                  MODE=MODE, GATE_FP8=False, BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C)
+def _flat_kernel(res_ptr, x_ptr, b_ptr, g_ptr, out_ptr, rows, MODE: tl.constexpr,
+                 DIM: tl.constexpr, BLOCK: tl.constexpr, INT64: tl.constexpr):
+    """One BLOCK-element run of the flattened (rows, DIM) tensors per program. MODE:
+    1 r + x·g, 3 (r + x) + b with b indexed by offset % DIM (always in bounds: no
+    mask). The width is a constexpr (a model constant: one compile per width): the
+    bias index is then a multiply-shift instead of an integer division, and the size
+    ``rows·DIM`` carries DIM's power-of-two factor, so for widths divisible by 8 the
+    mask is constant over 8-element runs and the loads stay 16-byte vectors. INT64:
+    offsets past int32."""
+    pid = tl.program_id(0)
+    if INT64:
+        pid = pid.to(tl.int64)
+        rows = rows.to(tl.int64)
+    o = pid * BLOCK + tl.arange(0, BLOCK)
+    m = o < rows * DIM
+    b_r = tl.load(res_ptr + o, mask=m).to(tl.float32)
+    b_x = tl.load(x_ptr + o, mask=m).to(tl.float32)
+    if MODE == 1:
+        y = b_r + b_x * tl.load(g_ptr + o, mask=m).to(tl.float32)
+    else:
+        y = (b_r + b_x) + tl.load(b_ptr + o % DIM).to(tl.float32)
+    tl.store(out_ptr + o, y.to(tl.bfloat16), mask=m)
 
 
 @triton.jit(do_not_specialize=["v_rows", "a_rows", "u_rows", "n_v", "n_a"])
@@ -104,13 +126,33 @@ def _n_tiles(rows, dim, block_r, block_c):
     return cdiv(rows, block_r) * cdiv(dim, block_c)
 
 
-def _launch_single(residual, x, bias, gate, out, mode):
+class FlatConfig(NamedTuple):
+    """Launch of ``_flat_kernel``: elements per program, warps, int64 offsets."""
+    block: int
+    num_warps: int
+    int64: bool
+
+
+def flat_config(rows, dim):
+    """The single-segment launch rule, measured on H200 (benchmarks/tune_gates.py):
+    1024 elements and 4 warps per program at every size (smaller blocks gain at most
+    0.05 us at 10 rows and lose up to 0.35 us at 512 rows; a no-mask variant for sizes
+    the block divides measured within the noise, so every launch is masked). int32
+    offsets while the padded grid, ``cdiv(n, block)·block`` elements, stays below
+    2^31: every offset and the size ``rows·dim`` of the mask then fit (a wrapped
+    offset in the masked tail would pass the mask)."""
+    padded = cdiv(rows * dim, _FLAT_BLOCK) * _FLAT_BLOCK
+    return FlatConfig(_FLAT_BLOCK, _FLAT_WARPS, padded > _INT32_MAX)
+
+
+def _launch_single(residual, x, bias, gate, out, mode, cfg=None):
+    """``cfg``: a FlatConfig instead of the rule's (tests of the switches)."""
     rows, dim = residual.shape
-    block_r, block_c, num_warps = _tile(dim)
+    cfg = cfg or flat_config(rows, dim)
     with device_guard(residual):
-        _single_kernel[(_n_tiles(rows, dim, block_r, block_c),)](
-            residual, x, bias, gate, out, rows, dim, MODE=mode, BLOCK_R=block_r,
-            BLOCK_C=block_c, num_warps=num_warps, enable_fp_fusion=False,
+        _flat_kernel[(cdiv(rows * dim, cfg.block),)](
+            residual, x, bias, gate, out, rows, MODE=mode, DIM=dim, BLOCK=cfg.block,
+            INT64=cfg.int64, num_warps=cfg.num_warps, enable_fp_fusion=False,
         )
 
 
