@@ -27,6 +27,20 @@ In that run ``gemv4`` (37.9 / 18.6 / 68.5 / 49.5 µs at M = 4 vs 16.4 / 13.3 / 5
 42.6) lost; ``gemv32x64`` (with the prefetch) was 1.19x faster at 1024 x 8192 (one
 step covers K, no split) and 1.09-1.37x slower at the other shapes.
 
+2026-12-02, two H200 runs (``results/nvidia-h200/tuning/flashrt-smallm-gemm/``; µs at
+K x N = 1024x8192 / 4096x1024 / 2048x16384 / 16384x2048). The inline-PTX decode (bf16x2
+bit moves) against ``fp32decode`` (the form it replaced, same config and bits): linear M =
+4 14.1 / 11.6 / 50.0 / 40.0 against 15.1 / 12.3 / 52.6 / 41.4, 3-7% faster at M = 4-64
+(one W4A4 row, M = 16 at 2048x16384, 54.1 against 45.5 in both runs: not understood).
+Then 64-byte K steps (``dot64x64s<stages>p<programs per SM>``), linear M = 4: s3p2 12.7
+/ 9.3 / 30.9 / 42.0, s3p4 12.6 / 12.1 / 34.3 / 32.0, s4p4 13.5 / 13.2 / 36.3 / 33.8;
+M = 16 and the W4A4 matvec M = 16 alike; at M = 64 (128 x 64 tiles) 19.9 / 39.1 / 52.8 /
+56.1 at best against 27.7 / 20.0 / 70.8 / 61.6. The rule adopted for M <= 32 (64-byte
+steps, the most splits with <= 4 programs per SM and >= 2 steps per split) is, per shape,
+the configuration of the best of these (p4 at 1024x8192 and 16384x2048, p2 at the other
+two). ``dot32x128`` (32 weight rows per program) lost 2-3x. BF16 F.linear: 6.9 / 7.1 /
+18.5 / 21.4 at M = 4.
+
 Run on a GPU: ``python3 flashrt-smallm-gemm/benchmarks/tune_smallm.py --out DIR``
 (``--budget S`` stops timing new rows after S seconds; JSON is written after each row).
 """
@@ -80,6 +94,8 @@ def variants(sm, M, N, K, dev, a_fp4, tiles):
         out += [("dot%dx64s%dp%d" % (bn, st, wv), sm.dot_config(M, N, K // 16, dev, bn, 64,
                                                                  None, st, wv))
                 for st, wv in ((3, 2), (4, 4), (3, 4))]
+        if M <= 32:  # half the weight rows per program (more programs, as many registers)
+            out.append(("dot32x128", sm.dot_config(M, N, K // 16, dev, 32, 128)))
     if tiles and not a_fp4:
         out += [("gemv%dx%dw%dp%d" % g, sm.gemv_config(1 if M == 1 else max(M, 4), N, K // 16,
                                                        dev, *g)) for g in GEMV if M <= 4]

@@ -375,6 +375,29 @@ def test_dispatch_boundary_rows(kernel, device):
         assert compare("gemm", got, want, **tol).ok
 
 
+def test_dot_split_rule(kernel, device):
+    """Up to 32 rows: the most K splits with <= 4 programs per SM and >= 2 K steps per
+    split (64-byte steps); beyond: ~2 programs per SM (128-byte steps)."""
+    sm = _smallm(kernel)
+    dev = torch.device(device)
+    sms = sm.sm_count(dev)
+    for M, K, N in ((4, 16384, 2048), (16, 2048, 16384), (16, 4096, 1024), (20, 1040, 40),
+                    (4, 64, 8192), (64, 4096, 4096)):
+        cfg = sm.gemm_config(M, N, K // 2, dev)
+        _, bm, bn, bk, n_split, per_split = cfg[:6]
+        steps = -(-(K // 16) // (bk // 8))
+        tiles = -(-N // bn) * -(-M // bm)
+        assert n_split == -(-steps // per_split), cfg
+        if M <= 32:
+            assert bk == 64 or K // 16 < 8, cfg
+            assert n_split == 1 or (tiles * n_split <= 4 * sms and per_split >= 2), cfg
+            # no larger split fits both bounds
+            assert tiles * (n_split + 1) > 4 * sms or steps // (n_split + 1) < 2 or \
+                -(-steps // -(-steps // (n_split + 1))) == n_split, cfg
+        else:
+            assert bk == 128, cfg
+
+
 @pytest.mark.parametrize("M", [1, 20])  # GEMV and tl.dot split-K
 def test_split_k_deterministic_and_counters_reset(kernel, device, M, monkeypatch):
     """Ragged N and K split over several programs per tile: two calls agree bit for bit,
