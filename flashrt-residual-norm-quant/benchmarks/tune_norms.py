@@ -11,8 +11,41 @@ matches, and a same-size device copy. ``before`` is the launch rule this sweep r
 An A/B run of the same script also chose the kernels' approximate rsqrt over a correctly
 rounded 1/sqrt (H200: 2.68 vs 2.71 us at 512x2048, 73.8 vs 74.1 us at 16384x4096).
 
-Usage: ``python tune_norms.py --out DIR [--warm] [--functions a,b] [--group model|large|boundary]
-[--shapes 512x2048,...] [--candidates rule,...] [--baselines eager,compile,liger,copy]``.
+LayerNorm variants (``Spec``): the register row with the weight/bias loaded before the
+statistics ("early") or after them ("late": not live across the two reductions, fewer
+registers a thread), the chunked row unrolled with L2 eviction hints (``chunk``,
+``ch<chunk>w<warps>``: torch.compile's looped-reduction form) and as a loop (``loop``,
+the form rows of up to 8192 ran chunked before). ``--group new`` runs ``NEW_ROWS`` only
+(the open targets of the last H200 record, each with its own candidates and
+baselines), most important first, so that ``--budget`` cuts the least important.
+
+H200 run of ``--group new`` (2026-12-02, us under graph replay; that run's names: "rule"
+= register rows with late weight/bias for many rows, "early" = the same before,
+"ev<chunk>w<warps>" = today's unrolled chunked row, "chunk" = today's "loop"):
+
+* LayerNorm 8192x8192: register 8 warps late 69.43 (92% of the 1 GiB copy ceiling),
+  16 warps late 79.94, 8 warps early 77.08, chunked loop 4096w8 (the rule before) 82.21,
+  unrolled 2048w8 74.04 / 4096w8 74.19 / 2048w16 78.76; compile 68.93, liger 91.96,
+  same-size copy 64.37. Adopted: register rows to 8192, late weight/bias (0.99x compile).
+* LayerNorm 16384x4096: unrolled 2048w8 72.67, 2048w16 92.16; register late 8 warps
+  75.46, 16 warps 85.60, 4 warps 76.81; register early 8 warps (the rule before) 77.06;
+  chunked loop 2048w4 81.92; compile 81.09, liger 71.16. Adopted: unrolled 2048w8.
+* LayerNorm 512x1152 (one wave): 4 warps 2.96, 8 warps (the rule before) 3.07, 2 warps
+  3.04, 16 warps 3.39, 8 warps late 3.16; compile 3.45, liger 3.11. Adopted: 16 elements
+  per thread for few LayerNorm rows, weight/bias early below 8192 wide.
+* LayerNorm 1024x8192 (one wave): 16 warps late 13.37, early 14.20, chunked loop 4096w8
+  (the rule before) 14.44; liger 14.37. Adopted: late from 8192 wide.
+* 10x1024 (rule 4 warps / 8 / 2 / 1 warp): RMSNorm 1.38 / 1.37 / 1.42 / 1.45, compile
+  1.39, liger 1.42; add + RMSNorm 1.47 / 1.44 / 1.64 / 1.92, compile 1.42, liger 1.54;
+  FP8 add + RMSNorm 1.49 / 1.55 / 1.65 / 1.92, compile 1.50. add + RMSNorm (rule 8 warps
+  / 16 / 4 / 2): 41x1536 1.68 / 1.68 / 1.84 / 2.18, liger 1.67; 512x2048 4.00 / 4.02 /
+  4.36 / 5.30, liger 3.84; 560x2048 4.11 / 5.08 / 4.53 / 5.48, liger 3.97. No candidate
+  beat the rule by more than 0.03 us (or did so for one function and lost on another):
+  the RMSNorm rule stays.
+
+Usage: ``python tune_norms.py --out DIR [--warm] [--functions a,b]
+[--group model|large|boundary|new] [--shapes 512x2048,...] [--candidates rule,...]
+[--baselines eager,compile,liger,copy] [--budget SECONDS]``.
 ``--warm`` only compiles (Triton, Inductor, liger) on one input set and times nothing (fills the
 on-disk caches; never run several at once: each one rebuilds the package).
 Writes DIR/tune_norms.json (one record per row, rewritten after every row).
@@ -24,6 +57,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple, Optional
 
 import torch
 
@@ -40,6 +74,25 @@ cases = bench.cases
 LARGE_BYTES = 64 << 20  # at and above: fewer graph calls (each call is >= 30 us)
 # the spec's GROOT VL and video-prefill shapes, either side of the few-rows boundary
 BOUNDARY_SHAPES = [("GROOT VL", 1024, 2048), ("video prefill", 2520, 2048)]
+# --group new: the open targets of the last H200 record, most important first
+# (function, model, rows, D, candidates, baselines)
+_SMALL = "rule,r1e4,r1e16,r1e32"
+NEW_ROWS = [
+    ("layer_norm_bf16", "large traffic", 8192, 8192,
+     "rule,r1e16,early,loop,chunk,ch2048w16,ch2048w8", "eager,compile,liger,copy"),
+    ("layer_norm_bf16", "large traffic", 16384, 4096,
+     "rule,r1e8,r1e16,r1e32,early,loop,ch2048w16", "eager,compile,liger,copy"),
+    ("layer_norm_bf16", "SigLIP", 512, 1152, "rule,late,r1e4,r1e8,r1e32",
+     "eager,compile,liger,copy"),
+    ("layer_norm_bf16", "wide rows, one wave", 1024, 8192, "rule,early,loop", "liger,copy"),
+    ("rms_norm_bf16", "PI0.5 decoder", 10, 1024, _SMALL, "compile,liger,copy"),
+    ("residual_add_rms_norm_bf16", "PI0.5 decoder", 10, 1024, _SMALL, "compile,liger,copy"),
+    ("residual_add_rms_norm_quant_fp8_static_bf16", "PI0.5 decoder", 10, 1024, _SMALL,
+     "compile,copy"),
+    ("residual_add_rms_norm_bf16", "GROOT", 41, 1536, _SMALL, "liger,copy"),
+    ("residual_add_rms_norm_bf16", "GROOT", 512, 2048, _SMALL, "liger,copy"),
+    ("residual_add_rms_norm_bf16", "PI0.5 encoder", 560, 2048, _SMALL, "liger,copy"),
+]
 
 
 def before_config(C, D):
@@ -52,26 +105,52 @@ def before_config(C, D):
     return C(False, br, bd, max(1, min(16, br * bd // 256)))
 
 
+class Spec(NamedTuple):
+    """One timed variant: ``kind`` "package" (the package launch under ``cfg``;
+    ``late_affine`` None = the rule's LayerNorm weight/bias placement, else forced) or
+    "loop" (the package's chunked LayerNorm in its loop form at any width: what rows of
+    up to 8192 ran chunked before the unrolled form)."""
+    kind: str
+    cfg: tuple
+    late_affine: Optional[bool] = None
+
+    def record(self):
+        return {"kind": self.kind, "cfg": self.cfg._asdict(), "late_affine": self.late_affine}
+
+
 def candidates(norms, function, D, rows, device):
-    """Named RowConfigs for width D: the rule, the rule it replaced and the alternatives
-    (elements per thread; on many rows a persistent grid and a chunked row)."""
+    """Named variants for width D: the rule, the rule it replaced and the alternatives
+    (elements per thread; on many rows a persistent grid; a chunked row; LayerNorm: the
+    weight/bias load before or after the statistics, chunk shapes, the chunk loop)."""
     C = norms.RowConfig
     flags = cases.FUNCTIONS[function][0]
+    layer_norm = function == "layer_norm_bf16"
     rule = norms.row_config(D, rows, device, quant=flags.get("quant", False),
-                            residual=flags.get("residual", False),
-                            layer_norm=function == "layer_norm_bf16")
+                            residual=flags.get("residual", False), layer_norm=layer_norm)
     named = {"before": before_config(C, D), "rule": rule}
     bd = norms.next_power_of_2(D)
     if bd > norms.REG_MAX_BLOCK:
-        return named
-    for e in (8, 16, 32):
+        return {k: Spec("package", c) for k, c in named.items()}
+    few = rows <= 8 * torch.cuda.get_device_properties(device).multi_processor_count
+    for e in (4, 8, 16, 32) if few else (8, 16, 32):
         named[f"r1e{e}"] = C(False, 1, bd, max(1, min(16, bd // (32 * e))))
-    if rows > 8 * torch.cuda.get_device_properties(device).multi_processor_count:
+    if not few:
         w = max(1, min(16, bd // 512))
         named["r1e16p"] = C(False, 1, bd, w, max(1, 32 // w))
-        if bd >= 4096:
-            named["chunk"] = C(True, 1, bd // 2, max(1, bd // 1024))
-    return named
+    if bd >= 4096:
+        named["chunk"] = C(True, 1, bd // 2, max(1, bd // 1024))
+    specs = {k: Spec("package", c) for k, c in named.items()}
+    if layer_norm:
+        # the register row with either weight/bias placement; the chunked row unrolled
+        # (package) and as a loop
+        reg = C(False, 1, bd, max(1, min(16 if few else 8, bd // 512)))
+        specs["early"], specs["late"] = Spec("package", reg, False), Spec("package", reg, True)
+        for chunk, warps in ((2048, 16), (2048, 8), (4096, 8)):
+            if chunk < bd:
+                specs[f"ch{chunk}w{warps}"] = Spec("package", C(True, 1, chunk, warps))
+        if "chunk" in named:
+            specs["loop"] = Spec("loop", named["chunk"])
+    return specs
 
 
 def make_sets(function, rows, dim, n, device):
@@ -88,12 +167,20 @@ def make_sets(function, rows, dim, n, device):
     return sets
 
 
-def ours_fn(norms, function, cfg):
+def ours_fn(norms, function, spec):
     eps = 1e-5 if function == "layer_norm_bf16" else 1e-6
+    cfg = spec.cfg
 
     def call(s):
-        if function == "layer_norm_bf16":
-            norms._launch_layer_norm(s["x"], s["weight"], s["bias"], s["out"], eps, cfg)
+        if spec.kind == "loop":
+            x = s["x"]
+            norms._layer_norm_kernel[(x.shape[0],)](
+                x, s["weight"], s["bias"], s["out"], x.shape[0], x.shape[1], eps, CHUNKED=True,
+                PERSISTENT=False, LATE_AFFINE=False, N_CHUNKS=0, BLOCK_R=1,
+                BLOCK_D=cfg.block_d, num_warps=cfg.num_warps, enable_fp_fusion=False)
+        elif function == "layer_norm_bf16":
+            norms._launch_layer_norm(s["x"], s["weight"], s["bias"], s["out"], eps, cfg,
+                                     late_affine=spec.late_affine)
         else:
             norms._launch_rms(s["x"], s.get("residual"), s["weight"], s.get("scale"), s["out"],
                               eps, cfg)
@@ -124,7 +211,7 @@ def verify(fn, s, eager, fmt):
 
 
 def tune_row(kernel, norms, function, model, rows, dim, *, warm, copy_gbps, peers,
-             baselines, keep=()):
+             baselines, keep=(), over_budget=lambda: False):
     device = torch.device("cuda")
     fmt = cases.FUNCTIONS[function][1]
     nbytes = bench._nbytes(function, rows, dim)
@@ -133,23 +220,25 @@ def tune_row(kernel, norms, function, model, rows, dim, *, warm, copy_gbps, peer
     eager = eager_fn(reference_of(kernel), function)
     rec = {"function": function, "model": model, "rows": rows, "D": dim, "bytes": nbytes,
            "candidates": {}}
-    done = {}  # cfg -> entry: a config named twice (rule = a sweep point) is timed once
+    done = {}  # spec -> entry: a variant named twice (rule = a sweep point) is timed once
     named = candidates(norms, function, dim, rows, device)
-    for name, cfg in ((n, c) for n, c in named.items() if not keep or n in keep):
-        if cfg in done:
-            rec["candidates"][name] = done[cfg]
+    for name, spec in ((n, c) for n, c in named.items() if not keep or n in keep):
+        if spec in done:
+            rec["candidates"][name] = done[spec]
             continue
-        fn = ours_fn(norms, function, cfg)
+        fn = ours_fn(norms, function, spec)
         v = verify(fn, sets[0], eager, fmt)
-        entry = {"cfg": cfg._asdict(), "ok": v.ok}
+        entry = dict(spec.record(), ok=v.ok)
         if not v.ok:
             entry["note"] = v.message
         elif not warm:
             entry["us"] = harness.graph_us(fn, sets, min_calls=calls)
-        rec["candidates"][name] = done[cfg] = entry
+        rec["candidates"][name] = done[spec] = entry
     judge = lambda got, want: [compare(fmt, got, want)]  # noqa: E731
     compiled = peer = None
-    if "compile" in baselines:
+    if "compile" in baselines and over_budget():
+        rec["compile_status"] = "skipped: over the run's time budget"
+    elif "compile" in baselines:
         compiled, rec["compile_status"] = harness.verified_compile(eager, sets, judge)
     if "liger" in baselines:
         peer = bench._peer(peers, function, sets)
@@ -169,13 +258,16 @@ def tune_row(kernel, norms, function, model, rows, dim, *, warm, copy_gbps, peer
 def summary(rec):
     c = rec["candidates"]
     timed = {k: v["us"] for k, v in c.items() if "us" in v}
+    if not timed:
+        return f"{rec['function'][:22]:22s} {rec['rows']:5d}x{rec['D']:<5d} nothing verified"
     best = min(timed, key=timed.get)
     gbps = rec["bytes"] / (timed[best] * 1e-6) / 1e9
     fmt = lambda x: f"{x:7.2f}" if x else "    n/a"  # noqa: E731
+    others = " ".join(f"{k} {v:.2f}" for k, v in timed.items() if k not in (best, "rule", "before"))
     return (f"{rec['function'][:22]:22s} {rec['rows']:5d}x{rec['D']:<5d} best {best:11s} "
             f"{timed[best]:7.2f} rule {fmt(timed.get('rule'))} before {fmt(timed.get('before'))} "
             f"compile {fmt(rec['compile_us'])} liger {fmt(rec['liger_us'])} "
-            f"copy {fmt(rec['copy_us'])} {100 * gbps / rec['copy_gbps_1gib']:4.0f}%")
+            f"copy {fmt(rec['copy_us'])} {100 * gbps / rec['copy_gbps_1gib']:4.0f}% | {others}")
 
 
 def main():
@@ -183,34 +275,53 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--warm", action="store_true")
     ap.add_argument("--functions", default="")
-    ap.add_argument("--group", choices=("model", "large", "boundary", "all"), default="all")
+    ap.add_argument("--group", choices=("model", "large", "boundary", "new", "all"),
+                    default="all", help="new: NEW_ROWS only, each with its own candidates "
+                    "and baselines")
     ap.add_argument("--shapes", default="", help="ROWSxD,... to measure (default: all)")
     ap.add_argument("--candidates", default="", help="names to time (default: all)")
     ap.add_argument("--baselines", default="eager,compile,liger,copy")
+    ap.add_argument("--budget", type=float, default=0.0,
+                    help="seconds: no row and no compile baseline starts within 5 s of it "
+                    "(0: no limit)")
     args = ap.parse_args()
+    t_start = time.perf_counter()
+    elapsed = lambda: time.perf_counter() - t_start  # noqa: E731
     kernel = load_built(Package(PKG))
     norms = importlib.import_module(f"{kernel.__name__}.norms")
     peers = bench._liger()
-    grid = [(f, s) for f in bench.RMS_FUNCTIONS for s in bench.RMS_SHAPES]
-    grid += [("layer_norm_bf16", s) for s in bench.LN_SHAPES]
-    grid = [(f, s, "large" if s[0] == "large traffic" else "model") for f, s in grid]
-    grid += [(f, s, "boundary") for f in ("rms_norm_bf16", "rms_norm_quant_fp8_static_bf16")
-             for s in BOUNDARY_SHAPES]
+    keep = set(filter(None, args.candidates.split(",")))
+    if args.group == "new":
+        grid = [(f, (m, r, d), c, b) for f, m, r, d, c, b in NEW_ROWS]
+    else:
+        grid = [(f, s) for f in bench.RMS_FUNCTIONS for s in bench.RMS_SHAPES]
+        grid += [("layer_norm_bf16", s) for s in bench.LN_SHAPES]
+        grid = [(f, s, "large" if s[0] == "large traffic" else "model") for f, s in grid]
+        grid += [(f, s, "boundary") for f in ("rms_norm_bf16", "rms_norm_quant_fp8_static_bf16")
+                 for s in BOUNDARY_SHAPES]
+        grid = [(f, s, ",".join(keep), args.baselines) for f, s, g in grid
+                if args.group in ("all", g)]
     wanted = set(filter(None, args.functions.split(",")))
     shapes = set(filter(None, args.shapes.split(",")))
-    grid = [(f, s) for f, s, g in grid
-            if (not wanted or f in wanted) and args.group in ("all", g)
-            and (not shapes or f"{s[1]}x{s[2]}" in shapes)]
+    grid = [row for row in grid if (not wanted or row[0] in wanted)
+            and (not shapes or f"{row[1][1]}x{row[1][2]}" in shapes)]
     copy_gbps = None if args.warm else harness.copy_bandwidth_gbps()
     env = None if args.warm else harness.environment()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     records = []
-    for function, (model, rows, dim) in grid:
+    over_budget = lambda: bool(args.budget) and elapsed() > args.budget - 5  # noqa: E731
+    for function, (model, rows, dim), names, baselines in grid:
+        if over_budget():
+            print(f"skipped (time budget) {function} {rows}x{dim}", flush=True)
+            records.append({"function": function, "rows": rows, "D": dim,
+                            "skipped": "over the run's time budget"})
+            continue
         t0 = time.perf_counter()
         rec = tune_row(kernel, norms, function, model, rows, dim, warm=args.warm,
-                       copy_gbps=copy_gbps, peers=peers, baselines=args.baselines,
-                       keep=set(filter(None, args.candidates.split(","))))
+                       copy_gbps=copy_gbps, peers=peers, baselines=baselines,
+                       keep=set(filter(None, names.split(","))),
+                       over_budget=over_budget)
         rec["seconds"] = round(time.perf_counter() - t0, 1)
         records.append(rec)
         bad = [k for k, v in rec["candidates"].items() if not v["ok"]]

@@ -158,15 +158,32 @@ def test_every_launch_shape_matches_reference(kernel, device, function, shape, r
 
 
 def test_launch_rule_boundaries(kernel, device):
-    """row_config at its edges: the widest register row (LayerNorm: 4096) and the first
+    """row_config at its edges: the widest register row (8192, LayerNorm too) and the first
     chunked one, the few-rows/many-rows boundary (FEW_ROWS_PER_SM rows per SM), the
-    persistent grid for static FP8 without residual only."""
+    persistent grid for static FP8 without residual only; LayerNorm: 16 elements per
+    thread on few rows, two unrolled chunks on many 4096-wide rows, the weight/bias
+    placement and the unrolled chunk count."""
     norms = _norms(kernel)
+    C = norms.RowConfig
     few = norms.FEW_ROWS_PER_SM * norms.sm_count(device)
+    assert norms.few_rows(few, device) and not norms.few_rows(few + 1, device)
     assert not norms.row_config(8192, few, device).chunked
-    assert norms.row_config(8194, few, device) == norms.RowConfig(True, 1, norms.CHUNK, 8)
-    assert not norms.row_config(4096, few, device, layer_norm=True).chunked
-    assert norms.row_config(4098, few, device, layer_norm=True).chunked
+    assert norms.row_config(8194, few, device) == C(True, 1, norms.CHUNK, 8)
+    ln = lambda D, rows: norms.row_config(D, rows, device, layer_norm=True)  # noqa: E731
+    for rows in (few, few + 1):
+        assert not ln(8192, rows).chunked
+        assert ln(8194, rows) == C(True, 1, norms.CHUNK, 8)
+    assert ln(2048, few) == C(False, 1, 2048, 4) and ln(8192, few) == C(False, 1, 8192, 16)
+    assert ln(4096, few) == C(False, 1, 4096, 8)
+    assert ln(2048, few + 1) == C(False, 1, 2048, 4)  # many rows: 16 elements per thread
+    assert ln(4096, few + 1) == ln(2050, few + 1) == C(True, 1, norms.LN_CHUNK, 8)
+    assert ln(4098, few + 1) == ln(8192, few + 1) == C(False, 1, 8192, 8)
+    late = lambda D, rows: norms.layer_norm_late_affine(ln(D, rows), rows, device)  # noqa
+    assert not late(4096, few) and late(8192, few) and late(4098, few)
+    assert late(1152, few + 1) and late(8192, few + 1)
+    unrolled = norms.layer_norm_unrolled_chunks
+    assert unrolled(ln(4096, few + 1), 4096) == unrolled(ln(2050, few + 1), 2050) == 2
+    assert unrolled(C(True, 1, 2048, 8), 8192) == 4 and unrolled(ln(8194, few), 8194) == 0
     for quant, residual in ((False, False), (True, False), (False, True), (True, True)):
         small = norms.row_config(2048, few, device, quant=quant, residual=residual)
         large = norms.row_config(2048, few + 1, device, quant=quant, residual=residual)
@@ -175,11 +192,57 @@ def test_launch_rule_boundaries(kernel, device):
         assert large.block_r == 1 and 2048 // (32 * large.num_warps) in (16, 32)
 
 
+@pytest.mark.parametrize("late_affine", [False, True], ids=["affine_early", "affine_late"])
+@pytest.mark.parametrize("rows,dim", [(33, 8192), (3, 8190), (5, 6146), (37, 4098), (2, 1152)])
+def test_layer_norm_register_row_affine_placement(kernel, device, late_affine, rows, dim):
+    """The register LayerNorm path up to 8192 wide with the weight and bias loaded before
+    or after the statistics (the launch default: after for many rows and 8192-wide rows,
+    see layer_norm_late_affine): ragged widths
+    below the 8192 boundary (masked tails of the power-of-two block), against the
+    reference, the same bits either way."""
+    norms = _norms(kernel)
+    block_d = norms.next_power_of_2(dim)
+    cfg = norms.RowConfig(False, 1, block_d, max(1, min(8, block_d // 512)))
+    kw = cases.norm_inputs(rows, dim, device, _gen(dim), bias=True)
+    outs = []
+    for late in (late_affine, not late_affine):
+        out = _poison((rows, dim), torch.bfloat16, device)
+        norms._launch_layer_norm(kw["x"], kw["weight"], kw["bias"], out, 1e-5, cfg,
+                                 late_affine=late)
+        outs.append(out)
+    v = compare("bf16", outs[0], reference_of(kernel).layer_norm_bf16(**kw))
+    assert v.ok, v.message
+    assert torch.equal(_bits(outs[0]), _bits(outs[1]))
+
+
+@pytest.mark.parametrize("rows,dim", [(5, 4094), (3, 2050), (2, 8190), (3, 130)])
+def test_layer_norm_chunked_unrolled_equals_loop(kernel, device, rows, dim):
+    """The chunked LayerNorm row unrolled (rows up to the register block, eviction hints)
+    and as a loop over the chunks (wider rows): ragged widths, masked tail chunks, the
+    same bits, both against the reference."""
+    norms = _norms(kernel)
+    cfg = norms.RowConfig(True, 1, 2048 if dim > 2048 else 32, 8)
+    assert norms.layer_norm_unrolled_chunks(cfg, dim) == -(-dim // cfg.block_d)
+    kw = cases.norm_inputs(rows, dim, device, _gen(dim), bias=True)
+    unrolled = _poison((rows, dim), torch.bfloat16, device)
+    norms._launch_layer_norm(kw["x"], kw["weight"], kw["bias"], unrolled, 1e-5, cfg)
+    loop = _poison((rows, dim), torch.bfloat16, device)
+    norms._layer_norm_kernel[(rows,)](kw["x"], kw["weight"], kw["bias"], loop, rows, dim, 1e-5,
+                                      CHUNKED=True, PERSISTENT=False, LATE_AFFINE=False,
+                                      N_CHUNKS=0, BLOCK_R=1, BLOCK_D=cfg.block_d, num_warps=8,
+                                      enable_fp_fusion=False)
+    v = compare("bf16", unrolled, reference_of(kernel).layer_norm_bf16(**kw))
+    assert v.ok, v.message
+    assert torch.equal(_bits(unrolled), _bits(loop))
+
+
 @pytest.mark.parametrize("function", FUNCTIONS)
-@pytest.mark.parametrize("rows,dim", [(1, 4094), (33, 4098), (2, 8192), (33, 8194)])
+@pytest.mark.parametrize("rows,dim", [(1, 4094), (33, 2050), (33, 4094), (33, 4098), (2, 8192),
+                                      (33, 8192), (33, 8194)])
 def test_dispatch_boundaries_match_reference(kernel, device, function, rows, dim):
     """Public calls either side of the launch rule's edges (register row vs chunked, few
-    rows vs many: on the CPU interpreter 4 SMs, so 33 rows is "many")."""
+    rows vs many: on the CPU interpreter 4 SMs, so 33 rows is "many"; many LayerNorm rows
+    up to 4096 wide run two unrolled chunks)."""
     case = cases._case(function, rows, dim)
     verdicts, _ = run_case(kernel, reference_of(kernel), case, device, seed=GEN_SEED)
     for v in verdicts:

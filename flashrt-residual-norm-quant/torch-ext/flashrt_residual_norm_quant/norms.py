@@ -15,12 +15,14 @@ than a correctly rounded 1/sqrt). The residual variants take the RMS of the *unr
 
 Kernels work on row tiles; ``row_config`` picks the launch shape from the width and
 the row-count class (benchmarks/tune_norms.py measured it). A row of up to
-``REG_MAX_BLOCK`` elements (LayerNorm: ``LN_REG_MAX_BLOCK``) stays in registers, one
-read of every input; wider rows are processed in ``CHUNK``-wide chunks over two passes
-(sum of squares, then normalize and store; three for LayerNorm), the later passes
-re-reading the row from L2. A persistent variant loops each program over many rows,
-loading the next row while the current one is reduced. fp-fusion is off: every
-product is rounded before the following add, as in the eager PyTorch reference.
+``REG_MAX_BLOCK`` elements stays in registers, one read of every input (LayerNorm
+loads its weight and bias after the statistics where registers bound the rows per SM);
+wider rows are processed in chunks over two passes (sum of squares, then normalize and
+store; three for LayerNorm), the later passes re-reading the row from L2, as are many
+4096-wide LayerNorm rows (two unrolled chunks, measured faster there). A persistent
+variant loops each program over many rows, loading the next row while the current one
+is reduced. fp-fusion is off: every product is rounded before the following add, as in
+the eager PyTorch reference.
 """
 
 from typing import Optional
@@ -30,8 +32,8 @@ import triton
 import triton.language as tl
 
 from ._helpers import quantize_fp8_e4m3, row_tile
-from ._host import (RowConfig, check_same_device, check_shape, check_tensor, device_guard,
-                    launch_directly, next_power_of_2, row_grid, sm_count)
+from ._host import (RowConfig, cdiv, check_same_device, check_shape, check_tensor,
+                    device_guard, launch_directly, next_power_of_2, row_grid, sm_count)
 from ._ops import add_op_namespace_prefix
 
 _BF16 = torch.bfloat16
@@ -44,9 +46,10 @@ _FP8 = torch.float8_e4m3fn
 # ----------------------------------------------------------------------------
 
 
-REG_MAX_BLOCK = 8192  # widest row kept in registers (LayerNorm: LN_REG_MAX_BLOCK)
-LN_REG_MAX_BLOCK = 4096  # two dependent reductions: wider LayerNorm rows run chunked
+REG_MAX_BLOCK = 8192  # widest row kept in registers
 CHUNK = 4096  # chunk of a wider row, 8 warps
+LN_CHUNK = 2048  # LayerNorm chunk of many 4096-wide rows (8 warps, two unrolled)
+LN_LATE_AFFINE_BLOCK = 8192  # this wide, LayerNorm loads weight/bias late even in one wave
 FEW_ROWS_PER_SM = 8  # up to this many rows per SM the call is one latency-bound wave
 PERSISTENT_WARPS_PER_SM = 32
 
@@ -56,23 +59,56 @@ def row_config(D: int, n_rows: int, device, *, quant: bool = False, residual: bo
     """The launch rule, from benchmarks/tune_norms.py on H200. Keyed on the width and on
     the row count class only (few rows vs many: two compiled variants per width at most).
 
-    * few rows (one wave): one row per program, 8 elements per thread: the most threads
-      on each row's serial load -> reduce -> store chain;
+    * few rows (one wave): one row per program, 8 elements per thread (LayerNorm, with
+      its two reductions: 16): many threads on each row's serial load -> reduce -> store
+      chain;
     * many rows: at most 8 warps per row, 16 elements per thread (32 for 8192-wide rows):
       two or more 16-byte loads in flight per thread, more rows per SM;
       static FP8 without residual: a persistent grid (32 warps per SM) that loads the
-      next row during the current one's reduction and the weight once per program.
+      next row during the current one's reduction and the weight once per program;
+      LayerNorm 4096 wide: two unrolled ``LN_CHUNK`` chunks, three passes (the second
+      and third from L2, ``_layer_norm_chunked_row``), measured faster than the
+      register row there (72.7 vs 75.5 us at 16384x4096), slower at 8192 (74.0 vs 69.4).
+    * rows wider than ``REG_MAX_BLOCK``: a loop over ``CHUNK``-wide chunks.
     """
     block_d = next_power_of_2(D)
-    if block_d > (LN_REG_MAX_BLOCK if layer_norm else REG_MAX_BLOCK):
+    if block_d > REG_MAX_BLOCK:
         return RowConfig(True, 1, CHUNK, 8)
-    if n_rows <= FEW_ROWS_PER_SM * sm_count(device):
-        return RowConfig(False, 1, block_d, max(1, min(16, block_d // 256)))
+    if few_rows(n_rows, device):
+        per_thread = 16 if layer_norm else 8
+        return RowConfig(False, 1, block_d, max(1, min(16, block_d // (32 * per_thread))))
+    if layer_norm and block_d == 4096:
+        return RowConfig(True, 1, LN_CHUNK, 8)
     if quant and not residual:
         num_warps = max(1, min(16, block_d // 512))
         return RowConfig(False, 1, block_d, num_warps,
                          max(1, PERSISTENT_WARPS_PER_SM // num_warps))
     return RowConfig(False, 1, block_d, max(1, min(8, block_d // 512)))
+
+
+def few_rows(n_rows: int, device) -> bool:
+    """One latency-bound wave: up to FEW_ROWS_PER_SM rows per SM."""
+    return n_rows <= FEW_ROWS_PER_SM * sm_count(device)
+
+
+def layer_norm_late_affine(cfg: RowConfig, n_rows: int, device) -> bool:
+    """Whether a LayerNorm register row loads its weight and bias after the statistics
+    (not live across the two reductions: 8192 wide at 8 warps 64 instead of 80 registers a
+    thread, 4096 wide 32 instead of 48, more rows per SM) or beside x. Late for many rows
+    and for 8192-wide rows (H200: 8192x8192 69.4 vs 77.1 us, 1024x8192 13.4 vs 14.2);
+    a wave of few narrower rows keeps the loads off its serial chain (512x1152 at 8 warps
+    3.07 vs 3.16 us)."""
+    return not few_rows(n_rows, device) or cfg.block_d >= LN_LATE_AFFINE_BLOCK
+
+
+def layer_norm_unrolled_chunks(cfg: RowConfig, D: int) -> int:
+    """Chunks of a chunked LayerNorm row to unroll (0: loop over them). A row that would
+    fit the register block is unrolled, every chunk's load in flight at once, with L2
+    eviction hints; a wider one loops (unrolled, 8 chunks of 2048 take 128 registers a
+    thread, 32 spill)."""
+    if next_power_of_2(D) > REG_MAX_BLOCK:
+        return 0
+    return cdiv(D, cfg.block_d)
 
 
 # ----------------------------------------------------------------------------
@@ -181,71 +217,126 @@ def _rms_norm_kernel(
 
 
 @triton.jit
-def _finish_layer_norm_tile(b_x, b_w, b_b, i_t, out_ptr, n_rows, D, eps,
-                            BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+def _load_affine(w_ptr, b_ptr, D, BLOCK_D: tl.constexpr):
+    """LayerNorm weight and bias as fp32 [1, BLOCK_D] (zero past D)."""
+    o_d = tl.arange(0, BLOCK_D)
+    m_d = o_d < D
+    b_w = tl.load(w_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)[None, :]
+    b_b = tl.load(b_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)[None, :]
+    return b_w, b_b
+
+
+@triton.jit
+def _finish_layer_norm_tile(b_x, b_w, b_b, w_ptr, b_ptr, i_t, out_ptr, n_rows, D, eps,
+                            LATE_AFFINE: tl.constexpr, BLOCK_R: tl.constexpr,
+                            BLOCK_D: tl.constexpr):
+    """Mean, biased variance of x - mean, normalize. LATE_AFFINE: the weight and bias
+    are loaded here, after both reductions, instead of being passed in (b_w, b_b
+    unused): they are not live across the reductions, which takes an 8192-wide row at
+    8 warps from 80 to 64 registers a thread (4096 wide: 48 to 32), more rows per SM."""
     _, o, m = row_tile(i_t, n_rows, D, BLOCK_R, BLOCK_D)
     b_x = b_x.to(tl.float32)
     mean = (tl.sum(b_x, 1) / D)[:, None]
     b_c = tl.where(m, b_x - mean, 0.0)
     rstd = tl.math.rsqrt(tl.sum(b_c * b_c, 1) / D + eps)[:, None]
+    if LATE_AFFINE:
+        b_w, b_b = _load_affine(w_ptr, b_ptr, D, BLOCK_D)
     tl.store(out_ptr + o, (b_c * rstd * b_w + b_b).to(tl.bfloat16), mask=m)
 
 
 @triton.jit
-def _layer_norm_chunked_row(x_ptr, w_ptr, b_ptr, out_ptr, i_row, D, eps, BLOCK_D: tl.constexpr):
-    """One wide row in chunks: mean, variance of x - mean, then normalize (three reads,
-    the later two from L2)."""
+def _load_ln_chunk(x_ptr, o_row, c, D, POLICY: tl.constexpr, BLOCK_D: tl.constexpr):
+    o_d = c * BLOCK_D + tl.arange(0, BLOCK_D)
+    m = o_d < D
+    b_x = tl.load(x_ptr + o_row + o_d, mask=m, other=0.0, eviction_policy=POLICY)
+    return b_x.to(tl.float32), o_d, m
+
+
+@triton.jit
+def _sum_ln_chunk(acc, x_ptr, o_row, c, D, mean, CENTERED: tl.constexpr, POLICY: tl.constexpr,
+                  BLOCK_D: tl.constexpr):
+    """acc + the chunk (CENTERED: + its squared deviations from the mean)."""
+    b_x, _, m = _load_ln_chunk(x_ptr, o_row, c, D, POLICY, BLOCK_D)
+    if CENTERED:
+        b_c = tl.where(m, b_x - mean, 0.0)
+        return acc + b_c * b_c
+    return acc + b_x
+
+
+@triton.jit
+def _store_ln_chunk(x_ptr, w_ptr, b_ptr, out_ptr, o_row, c, D, mean, rstd,
+                    POLICY: tl.constexpr, AFFINE_POLICY: tl.constexpr, BLOCK_D: tl.constexpr):
+    b_x, o_d, m = _load_ln_chunk(x_ptr, o_row, c, D, POLICY, BLOCK_D)
+    b_w = tl.load(w_ptr + o_d, mask=m, other=0.0, eviction_policy=AFFINE_POLICY)
+    b_b = tl.load(b_ptr + o_d, mask=m, other=0.0, eviction_policy=AFFINE_POLICY)
+    y = (b_x - mean) * rstd * b_w.to(tl.float32) + b_b.to(tl.float32)
+    tl.store(out_ptr + o_row + o_d, y.to(tl.bfloat16), mask=m)
+
+
+@triton.jit
+def _layer_norm_chunked_row(x_ptr, w_ptr, b_ptr, out_ptr, i_row, D, eps,
+                            N_CHUNKS: tl.constexpr, BLOCK_D: tl.constexpr):
+    """One row in chunks: mean, variance of x - mean, then normalize (three reads, the
+    later two from L2). N_CHUNKS > 0: that many chunks unrolled (all loads of a pass in
+    flight), the first two reads kept in L2 (evict_last), the last streamed
+    (evict_first), as torch.compile's looped reductions do; 0: a loop over the chunks."""
     o_row = i_row.to(tl.int64) * D
     acc = tl.zeros([BLOCK_D], dtype=tl.float32)
-    for c in range(0, tl.cdiv(D, BLOCK_D)):
-        o_d = c * BLOCK_D + tl.arange(0, BLOCK_D)
-        acc += tl.load(x_ptr + o_row + o_d, mask=o_d < D, other=0.0).to(tl.float32)
+    if N_CHUNKS > 0:
+        for c in tl.static_range(N_CHUNKS):
+            acc = _sum_ln_chunk(acc, x_ptr, o_row, c, D, 0.0, False, "evict_last", BLOCK_D)
+    else:
+        for c in range(0, tl.cdiv(D, BLOCK_D)):
+            acc = _sum_ln_chunk(acc, x_ptr, o_row, c, D, 0.0, False, "", BLOCK_D)
     mean = tl.sum(acc, 0) / D
     acc = tl.zeros([BLOCK_D], dtype=tl.float32)
-    for c in range(0, tl.cdiv(D, BLOCK_D)):
-        o_d = c * BLOCK_D + tl.arange(0, BLOCK_D)
-        m = o_d < D
-        b_x = tl.load(x_ptr + o_row + o_d, mask=m, other=0.0).to(tl.float32)
-        b_c = tl.where(m, b_x - mean, 0.0)
-        acc += b_c * b_c
+    if N_CHUNKS > 0:
+        for c in tl.static_range(N_CHUNKS):
+            acc = _sum_ln_chunk(acc, x_ptr, o_row, c, D, mean, True, "evict_last", BLOCK_D)
+    else:
+        for c in range(0, tl.cdiv(D, BLOCK_D)):
+            acc = _sum_ln_chunk(acc, x_ptr, o_row, c, D, mean, True, "", BLOCK_D)
     rstd = tl.math.rsqrt(tl.sum(acc, 0) / D + eps)
-    for c in range(0, tl.cdiv(D, BLOCK_D)):
-        o_d = c * BLOCK_D + tl.arange(0, BLOCK_D)
-        m = o_d < D
-        b_x = tl.load(x_ptr + o_row + o_d, mask=m, other=0.0).to(tl.float32)
-        b_w = tl.load(w_ptr + o_d, mask=m, other=0.0).to(tl.float32)
-        b_b = tl.load(b_ptr + o_d, mask=m, other=0.0).to(tl.float32)
-        tl.store(out_ptr + o_row + o_d, ((b_x - mean) * rstd * b_w + b_b).to(tl.bfloat16),
-                 mask=m)
+    if N_CHUNKS > 0:
+        for c in tl.static_range(N_CHUNKS):
+            _store_ln_chunk(x_ptr, w_ptr, b_ptr, out_ptr, o_row, c, D, mean, rstd,
+                            "evict_first", "evict_last", BLOCK_D)
+    else:
+        for c in range(0, tl.cdiv(D, BLOCK_D)):
+            _store_ln_chunk(x_ptr, w_ptr, b_ptr, out_ptr, o_row, c, D, mean, rstd, "", "",
+                            BLOCK_D)
 
 
 @triton.jit(do_not_specialize=["n_rows"])
 def _layer_norm_kernel(
     x_ptr, w_ptr, b_ptr, out_ptr, n_rows, D, eps,
-    CHUNKED: tl.constexpr, PERSISTENT: tl.constexpr, BLOCK_R: tl.constexpr,
-    BLOCK_D: tl.constexpr,
+    CHUNKED: tl.constexpr, PERSISTENT: tl.constexpr, LATE_AFFINE: tl.constexpr,
+    N_CHUNKS: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
-    """Two-pass fp32 LayerNorm: mean, then the biased variance of x - mean."""
+    """Two-pass fp32 LayerNorm: mean, then the biased variance of x - mean. The
+    persistent loop loads the weight and bias once per program (LATE_AFFINE unused);
+    N_CHUNKS: see _layer_norm_chunked_row."""
     i_t = tl.program_id(0)
     if CHUNKED:
-        _layer_norm_chunked_row(x_ptr, w_ptr, b_ptr, out_ptr, i_t, D, eps, BLOCK_D)
+        _layer_norm_chunked_row(x_ptr, w_ptr, b_ptr, out_ptr, i_t, D, eps, N_CHUNKS, BLOCK_D)
     else:
         b_x, _ = _load_rms_tile(x_ptr, x_ptr, i_t, n_rows, D, False, BLOCK_R, BLOCK_D)
-        o_d = tl.arange(0, BLOCK_D)
-        m_d = o_d < D
-        b_w = tl.load(w_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)[None, :]
-        b_b = tl.load(b_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)[None, :]
         if PERSISTENT:
+            b_w, b_b = _load_affine(w_ptr, b_ptr, D, BLOCK_D)
             step = tl.num_programs(0)
             for _ in range(i_t, tl.cdiv(n_rows, BLOCK_R), step):
                 b_x_next, _ = _load_rms_tile(x_ptr, x_ptr, i_t + step, n_rows, D, False,
                                              BLOCK_R, BLOCK_D)
-                _finish_layer_norm_tile(b_x, b_w, b_b, i_t, out_ptr, n_rows, D, eps,
-                                        BLOCK_R, BLOCK_D)
+                _finish_layer_norm_tile(b_x, b_w, b_b, w_ptr, b_ptr, i_t, out_ptr, n_rows, D,
+                                        eps, False, BLOCK_R, BLOCK_D)
                 b_x, i_t = b_x_next, i_t + step
+        elif LATE_AFFINE:
+            _finish_layer_norm_tile(b_x, b_x, b_x, w_ptr, b_ptr, i_t, out_ptr, n_rows, D, eps,
+                                    True, BLOCK_R, BLOCK_D)
         else:
-            _finish_layer_norm_tile(b_x, b_w, b_b, i_t, out_ptr, n_rows, D, eps,
-                                    BLOCK_R, BLOCK_D)
+            b_w, b_b = _load_affine(w_ptr, b_ptr, D, BLOCK_D)
+            _finish_layer_norm_tile(b_x, b_w, b_b, w_ptr, b_ptr, i_t, out_ptr, n_rows, D, eps,
+                                    False, BLOCK_R, BLOCK_D)
 
 
 def _launch_rms(x, residual, weight, scale, out, eps, cfg=None):
@@ -261,14 +352,19 @@ def _launch_rms(x, residual, weight, scale, out, eps, cfg=None):
         )
 
 
-def _launch_layer_norm(x, weight, bias, out, eps, cfg=None):
+def _launch_layer_norm(x, weight, bias, out, eps, cfg=None, late_affine=None):
+    """``late_affine`` None: ``layer_norm_late_affine``; a bool forces the placement."""
     n_rows, D = x.shape
     cfg = cfg or row_config(D, n_rows, x.device, layer_norm=True)
+    if late_affine is None:
+        late_affine = layer_norm_late_affine(cfg, n_rows, x.device)
+    n_chunks = layer_norm_unrolled_chunks(cfg, D) if cfg.chunked else 0
     with device_guard(x):
         _layer_norm_kernel[(row_grid(cfg, n_rows, x.device),)](
             x, weight, bias, out, n_rows, D, eps, CHUNKED=cfg.chunked,
-            PERSISTENT=cfg.persistent > 0, BLOCK_R=cfg.block_r, BLOCK_D=cfg.block_d,
-            num_warps=cfg.num_warps, enable_fp_fusion=False,
+            PERSISTENT=cfg.persistent > 0, LATE_AFFINE=late_affine, N_CHUNKS=n_chunks,
+            BLOCK_R=cfg.block_r, BLOCK_D=cfg.block_d, num_warps=cfg.num_warps,
+            enable_fp_fusion=False,
         )
 
 
