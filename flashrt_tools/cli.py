@@ -40,7 +40,8 @@ def _cmd_validate(args):
 def _cmd_bench(args):
     from .bench.run import bench
 
-    return bench(args.packages, quick=args.quick, out_root=args.results, only=args.only)
+    return bench(args.packages, quick=args.quick, out_root=args.results, only=args.only,
+                 budget=args.budget)
 
 
 def main(argv=None):
@@ -64,6 +65,9 @@ def main(argv=None):
             p.add_argument("--only", action="append", default=None, metavar="SUBSTR",
                            help="measure only rows whose 'op shape' contains SUBSTR (repeatable) "
                                 "and merge them into the existing results JSON")
+            p.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                           help="per package: rows reached after SECONDS are not measured "
+                                "(the record keeps the earlier run's rows for them)")
     args = parser.parse_args(argv)
     return args.func(args)
 

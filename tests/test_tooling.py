@@ -225,6 +225,20 @@ def test_bench_merge_replaces_remeasured_rows_in_place():
     assert harness.skipped_row("a", "M=1") is None
 
 
+def test_bench_budget_skips_later_rows():
+    """flashrt bench --budget: rows reached after the deadline are skipped and listed."""
+    from flashrt_tools.bench import harness
+    out = harness.set_deadline(3600)
+    try:
+        assert harness.skipped_row("a", "M=1") is None and out == []
+        out = harness.set_deadline(-1)  # already past
+        assert harness.skipped_row("a", "M=1") == {"op": "a", "shape": "M=1", "skipped": True}
+        assert harness.skipped_row("b", "M=4")["skipped"] and out == ["a M=1", "b M=4"]
+    finally:
+        harness.set_deadline(None)
+    assert harness.skipped_row("a", "M=1") is None
+
+
 def test_run_case_gives_an_in_place_function_fresh_inputs():
     """Case(mutates=True): the kernel and the reference each get their own copy of the
     tensor arguments, so the reference still sees the original data."""

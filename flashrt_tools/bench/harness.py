@@ -18,6 +18,7 @@ import math
 import platform
 import statistics
 import subprocess
+import time
 from typing import Callable, Sequence
 
 import torch
@@ -35,6 +36,8 @@ LOOP_CALLS = 50
 
 # `flashrt bench --only`: substrings of "op shape" to measure; None = every row.
 _ONLY = None
+_DEADLINE = None  # time.monotonic() past which rows are skipped (flashrt bench --budget)
+_OUT_OF_TIME = []
 
 
 def select_rows(substrings):
@@ -43,11 +46,24 @@ def select_rows(substrings):
     _ONLY = tuple(substrings) if substrings else None
 
 
+def set_deadline(seconds):
+    """Rows reached ``seconds`` from now are skipped (None: no limit); returns the list
+    that collects their "op shape" (``flashrt bench --budget``)."""
+    global _DEADLINE, _OUT_OF_TIME
+    _DEADLINE = None if seconds is None else time.monotonic() + seconds
+    _OUT_OF_TIME = []
+    return _OUT_OF_TIME
+
+
 def skipped_row(op: str, shape: str):
-    """A placeholder row when ``op shape`` is not selected, else None."""
-    if _ONLY is None or any(s in f"{op} {shape}" for s in _ONLY):
-        return None
-    return {"op": op, "shape": shape, "skipped": True}
+    """A placeholder row when ``op shape`` is not selected or the time budget is spent,
+    else None."""
+    if _ONLY is not None and not any(s in f"{op} {shape}" for s in _ONLY):
+        return {"op": op, "shape": shape, "skipped": True}
+    if _DEADLINE is not None and time.monotonic() > _DEADLINE:
+        _OUT_OF_TIME.append(f"{op} {shape}")
+        return {"op": op, "shape": shape, "skipped": True}
+    return None
 
 
 def gpu_slug(name: str) -> str:

@@ -27,6 +27,9 @@ def render_markdown(pkg_name: str, records) -> str:
             f"- device-to-device copy ceiling measured in the same run: "
             f"**{env['copy_gbps']:.0f} GB/s** (read + write)",
             f"- method: {env['timing_method']}",
+            *([f"- not measured in this run (time budget; rows of an earlier run kept, "
+               f"with their dates): {', '.join(rec['not_measured'])}"]
+              if rec.get("not_measured") else []),
             "- columns: µs per call (GPU time, graph replay); ×eager / ×compile = baseline time "
             "over ours; GB/s over the minimum bytes (every input read once, every output "
             "written once); % copy = of the 1 GiB copy ceiling; % same-size copy = a "

@@ -49,9 +49,13 @@ def merge_notes(old_notes, new_notes, new_rows, rows):
     return ordered + [n for n in notes if n not in ordered]
 
 
-def bench(package_names=(), *, quick=False, out_root=None, only=None, log=print) -> int:
+def bench(package_names=(), *, quick=False, out_root=None, only=None, budget=None,
+          log=print) -> int:
     """Run the benchmarks. ``only``: substrings of "op shape"; just those rows are
-    measured and merged into the package's existing JSON (its other rows are kept)."""
+    measured and merged into the package's existing JSON (its other rows are kept).
+    ``budget``: seconds per package; rows reached later are not measured, the record
+    keeps the earlier run's rows for them (each row carries its date) and lists them
+    under ``not_measured``."""
     if not torch.cuda.is_available():
         raise SystemExit("flashrt bench needs a CUDA GPU (timings on the interpreter mean nothing)")
     env = harness.environment()
@@ -70,6 +74,7 @@ def bench(package_names=(), *, quick=False, out_root=None, only=None, log=print)
         kernel = load_built(pkg)
         ctx = BenchContext(kernel, reference_of(kernel), env["copy_gbps"], quick, log)
         rows, notes = [], []
+        out_of_time = harness.set_deadline(budget)
         t0 = time.perf_counter()
         for path in modules:
             module = load_file(path, f"_flashrt_bench_{pkg.python_name}_{path.stem}")
@@ -81,7 +86,9 @@ def bench(package_names=(), *, quick=False, out_root=None, only=None, log=print)
             if hasattr(module, "target_notes"):
                 notes += module.target_notes(new_rows)
         json_path = out_dir / f"{pkg.name}.json"
-        if only and json_path.exists():
+        if out_of_time:
+            log(f"[{pkg.name}] time budget spent: {len(out_of_time)} rows not measured")
+        if (only or out_of_time) and json_path.exists():
             old = json.loads(json_path.read_text())
             for r in old["rows"]:
                 r.setdefault("date", old["environment"]["date"])
@@ -89,10 +96,14 @@ def bench(package_names=(), *, quick=False, out_root=None, only=None, log=print)
             notes = merge_notes(old.get("target_notes", []), notes, rows, merged)
             rows = merged
             quick = old.get("quick", quick)
-            log(f"[{pkg.name}] merged {len(rows)} rows (re-measured: {', '.join(only)})")
+            log(f"[{pkg.name}] merged {len(rows)} rows (re-measured: "
+                f"{', '.join(only) if only else 'all but the rows past the budget'})")
         record = {"package": pkg.name, "environment": env, "quick": quick, "rows": rows,
                   "target_notes": notes, "seconds": round(time.perf_counter() - t0, 1)}
+        if out_of_time:
+            record["not_measured"] = list(out_of_time)
         json_path.write_text(json.dumps(record, indent=1) + "\n")
         log(f"[{pkg.name}] {len(rows)} rows -> {json_path}")
         report.write_package_report(pkg, record, log=log)
+    harness.set_deadline(None)
     return 0
