@@ -277,3 +277,18 @@ def test_benchmark_modules_import_and_reproduce_their_recorded_notes(bench_file)
         record = json.loads(path.read_text())
         if hasattr(module, "target_notes"):
             assert module.target_notes(record["rows"]) == record["target_notes"], path
+
+
+def test_results_markdown_lists_rows_cut_by_the_budget():
+    """A record written after `flashrt bench --budget` cut rows says which in RESULTS.md;
+    a complete record has no such line."""
+    import json
+
+    from flashrt_tools.bench.report import render_markdown
+    from flashrt_tools.repo import RESULTS
+
+    rec = json.loads((RESULTS / "nvidia-h200" / "flashrt-nvfp4.json").read_text())
+    assert "not measured in this run" not in render_markdown("flashrt-nvfp4", [rec])
+    rec["not_measured"] = ["nvfp4_sf_linear_to_swizzled rows=2520,D=16384"]
+    md = render_markdown("flashrt-nvfp4", [rec])
+    assert "not measured in this run" in md and "rows=2520,D=16384" in md
