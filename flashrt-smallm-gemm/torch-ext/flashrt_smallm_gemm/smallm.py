@@ -218,12 +218,12 @@ def _gemv_kernel(
 # ----------------------------------------------------------------------------
 
 
-# On the GPU the tl.dot kernel decodes packed bytes with the PTX below: per 32-bit word
-# (4 bytes = 8 codes) two byte permutes, shifts and one LOP3 per bf16x2 pair build the
-# bf16 patterns of e2m1 x 2^-126 (the bf16 form of _e2m1_raw: sign to bit 15, exponent
-# and mantissa bits to 8..6; code 1 is the bf16 subnormal 2^-127), then one bf16x2
-# multiply by the block scale x 2^117 (exact: <= 6 significant bits; bf16 multiplies keep
-# subnormals). Offline sm_90 build of the M <= 16 tile: 1085 instructions per K step
+# On the GPU the tl.dot kernel decodes packed bytes with the PTX below, two bytes (4
+# codes) per call: one byte permute spreads them to the two 16-bit halves, then shifts
+# and one LOP3 per bf16x2 pair (low nibbles, high nibbles) build the bf16 patterns of
+# e2m1 x 2^-126 (the bf16 form of _e2m1_raw: sign to bit 15, exponent and mantissa bits
+# to 8..6; code 1 is the bf16 subnormal 2^-127), then one bf16x2 multiply by the block
+# scale x 2^117 (exact: <= 6 significant bits; bf16 multiplies keep subnormals). Offline sm_90 build of the M <= 16 tile: 1085 instructions per K step
 # against 1333 for the fp32 form, which the interpreter (no inline PTX) runs: both give
 # the same bits.
 _E2M1_PAIRS = tl.constexpr("""
@@ -354,20 +354,22 @@ GEMV_MAX_ROWS = 1
 W4A4_GEMV_MAX_ROWS = 4
 
 
-def _split(tiles, steps, device, waves):
-    """(n_split, steps_per_split): K split so that tiles x splits reaches about
-    ``waves`` programs per SM (at least one step per split)."""
-    n_split = max(1, min(steps, cdiv(waves * sm_count(device), tiles)))
-    per_split = cdiv(steps, n_split)
+def _even_split(steps, n_split):
+    """(n_split, steps_per_split) with ``steps`` spread evenly over at most ``n_split``."""
+    per_split = cdiv(steps, max(1, n_split))
     return cdiv(steps, per_split), per_split
+
+
+def _split(tiles, steps, device, waves):
+    """K split so that tiles x splits reaches about ``waves`` programs per SM (at least
+    one step per split)."""
+    return _even_split(steps, min(steps, cdiv(waves * sm_count(device), tiles)))
 
 
 def _split_capped(tiles, steps, device, max_waves=4, min_steps=2):
-    """(n_split, steps_per_split): the most K splits keeping tiles x splits <= max_waves
-    programs per SM and >= min_steps K steps per split (at least one split)."""
-    n_split = max(1, min(steps // min_steps, (max_waves * sm_count(device)) // tiles))
-    per_split = cdiv(steps, n_split)
-    return cdiv(steps, per_split), per_split
+    """The most K splits keeping tiles x splits <= max_waves programs per SM and
+    >= min_steps K steps per split (at least one split)."""
+    return _even_split(steps, min(steps // min_steps, (max_waves * sm_count(device)) // tiles))
 
 
 def gemv_config(M, N, KB, device, block_n=32, block_b=32, warps=4, waves=4):
