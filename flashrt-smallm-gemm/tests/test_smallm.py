@@ -428,3 +428,20 @@ def test_unaligned_weight_words_fall_back_to_dot(kernel, device):
     got = kernel.nvfp4_weight_only_linear_bf16(x, shifted, s, **kw)
     want = kernel.nvfp4_weight_only_linear_bf16(x, w, s, **kw)
     assert compare("gemm", got, want, **cases.gemm_tolerance(256, 0.5, 1.0)["gemm"]).ok
+
+
+@pytest.mark.parametrize("M,K", [(5, 1040), (16, 1024), (40, 1040)])
+def test_odd_weight_address_takes_the_byte_decode_same_bits(kernel, device, M, K):
+    """The tl.dot kernel's PTX decode reads packed bytes as int16 elements; a w_packed
+    view at an odd address takes the byte-wise (fp32-form) decode instead. Both dequantize
+    exactly and share the K order, so the outputs agree bit for bit (on the GPU this
+    compares the PTX decode with the fp32 form)."""
+    (x, w, s), kw = cases.linear_inputs(M, 72, K, device, _gen())
+    buf = torch.empty(w.numel() + 1, dtype=torch.uint8, device=device)
+    odd = buf[1:].view(w.shape)
+    odd.copy_(w)
+    assert odd.data_ptr() % 2 == 1
+    assert _smallm(kernel).gemm_config(M, 72, K // 2, torch.device(device))[0] == "dot"
+    got = kernel.nvfp4_weight_only_linear_bf16(x, odd, s, **kw)
+    want = kernel.nvfp4_weight_only_linear_bf16(x, w, s, **kw)
+    assert torch.equal(_bits(got), _bits(want))

@@ -218,49 +218,93 @@ def _gemv_kernel(
 # ----------------------------------------------------------------------------
 
 
-# On the GPU the tl.dot kernel decodes packed bytes with the PTX below, two bytes (4
-# codes) per call: one byte permute spreads them to the two 16-bit halves, then shifts
-# and one LOP3 per bf16x2 pair (low nibbles, high nibbles) build the bf16 patterns of
-# e2m1 x 2^-126 (the bf16 form of _e2m1_raw: sign to bit 15, exponent and mantissa bits
-# to 8..6; code 1 is the bf16 subnormal 2^-127), then one bf16x2 multiply by the block
-# scale x 2^117 (exact: <= 6 significant bits; bf16 multiplies keep subnormals). Offline sm_90 build of the M <= 16 tile: 1085 instructions per K step
-# against 1333 for the fp32 form, which the interpreter (no inline PTX) runs: both give
-# the same bits.
-_E2M1_PAIRS = tl.constexpr("""
+# On the GPU the tl.dot kernel decodes packed bytes with the PTX below, four bytes (two
+# int16 elements, 8 codes) per call: a byte permute spreads two bytes to the two 16-bit
+# halves, then shifts and one LOP3 per bf16x2 pair (low nibbles, high nibbles) build the
+# bf16 patterns of e2m1 x 2^-126 (the bf16 form of _e2m1_raw: sign to bit 15, exponent
+# and mantissa bits to 8..6; code 1 is the bf16 subnormal 2^-127), then one bf16x2
+# multiply by the block scale x 2^117 (exact: <= 6 significant bits; bf16 multiplies
+# keep subnormals). $0 / $1 = low / high nibbles of bytes 0, 1; $2 / $3 of bytes 2, 3.
+# The interpreter (no inline PTX) runs the fp32 form: both give the same bits.
+_E2M1_QUAD = tl.constexpr("""
 {
 .reg .b32 t, u, x, y;
-mov.b32 t, {$2, 0};
-prmt.b32 t, t, 0, 0x4140;
+prmt.b32 t, $4, 0, 0x4140;
 shl.b32 x, t, 6;
 shl.b32 y, t, 12;
 lop3.b32 x, x, y, 0x81C081C0, 0xA8;
-mul.rn.bf16x2 $0, x, $3;
+mul.rn.bf16x2 $0, x, $5;
 and.b32 u, t, 0x00F000F0;
 shl.b32 x, u, 2;
 shl.b32 y, u, 8;
 lop3.b32 x, x, y, 0x81C081C0, 0xA8;
-mul.rn.bf16x2 $1, x, $3;
+mul.rn.bf16x2 $1, x, $5;
+prmt.b32 t, $4, 0, 0x4342;
+shl.b32 x, t, 6;
+shl.b32 y, t, 12;
+lop3.b32 x, x, y, 0x81C081C0, 0xA8;
+mul.rn.bf16x2 $2, x, $5;
+and.b32 u, t, 0x00F000F0;
+shl.b32 x, u, 2;
+shl.b32 y, u, 8;
+lop3.b32 x, x, y, 0x81C081C0, 0xA8;
+mul.rn.bf16x2 $3, x, $5;
 }
 """)
 
 
+# The dot kernel's K order. A K step of BKH bytes is one lo-nibble dot and one hi-nibble
+# dot of BKH each (dot index k <-> byte p). The order of k is free as long as both
+# operands use it; this one gives each thread of the wgmma register operand (it holds k
+# pairs 2t, 2t+1 and 2t+8, 2t+9 of every 16, t = lane % 4) the 8 contiguous bytes of one
+# NVFP4 block per 32: byte p = 32u + 8t + 4v + 2h + l sits at k = 32u + 16v + 8h + 2t + l.
+# One 8-byte shared-memory load and one scale per block and thread, instead of 2-byte
+# loads spread over every block of the step (offline sm_90 build, 64 x 64-byte tile:
+# 359 loop instructions against 575).
+
+
 @triton.jit
-def _dequant_tile(p_bytes, p_scales, m_tile, m_blocks, BR: tl.constexpr, BKH: tl.constexpr,
-                  PTX: tl.constexpr):
-    """[BR, BKH//8, 8] packed bytes + [BR, BKH//8] scales -> (lo, hi) bf16 [BR, BKH]
-    holding the dequantized elements x 2^-9 (exact in bf16)."""
-    b = tl.load(p_bytes, mask=m_tile, other=0)
-    s = _ue4m3_x2p117(tl.load(p_scales, mask=m_blocks, other=0).to(tl.int32))[:, :, None]
-    if PTX:
-        s16 = tl.broadcast_to(s.to(tl.bfloat16), (BR, BKH // 8, 8))
-        lo, hi = tl.inline_asm_elementwise(
-            _E2M1_PAIRS, "=r,=r,h,r", [b, s16], dtype=(tl.bfloat16, tl.bfloat16),
-            is_pure=True, pack=2)
-    else:
-        b = b.to(tl.int32)
-        lo = (_e2m1_raw(b, 0) * s).to(tl.bfloat16)
-        hi = (_e2m1_raw(b, 1) * s).to(tl.bfloat16)
-    return tl.reshape(lo, (BR, BKH)), tl.reshape(hi, (BR, BKH))
+def _kperm(t, R: tl.constexpr, BKH: tl.constexpr):
+    """[R, BKH] tile in byte order -> the dot kernel's K order."""
+    t = tl.reshape(t, (R, BKH // 32, 4, 2, 2, 2))  # (u, t, v, h, l)
+    return tl.reshape(tl.permute(t, (0, 1, 3, 4, 2, 5)), (R, BKH))
+
+
+@triton.jit
+def _kperm_halves(a, b, R: tl.constexpr, BKH: tl.constexpr):
+    """The PTX decode's two [R, BKH/2] outputs (bytes 4g, 4g+1 and 4g+2, 4g+3 of each
+    4-byte group g, one per int16 element pair) -> the [R, BKH] tile in the K order."""
+    a = tl.reshape(a, (R, BKH // 32, 4, 2, 2))  # (u, t, v, l)
+    b = tl.reshape(b, (R, BKH // 32, 4, 2, 2))
+    return tl.reshape(tl.permute(tl.join(a, b), (0, 1, 3, 5, 2, 4)), (R, BKH))
+
+
+@triton.jit
+def _dequant_tile(p_packed, row_off, kb, p_scales, m_rows, m_blocks, BR: tl.constexpr,
+                  BKH: tl.constexpr, PTX: tl.constexpr, EVEN_K: tl.constexpr):
+    """Rows ``row_off`` (byte offsets, [BR]) x blocks kb.. kb + BKH/8 of a packed NVFP4
+    operand + their scales ([BR, BKH/8] pointers) -> (lo, hi) bf16 [BR, BKH] in the K
+    order, holding the dequantized elements x 2^-9 (exact in bf16)."""
+    NB: tl.constexpr = BKH // 8
+    m_b = m_rows[:, None] if EVEN_K else m_blocks
+    s = _ue4m3_x2p117(tl.load(p_scales, mask=m_b, other=0).to(tl.int32))[:, :, None]
+    if PTX:  # int16 elements: each asm call gets 4 bytes in one register
+        o = ((row_off // 2)[:, None, None] + (kb * 4 + tl.arange(0, NB) * 4)[None, :, None]
+             + tl.arange(0, 4)[None, None, :])
+        w = tl.load(p_packed.to(tl.pointer_type(tl.int16)) + o, mask=m_b[:, :, None], other=0)
+        s16 = tl.broadcast_to(s.to(tl.bfloat16), (BR, NB, 4))
+        lo_a, hi_a, lo_b, hi_b = tl.inline_asm_elementwise(
+            _E2M1_QUAD, "=r,=r,=r,=r,r,r", [w, s16],
+            dtype=(tl.bfloat16, tl.bfloat16, tl.bfloat16, tl.bfloat16), is_pure=True, pack=2)
+        lo_a, lo_b = tl.reshape(lo_a, (BR, BKH // 2)), tl.reshape(lo_b, (BR, BKH // 2))
+        hi_a, hi_b = tl.reshape(hi_a, (BR, BKH // 2)), tl.reshape(hi_b, (BR, BKH // 2))
+        return _kperm_halves(lo_a, lo_b, BR, BKH), _kperm_halves(hi_a, hi_b, BR, BKH)
+    o = (row_off[:, None, None] + (kb * 8 + tl.arange(0, NB) * 8)[None, :, None]
+         + tl.arange(0, 8)[None, None, :])
+    b = tl.load(p_packed + o, mask=m_b[:, :, None], other=0).to(tl.int32)
+    lo = tl.reshape((_e2m1_raw(b, 0) * s).to(tl.bfloat16), (BR, BKH))
+    hi = tl.reshape((_e2m1_raw(b, 1) * s).to(tl.bfloat16), (BR, BKH))
+    return _kperm(lo, BR, BKH), _kperm(hi, BR, BKH)
 
 
 @triton.jit(do_not_specialize=["M", "steps_per_split", "n_split"])
@@ -269,12 +313,13 @@ def _dot_kernel(
     M, N, KH, n_col_super, steps_per_split, n_split, out_scale, alpha,
     A_FP4: tl.constexpr, HAS_BIAS: tl.constexpr, SPLIT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_KH: tl.constexpr,
-    PTX_DECODE: tl.constexpr,
+    PTX_DECODE: tl.constexpr, EVEN_K: tl.constexpr,
 ):
     """acc[n, m] = sum_k W[n, k] * A[m, k], two ``tl.dot`` per K step (low nibbles x
-    even elements, high x odd). a: NVFP4 bytes [M, KH] (A_FP4) or bf16 pairs as int32
-    words [M, KH]; w: NVFP4 bytes [N, KH]; KH = K / 2, blocks of 8 bytes. The weight
-    is the dot's M side, the activation rows its N side (swap-AB)."""
+    even elements, high x odd), K in the order of ``_kperm``. a: NVFP4 bytes [M, KH]
+    (A_FP4) or bf16 pairs as int32 words [M, KH]; w: NVFP4 bytes [N, KH]; KH = K / 2,
+    blocks of 8 bytes. The weight is the dot's M side, the activation rows its N side
+    (swap-AB). EVEN_K: every step holds BLOCK_KH bytes (no K masks)."""
     i_p = tl.program_id(0)
     i_mt = tl.program_id(1)
     i_n = i_p // n_split
@@ -289,29 +334,28 @@ def _dot_kernel(
     kb_lo = i_s * steps_per_split * NB  # a multiple of NB: aligned vector loads
     kb_hi = tl.minimum(KH // 8, kb_lo + steps_per_split * NB)
     sw_row = _swz_row(o_n, n_col_super)[:, None]
+    w_row = o_n.to(tl.int64) * KH
+    a_row = o_m.to(tl.int64) * KH
     acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
     for kb in range(kb_lo, kb_hi, NB):
         o_kb = kb + o_b
         m_kb = o_kb < kb_hi
-        o_kh = o_kb[:, None] * 8 + o_j[None, :]  # [NB, 8]
-        m_wb = m_n[:, None] & m_kb[None, :]
-        w_lo, w_hi = _dequant_tile(
-            w_ptr + o_n.to(tl.int64)[:, None, None] * KH + o_kh[None, :, :],
-            sfw_ptr + sw_row + _swz_col(o_kb)[None, :], m_wb[:, :, None], m_wb, BLOCK_N, BLOCK_KH,
-            PTX_DECODE)
         m_ab = m_m[:, None] & m_kb[None, :]
+        w_lo, w_hi = _dequant_tile(w_ptr, w_row, kb, sfw_ptr + sw_row + _swz_col(o_kb)[None, :],
+                                   m_n, m_n[:, None] & m_kb[None, :], BLOCK_N, BLOCK_KH,
+                                   PTX_DECODE, EVEN_K)
         if A_FP4:
             a_lo, a_hi = _dequant_tile(
-                a_ptr + o_m.to(tl.int64)[:, None, None] * KH + o_kh[None, :, :],
+                a_ptr, a_row, kb,
                 sfa_ptr + _swz_row(o_m, n_col_super)[:, None] + _swz_col(o_kb)[None, :],
-                m_ab[:, :, None], m_ab, BLOCK_M, BLOCK_KH, PTX_DECODE)
+                m_m, m_ab, BLOCK_M, BLOCK_KH, PTX_DECODE, EVEN_K)
         else:
-            wd = tl.load(a_ptr + o_m.to(tl.int64)[:, None, None] * KH + o_kh[None, :, :],
-                         mask=m_ab[:, :, None], other=0)
-            a_lo = tl.reshape((wd << 16).to(tl.float32, bitcast=True).to(tl.bfloat16),
-                              (BLOCK_M, BLOCK_KH))
-            a_hi = tl.reshape((wd & -65536).to(tl.float32, bitcast=True).to(tl.bfloat16),
-                              (BLOCK_M, BLOCK_KH))
+            m_a = m_m[:, None, None] if EVEN_K else m_ab[:, :, None]
+            o_kh = o_kb[:, None] * 8 + o_j[None, :]  # [NB, 8]
+            wd = tl.load(a_ptr + a_row[:, None, None] + o_kh[None, :, :], mask=m_a, other=0)
+            wd = _kperm(tl.reshape(wd, (BLOCK_M, BLOCK_KH)), BLOCK_M, BLOCK_KH)
+            a_lo = (wd << 16).to(tl.float32, bitcast=True).to(tl.bfloat16)
+            a_hi = (wd & -65536).to(tl.float32, bitcast=True).to(tl.bfloat16)
         acc = tl.dot(w_lo, tl.trans(a_lo), acc)
         acc = tl.dot(w_hi, tl.trans(a_hi), acc)
     y = tl.trans(acc) * out_scale
@@ -401,7 +445,8 @@ def dot_config(M, N, KB, device, block_n=None, block_kh=None, warps=None, stages
     block_n = block_n or (64 if M <= 32 else 128)
     warps = warps or (4 if block_n == 64 else 8)
     block_kh = block_kh or (64 if M <= 32 else 128)
-    block_kh = block_kh if KB >= block_kh // 8 else max(16, 8 * next_power_of_2(KB))
+    # at least 32 bytes: the K order (_kperm) permutes groups of 32
+    block_kh = block_kh if KB >= block_kh // 8 else max(32, 8 * next_power_of_2(KB))
     tiles = cdiv(N, block_n) * cdiv(M, block_m)
     steps = cdiv(KB, block_kh // 8)
     if waves is None and M <= 32:
@@ -426,6 +471,11 @@ _COUNTERS = SplitCounters(min_count=4096)
 
 def _weight_words_aligned(w):
     return w.data_ptr() % 8 == 0
+
+
+def _halves_aligned(t):
+    """The PTX decode reads packed bytes as int16 elements."""
+    return t.data_ptr() % 2 == 0
 
 
 def _launch_gemm(a, sfa, b, sfb, bias, out, M, alpha, a_fp4, cfg=None):
@@ -456,11 +506,13 @@ def _launch_gemm(a, sfa, b, sfb, bias, out, M, alpha, a_fp4, cfg=None):
                 EVEN_K=KB % bk == 0,
                 BLOCK_M=bm, BLOCK_N=bn, BLOCK_B=bk, num_warps=warps, num_stages=1)
         else:
+            ptx = cfg[8] == "ptx" and _halves_aligned(b) and (not a_fp4 or _halves_aligned(a))
             _dot_kernel[(cdiv(N, bn) * n_split, cdiv(M, bm))](
                 a_arg, sfa_arg, b, sfb, bias_arg, out, ws, locks, M, N, KH, n_col_super,
                 per_split, n_split, out_scale, float(alpha), A_FP4=a_fp4,
                 HAS_BIAS=bias is not None, SPLIT=split, BLOCK_M=bm, BLOCK_N=bn, BLOCK_KH=bk,
-                PTX_DECODE=cfg[8] == "ptx", num_warps=warps, num_stages=cfg[7])
+                PTX_DECODE=ptx, EVEN_K=(KH // 8) % (bk // 8) == 0, num_warps=warps,
+                num_stages=cfg[7])
 
 
 def _launch_quantize(weight, packed, scales, global_scale):
