@@ -299,12 +299,15 @@ def _dequant_tile(p_packed, row_off, kb, p_scales, m_rows, m_blocks, BR: tl.cons
         lo_a, lo_b = tl.reshape(lo_a, (BR, BKH // 2)), tl.reshape(lo_b, (BR, BKH // 2))
         hi_a, hi_b = tl.reshape(hi_a, (BR, BKH // 2)), tl.reshape(hi_b, (BR, BKH // 2))
         return _kperm_halves(lo_a, lo_b, BR, BKH), _kperm_halves(hi_a, hi_b, BR, BKH)
+    # bytes and their scales put in the K order first, then decoded element-wise (decoding
+    # first and permuting the bf16 tile makes Triton 3.6 fail to build the dot's shared
+    # operand layout when this tile is the activation side)
     o = (row_off[:, None, None] + (kb * 8 + tl.arange(0, NB) * 8)[None, :, None]
          + tl.arange(0, 8)[None, None, :])
     b = tl.load(p_packed + o, mask=m_b[:, :, None], other=0).to(tl.int32)
-    lo = tl.reshape((_e2m1_raw(b, 0) * s).to(tl.bfloat16), (BR, BKH))
-    hi = tl.reshape((_e2m1_raw(b, 1) * s).to(tl.bfloat16), (BR, BKH))
-    return _kperm(lo, BR, BKH), _kperm(hi, BR, BKH)
+    b = _kperm(tl.reshape(b, (BR, BKH)), BR, BKH)
+    s = _kperm(tl.reshape(tl.broadcast_to(s, (BR, NB, 8)), (BR, BKH)), BR, BKH)
+    return (_e2m1_raw(b, 0) * s).to(tl.bfloat16), (_e2m1_raw(b, 1) * s).to(tl.bfloat16)
 
 
 @triton.jit(do_not_specialize=["M", "steps_per_split", "n_split"])
@@ -348,7 +351,7 @@ def _dot_kernel(
             a_lo, a_hi = _dequant_tile(
                 a_ptr, a_row, kb,
                 sfa_ptr + _swz_row(o_m, n_col_super)[:, None] + _swz_col(o_kb)[None, :],
-                m_m, m_ab, BLOCK_M, BLOCK_KH, PTX_DECODE, EVEN_K)
+                m_m, m_ab, BLOCK_M, BLOCK_KH, False, EVEN_K)  # the small side: fp32 form
         else:
             m_a = m_m[:, None, None] if EVEN_K else m_ab[:, :, None]
             o_kh = o_kb[:, None] * 8 + o_j[None, :]  # [NB, 8]
