@@ -41,6 +41,22 @@ the configuration of the best of these (p4 at 1024x8192 and 16384x2048, p2 at th
 two). ``dot32x128`` (32 weight rows per program) lost 2-3x. BF16 F.linear: 6.9 / 7.1 /
 18.5 / 21.4 at M = 4.
 
+Later that day (H200), the K order that gives each MMA operand thread whole NVFP4 blocks
+and the 4-byte PTX decode (offline sm_90 build: 354 loop instructions per 64 x 64-byte step
+against 575), scales still single bytes: linear M = 4 11.3 / 9.0 / 27.9 / 29.4 (the bench of
+the earlier kernel that morning: 12.5 / 9.3 / 30.7 / 31.9), M = 10 11.7 / 9.1 / 28.1 / 29.1,
+M = 16 11.9 / 9.0 / 27.9 / 29.0, W4A4 M = 16 11.1 / 9.1 / 28.1 / 29.3 (12.9 / 10.2 / 33.0 /
+34.5), M = 64 27.1 / 19.7 / 66.7 / 58.1; ``fp32decode`` (same K order) 2-8% slower. 38% fewer
+instructions for 3-17%: the kernel is latency-bound. Nsight Compute on it (M = 4, 1024x8192,
+12.3 µs under the profiler): 0.36 eligible warps per scheduler, 0.25 issues per cycle, 49% of
+the cycles between issues stalled on L1TEX scoreboards (the scale bytes were plain loads,
+waited on in every step; the packed tile came through cp.async), DRAM 8%, L1 71% busy,
+80 registers, 37.5% theoretical occupancy. cuBLAS BF16 on that shape (nvjet 64x8 tile,
+168 registers): 7.6 µs, DRAM 46%. Hence the scale bytes read as int32 words (pipelined).
+At M = 64, 64-byte steps (dot128x64s3p2) won at 1024x8192 (19.6 against 27.1), 2048x16384
+and 16384x2048 (51.6-57.8 against 66.7, 52.2 against 58.1) but lost 2x at 4096x1024: no
+rule change.
+
 Run on a GPU: ``python3 flashrt-smallm-gemm/benchmarks/tune_smallm.py --out DIR``
 (``--budget S`` stops timing new rows after S seconds; JSON is written after each row).
 """

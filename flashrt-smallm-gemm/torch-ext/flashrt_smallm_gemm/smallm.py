@@ -20,7 +20,8 @@ so also exact in BF16). The 2^-9 is undone in the output scale.
   int32 pairs, NVFP4 activations decoded like the weights.
 * ``_dot_kernel`` (more rows): [BLOCK_N, BLOCK_KH] byte tiles dequantized to BF16
   (low / high nibbles against even / odd activation elements: two ``tl.dot`` per
-  step), the weight on the MMA's M side and the activation rows on its N side.
+  step, K in an order that gives each MMA operand thread whole NVFP4 blocks), the
+  weight on the MMA's M side and the activation rows on its N side.
 
 Both split K over several programs per output tile when the tiles alone do not
 fill the GPU: each split stores its fp32 partial in a workspace and the last one

@@ -1,0 +1,44 @@
+"""Nsight Compute driver: the tl.dot kernel at M = 4 (K x N = 1024x8192, 2048x16384) and
+BF16 ``F.linear`` (cuBLAS) on the first shape, three calls each. The profile in
+``results/nvidia-h200/tuning/flashrt-smallm-gemm/ncu_dot_m4.2026-12-02.txt`` came from
+
+    ncu --clock-control none --kernel-name regex:"_dot_kernel|nvjet|gemm" --launch-count 9 \\
+        --section SpeedOfLight --section Occupancy --section WarpStateStats \\
+        --section LaunchStats --section SchedulerStats --section MemoryWorkloadAnalysis \\
+        python3 flashrt-smallm-gemm/benchmarks/profile_smallm.py
+"""
+
+import importlib
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from flashrt_tools.repo import Package  # noqa: E402
+from flashrt_tools.validation import load_built  # noqa: E402
+
+
+def main():
+    kernel = load_built(Package("flashrt-smallm-gemm"))
+    sm = importlib.import_module(f"{kernel.__name__}.smallm")
+    dev = torch.device("cuda")
+    for K, N in ((1024, 8192), (2048, 16384)):
+        x = torch.randn(4, K, device=dev).to(torch.bfloat16)
+        w = torch.randint(0, 256, (N, K // 2), device=dev, dtype=torch.uint8)
+        s = torch.randint(0x30, 0x40, (-(-N // 128) * -(-(K // 16) // 4) * 512,), device=dev,
+                          dtype=torch.uint8)
+        print(K, N, sm.gemm_config(4, N, K // 2, dev))
+        for _ in range(3):
+            kernel.nvfp4_weight_only_linear_bf16(x, w, s)
+        if K == 1024:
+            wb = torch.randn(N, K, device=dev).to(torch.bfloat16)
+            for _ in range(3):
+                F.linear(x, wb)
+    torch.cuda.synchronize()
+
+
+if __name__ == "__main__":
+    main()
