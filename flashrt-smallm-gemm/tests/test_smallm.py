@@ -366,8 +366,7 @@ def test_dispatch_boundary_rows(kernel, device):
         want = ref.nvfp4_weight_only_linear_bf16(x, w, s, **kw)
         assert compare("gemm", got, want, **cases.gemm_tolerance(K, 0.5, 1.0)["gemm"]).ok
     tol = cases.gemm_tolerance(K, 0.25, cases.E2M1_MEAN_SQ * cases.SCALE_MEAN_SQ)["gemm"]
-    for M, kind in ((2, "gemv"), (sm.W4A4_GEMV_MAX_ROWS, "gemv"),
-                    (sm.W4A4_GEMV_MAX_ROWS + 1, "dot")):
+    for M, kind in ((sm.W4A4_GEMV_MAX_ROWS, "gemv"), (sm.W4A4_GEMV_MAX_ROWS + 1, "dot")):
         assert sm.gemm_config(M, N, K // 2, dev, a_fp4=True)[0] == kind
         args, mkw = cases.matvec_inputs(M, N, K, device, _gen())
         got = kernel.nvfp4_w4a4_decode_matvec_bf16out(*args, **mkw)

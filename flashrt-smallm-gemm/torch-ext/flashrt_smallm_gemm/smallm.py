@@ -416,10 +416,11 @@ def _quantize_weight_kernel(w_ptr, packed_ptr, scales_ptr, n_rows, n_blocks, n_c
 
 # Rows served by the FMA GEMV kernel (more rows: the tl.dot kernel), measured on H200:
 # BF16 activations, 1 row (at 4 rows the dot kernel was 1.2-2x faster, at 8 up to
-# 1.25x); NVFP4 activations (the W4A4 matvec), up to 4 rows (the GEMV at 4 rows
-# 1.05-1.3x faster than the dot kernel's 16-row tile).
+# 1.25x); NVFP4 activations (the W4A4 matvec), 1 row: the K-ordered dot kernel's 16-row
+# tile (W4A4 M = 16: 11.1 / 9.1 / 28.1 / 29.3 µs at K x N = 1024x8192 / 4096x1024 /
+# 2048x16384 / 16384x2048) against the GEMV at 4 rows (15.4 / 9.1 / 40.9 / 35.6).
 GEMV_MAX_ROWS = 1
-W4A4_GEMV_MAX_ROWS = 4
+W4A4_GEMV_MAX_ROWS = 1
 
 
 def _even_split(steps, n_split):
@@ -483,10 +484,9 @@ def dot_config(M, N, KB, device, block_n=None, block_kh=None, warps=None, stages
 
 def gemm_config(M, N, KH, device, a_fp4=False, words_aligned=True):
     """The launch rule: the GEMV up to GEMV_MAX_ROWS / W4A4_GEMV_MAX_ROWS rows (it reads
-    int64 block words: 8-byte aligned operands), else the tl.dot kernel. The W4A4 GEMV
-    runs 2 to 4 rows as 4 (one compiled kernel)."""
+    int64 block words: 8-byte aligned operands), else the tl.dot kernel."""
     if M <= (W4A4_GEMV_MAX_ROWS if a_fp4 else GEMV_MAX_ROWS) and words_aligned:
-        return gemv_config(1 if M == 1 else max(M, 4), N, KH // 8, device)
+        return gemv_config(M, N, KH // 8, device)
     return dot_config(M, N, KH // 8, device)
 
 
