@@ -227,31 +227,26 @@ def _gemv_kernel(
 # multiply by the block scale x 2^117 (exact: <= 6 significant bits; bf16 multiplies
 # keep subnormals). $0 / $1 = low / high nibbles of bytes 0, 1; $2 / $3 of bytes 2, 3.
 # The interpreter (no inline PTX) runs the fp32 form: both give the same bits.
-_E2M1_QUAD = tl.constexpr("""
-{
-.reg .b32 t, u, x, y;
-prmt.b32 t, $4, 0, 0x4140;
+
+
+def _e2m1_pair_ptx(byte_select, out_lo, out_hi):
+    """PTX for two bytes of $4 (byte permute selector) -> bf16x2 outputs out_lo (their
+    low nibbles) and out_hi (high nibbles), times the scale pair $5."""
+    return f"""
+prmt.b32 t, $4, 0, {byte_select};
 shl.b32 x, t, 6;
 shl.b32 y, t, 12;
 lop3.b32 x, x, y, 0x81C081C0, 0xA8;
-mul.rn.bf16x2 $0, x, $5;
+mul.rn.bf16x2 {out_lo}, x, $5;
 and.b32 u, t, 0x00F000F0;
 shl.b32 x, u, 2;
 shl.b32 y, u, 8;
 lop3.b32 x, x, y, 0x81C081C0, 0xA8;
-mul.rn.bf16x2 $1, x, $5;
-prmt.b32 t, $4, 0, 0x4342;
-shl.b32 x, t, 6;
-shl.b32 y, t, 12;
-lop3.b32 x, x, y, 0x81C081C0, 0xA8;
-mul.rn.bf16x2 $2, x, $5;
-and.b32 u, t, 0x00F000F0;
-shl.b32 x, u, 2;
-shl.b32 y, u, 8;
-lop3.b32 x, x, y, 0x81C081C0, 0xA8;
-mul.rn.bf16x2 $3, x, $5;
-}
-""")
+mul.rn.bf16x2 {out_hi}, x, $5;"""
+
+
+_E2M1_QUAD = tl.constexpr("{\n.reg .b32 t, u, x, y;" + _e2m1_pair_ptx("0x4140", "$0", "$1")
+                          + _e2m1_pair_ptx("0x4342", "$2", "$3") + "\n}\n")
 
 
 # The dot kernel's K order. A K step of BKH bytes is one lo-nibble dot and one hi-nibble
