@@ -13,9 +13,29 @@ rule as the ``before`` column. An A/B run of the same script also chose the kern
 approximate rsqrt over a correctly rounded 1/sqrt (H200: 24.2 vs 25.1 us at 2520x3072,
 1.61 vs 1.84 us for the 10-row FP8 call).
 
-Usage: ``python tune_ada_norms.py --out DIR [--warm] [--functions a,b] [--group model|large]
-[--styles rows,1] [--shapes 10x1024,...] [--candidates rule,...] [--before DIR]
-[--baselines eager,compile,copy]``.
+``--group new`` runs ``NEW_ROWS`` only (the open targets of the last H200 record, each
+with its own candidates). Its H200 run (2026-12-02, 8192x8192, 1 GiB copy 4212 GB/s; us
+under graph replay, (registers a thread); that run's "rule" = the rule before it: 32
+elements per thread per-row, the persistent grid at 16 for a broadcast style, every load
+before the reduction; "L" = weight, scale and shift loaded after it):
+
+* fused, per-row style: r1e16L 264.33 (58), r1e32L 265.58 (104), r1e16 266.60 (94), rule
+  294.84 (167); compile 277.96.
+* norm, broadcast style: r1e16L 108.34 (51), persistent 1 program per SM 112.64 (99),
+  rule 113.66 (99), r1e32L 113.86 (76); compile 107.92, same-size copy 96.10.
+* norm, per-row style: rule 187.14 (122), r1e16L 187.25 (50), r1e32L 187.57 (75);
+  compile 191.32.
+* fused, broadcast style: r1e32L 187.59 (96), persistent 1 program per SM 192.95 (128),
+  rule 194.40 (128); compile 201.64.
+
+Adopted: many 8192-wide rows (either style, either function) run r1e16L
+(``late_style_loads``); the fused op with a broadcast style was not timed at r1e16L.
+Late loads give the bits of the same launch with early loads (other warp counts sum in
+another order, within the tolerances).
+
+Usage: ``python tune_ada_norms.py --out DIR [--warm] [--functions a,b]
+[--group model|large|new] [--styles rows,1] [--shapes 10x1024,...] [--candidates rule,...]
+[--before DIR] [--baselines eager,compile,copy] [--budget SECONDS]``.
 ``--warm`` only compiles (Triton, Inductor) on one input set and times nothing (fills the
 on-disk caches; never run several at once: each one rebuilds the package).
 Writes DIR/tune_ada_norms.json (one record per row, rewritten after every row).
@@ -42,23 +62,38 @@ PKG = "flashrt-adaptive-norms"
 bench = load_file(ROOT / PKG / "benchmarks" / "bench_ada_norms.py", "_flashrt_tune_bench_ada")
 cases = bench.cases
 LARGE_BYTES = 64 << 20  # at and above: fewer graph calls (each call is >= 30 us)
+# --group new: the open targets of the last H200 record, most important first
+# (function, rows, D, broadcast, candidates)
+NEW_ROWS = [
+    ("gate_residual_ada_norm_fp8_static_bf16", 8192, 8192, False, "rule,r1e32L,r1e16,r1e32"),
+    ("ada_rms_norm_style_bf16", 8192, 8192, True, "rule,r1e16p1,r1e16p2,r1e32L"),
+    ("ada_rms_norm_style_bf16", 8192, 8192, False, "rule,r1e32L,r1e32"),
+    ("gate_residual_ada_norm_fp8_static_bf16", 8192, 8192, True, "rule,r1e32L,r1e16p2"),
+]
 
 
 def candidates(ada, D, rows, broadcast, device):
-    """Named RowConfigs for width D: the rule and the alternatives (elements per thread;
-    on many rows persistent grids and a chunked row)."""
+    """Named (RowConfig, late style loads) for width D: the rule (None: its own placement)
+    and the alternatives (elements per thread, weight and style loaded beside x; on many
+    rows persistent grids, register rows loading weight, scale and shift after the
+    reduction ("L"), a chunked row)."""
     C = ada.RowConfig
     named = {"rule": ada.row_config(D, rows, device, broadcast)}
     bd = ada.next_power_of_2(D)
     if bd > ada.REG_MAX_BLOCK:
-        return named
+        return {k: (c, None) for k, c in named.items()}
     for e in (8, 16, 32):
         named[f"r1e{e}"] = C(False, 1, bd, max(1, min(16, bd // (32 * e))))
+    named = {k: (c, None if k == "rule" else False) for k, c in named.items()}
     if rows > 8 * torch.cuda.get_device_properties(device).multi_processor_count:
         for e in (16, 32):
-            named[f"r1e{e}p2"] = C(False, 1, bd, max(1, min(16, bd // (32 * e))), 2)
+            warps = max(1, min(16, bd // (32 * e)))
+            named[f"r1e{e}p1"] = (C(False, 1, bd, warps, 1), False)
+            named[f"r1e{e}p2"] = (C(False, 1, bd, warps, 2), False)
+            # weight, scale and shift loaded after the reduction
+            named[f"r1e{e}L"] = (C(False, 1, bd, warps), True)
         if bd == 8192:
-            named["chunk"] = C(True, 1, 4096, 8)
+            named["chunk"] = (C(True, 1, 4096, 8), False)
     return named
 
 
@@ -76,13 +111,17 @@ def make_sets(fused, rows, dim, broadcast, n, device):
     return sets
 
 
-def ours_fn(module, fused, cfg=None):
-    """One call of a module's ``_launch`` (cfg None: that module's own rule)."""
-    extra = () if cfg is None else (cfg,)
+def ours_fn(module, fused, cfg=None, late=None, launched=None):
+    """One call of a module's ``_launch`` (cfg None: that module's own rule; ``late``: the
+    style-load placement, None = the rule's). ``launched["kernel"]``: the compiled kernel
+    it launched (its register and spill counts go into the record)."""
+    extra = () if cfg is None else (cfg,) if late is None else (cfg, late)
+    launched = {} if launched is None else launched
 
     def call(s):
-        module._launch(s.get("residual"), s["x"], s.get("gate"), s["weight"], s["style"],
-                       s.get("scale"), s["out"], s["gate_out"], 1e-6, *extra)
+        launched["kernel"] = module._launch(s.get("residual"), s["x"], s.get("gate"),
+                                            s["weight"], s["style"], s.get("scale"), s["out"],
+                                            s["gate_out"], 1e-6, *extra)
         return (s["residual"], s["out"], s["gate_out"]) if fused else (s["out"], s["gate_out"])
     return call
 
@@ -117,7 +156,7 @@ def load_before(path):
 
 
 def tune_row(kernel, ada, before, function, model, rows, dim, broadcast, *, warm, copy_gbps,
-             baselines, keep=()):
+             baselines, keep=(), over_budget=lambda: False):
     device = torch.device("cuda")
     flags, formats = cases.FUNCTIONS[function]
     fused = flags.get("fused", False)
@@ -128,26 +167,37 @@ def tune_row(kernel, ada, before, function, model, rows, dim, broadcast, *, warm
     eager = eager_fn(reference_of(kernel), function, fused)
     rec = {"function": function, "model": model, "rows": rows, "D": dim,
            "style": "1x3D" if broadcast else "rowsx3D", "bytes": nbytes, "candidates": {}}
-    named = [(n, ada, c) for n, c in candidates(ada, dim, rows, broadcast, device).items()]
+    named = [(n, ada, c, late)
+             for n, (c, late) in candidates(ada, dim, rows, broadcast, device).items()]
     if before is not None:
-        named.append(("before", before, None))
+        named.append(("before", before, None, None))
     named = [c for c in named if not keep or c[0] in keep]
     done = {}  # a config named twice (rule = a sweep point) is timed once
-    for name, module, cfg in named:
-        key = (module.__name__, cfg)
+    rule_out = None
+    for name, module, cfg, late in named:
+        key = (module.__name__, cfg, late)
         if key in done:
             rec["candidates"][name] = done[key]
             continue
-        fn = ours_fn(module, fused, cfg)
+        launched = {}
+        fn = ours_fn(module, fused, cfg, late, launched)
         bad = verify(fn, sets[0], eager, formats)
-        entry = {"cfg": cfg._asdict() if cfg else None, "ok": not bad}
+        entry = {"cfg": cfg._asdict() if cfg else None, "late": late, "ok": not bad,
+                 **harness.kernel_resources(launched.get("kernel"))}
+        outs = [sets[0][k] for k in ("residual", "out", "gate_out") if k in sets[0]]
+        if name == "rule":
+            rule_out = [t.clone() for t in outs]
+        elif rule_out is not None:
+            entry["bits_equal_rule"] = all(map(harness.same_bits, outs, rule_out))
         if bad:
             entry["note"] = bad
         elif not warm:
             entry["us"] = harness.graph_us(fn, sets, min_calls=calls)
         rec["candidates"][name] = done[key] = entry
     compiled = None
-    if "compile" in baselines:
+    if "compile" in baselines and over_budget():
+        rec["compile_status"] = "skipped: over the run's time budget"
+    elif "compile" in baselines:
         compiled, rec["compile_status"] = harness.verified_compile(eager, sets, judge(formats))
     if warm:
         return rec
@@ -165,10 +215,12 @@ def summary(rec):
     gbps = rec["bytes"] / (timed[best] * 1e-6) / 1e9
     fmt = lambda x: f"{x:7.2f}" if x else "    n/a"  # noqa: E731
     name = "gate_res_fp8" if "gate" in rec["function"] else "ada_rms_norm"
+    others = " ".join(f"{k} {v:.2f} ({rec['candidates'][k].get('regs', '?')} regs)"
+                      for k, v in timed.items())
     return (f"{name:12s} {rec['rows']:5d}x{rec['D']:<5d} {rec['style']:7s} best {best:11s} "
             f"{timed[best]:7.2f} rule {fmt(timed.get('rule'))} before {fmt(timed.get('before'))} "
             f"compile {fmt(rec['compile_us'])} copy {fmt(rec['copy_us'])} "
-            f"{100 * gbps / rec['copy_gbps_1gib']:4.0f}%")
+            f"{100 * gbps / rec['copy_gbps_1gib']:4.0f}% | {others}")
 
 
 def main():
@@ -177,32 +229,49 @@ def main():
     ap.add_argument("--warm", action="store_true")
     ap.add_argument("--functions", default="")
     ap.add_argument("--styles", default="rows,1")
-    ap.add_argument("--group", choices=("model", "large", "all"), default="all")
+    ap.add_argument("--group", choices=("model", "large", "new", "all"), default="all",
+                    help="new: NEW_ROWS only, each with its own candidates")
     ap.add_argument("--before", default=None)
     ap.add_argument("--shapes", default="", help="ROWSxD,... to measure (default: all)")
     ap.add_argument("--candidates", default="", help="names to time (default: all)")
     ap.add_argument("--baselines", default="eager,compile,copy")
+    ap.add_argument("--budget", type=float, default=0.0,
+                    help="seconds: no row and no compile baseline starts within 5 s of it "
+                    "(0: no limit)")
     args = ap.parse_args()
+    t_start = time.perf_counter()
+    over_budget = lambda: (bool(args.budget)  # noqa: E731
+                           and time.perf_counter() - t_start > args.budget - 5)
     kernel = load_built(Package(PKG))
     ada = importlib.import_module(f"{kernel.__name__}.ada_norms")
     before = load_before(args.before) if args.before else None
     wanted = set(filter(None, args.functions.split(",")))
     styles = [s == "1" for s in args.styles.split(",")]
     shapes = set(filter(None, args.shapes.split(",")))
-    grid = [(f, s, b) for f in cases.FUNCTIONS for s in bench.SHAPES for b in styles
-            if (not wanted or f in wanted) and
-            (args.group == "all" or (s[0] == "large traffic") == (args.group == "large"))
-            and (not shapes or f"{s[1]}x{s[2]}" in shapes)]
+    keep = args.candidates
+    if args.group == "new":
+        grid = [(f, ("large traffic", r, d), b, c) for f, r, d, b, c in NEW_ROWS]
+    else:
+        grid = [(f, s, b, keep) for f in cases.FUNCTIONS for s in bench.SHAPES for b in styles
+                if args.group == "all" or (s[0] == "large traffic") == (args.group == "large")]
+    grid = [row for row in grid if (not wanted or row[0] in wanted) and row[2] in styles
+            and (not shapes or f"{row[1][1]}x{row[1][2]}" in shapes)]
     copy_gbps = None if args.warm else harness.copy_bandwidth_gbps()
     env = None if args.warm else harness.environment()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     records = []
-    for function, (model, rows, dim), broadcast in grid:
+    for function, (model, rows, dim), broadcast, names in grid:
+        if over_budget():
+            print(f"skipped (time budget) {function} {rows}x{dim}", flush=True)
+            records.append({"function": function, "rows": rows, "D": dim,
+                            "style": "1x3D" if broadcast else "rowsx3D",
+                            "skipped": "over the run's time budget"})
+            continue
         t0 = time.perf_counter()
         rec = tune_row(kernel, ada, before, function, model, rows, dim, broadcast,
                        warm=args.warm, copy_gbps=copy_gbps, baselines=args.baselines,
-                       keep=set(filter(None, args.candidates.split(","))))
+                       keep=set(filter(None, names.split(","))), over_budget=over_budget)
         rec["seconds"] = round(time.perf_counter() - t0, 1)
         records.append(rec)
         bad = [k for k, v in rec["candidates"].items() if not v["ok"]]

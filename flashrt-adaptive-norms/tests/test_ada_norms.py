@@ -99,12 +99,14 @@ def _ada(kernel):
     return importlib.import_module(f"{kernel.__name__}.ada_norms")
 
 
-# RowConfig fields but block_d (the row's power of two): one row per tile, several rows per
-# tile, a persistent grid (on the CPU interpreter 4 "SMs": every program loops over several
-# tiles, prefetching the next; a broadcast style row is loaded once per program), a chunked
-# row (chunk far narrower than the row: several chunks and a masked tail).
-LAUNCH_SHAPES = {"tile1": (False, 1, 1, 0), "tile4": (False, 4, 2, 0),
-                 "persistent": (False, 2, 2, 1), "chunked": (True, 1, 1, 0)}
+# RowConfig fields but block_d (the row's power of two), then the late style loads: one row
+# per tile, several rows per tile (either with the weight, scale and shift loaded after the
+# reduction), a persistent grid (on the CPU interpreter 4 "SMs": every program loops over
+# several tiles, prefetching the next; a broadcast style row is loaded once per program), a
+# chunked row (chunk far narrower than the row: several chunks and a masked tail).
+LAUNCH_SHAPES = {"tile1": (False, 1, 1, 0, False), "tile4": (False, 4, 2, 0, False),
+                 "tile1_late": (False, 1, 1, 0, True), "tile4_late": (False, 4, 2, 0, True),
+                 "persistent": (False, 2, 2, 1, False), "chunked": (True, 1, 1, 0, False)}
 
 
 @pytest.mark.parametrize("broadcast", [False, True], ids=["style=rows", "style=1"])
@@ -116,7 +118,7 @@ def test_every_launch_shape_matches_reference(kernel, device, function, shape, r
     """Each kernel path on 1 row and on a ragged row count (persistent: 19 tiles over 4
     programs), both style layouts; every output (the in-place residual included)."""
     ada = _ada(kernel)
-    chunked, block_r, num_warps, persistent = LAUNCH_SHAPES[shape]
+    chunked, block_r, num_warps, persistent, late = LAUNCH_SHAPES[shape]
     block_d = 32 if chunked else ada.next_power_of_2(dim)
     cfg = ada.RowConfig(chunked, block_r, block_d, num_warps, persistent)
     fused = function == FUSED
@@ -125,7 +127,7 @@ def test_every_launch_shape_matches_reference(kernel, device, function, shape, r
     out = _poison((rows, dim), torch.float8_e4m3fn if fused else torch.bfloat16, device)
     gate_out = _poison((rows, dim), torch.bfloat16, device)
     ada._launch(kw.get("residual"), kw["x"], kw.get("gate"), kw["weight"], kw["style"],
-                kw.get("scale"), out, gate_out, 1e-6, cfg)
+                kw.get("scale"), out, gate_out, 1e-6, cfg, late)
     want = getattr(reference_of(kernel), function)(*original.values())
     got = (kw["residual"], out, gate_out) if fused else (out, gate_out)
     for fmt, g, w in zip(cases.FUNCTIONS[function][1], got, want):
@@ -136,10 +138,19 @@ def test_every_launch_shape_matches_reference(kernel, device, function, shape, r
 def test_launch_rule_boundaries(kernel, device):
     """row_config at its edges: the widest register row and the first chunked one, the
     few-rows/many-rows boundary (FEW_ROWS_PER_SM rows per SM), the persistent grid for a
-    broadcast style only."""
+    broadcast style only, below LATE_STYLE_BLOCK; many rows that wide: 16 elements per
+    thread, the weight, scale and shift loaded after the reduction."""
     ada = _ada(kernel)
     few = ada.FEW_ROWS_PER_SM * ada.sm_count(device)
+    assert ada.few_rows(few, device) and not ada.few_rows(few + 1, device)
+    late = lambda D, rows, b: ada.late_style_loads(ada.row_config(D, rows, device, b),  # noqa
+                                                   rows, device)
     for broadcast in (False, True):
+        for D in (8192, 6146):
+            many = ada.row_config(D, few + 1, device, broadcast)
+            assert many == ada.RowConfig(False, 1, 8192, 16)
+            assert late(D, few + 1, broadcast) and not late(D, few, broadcast)
+        assert not late(4096, few + 1, broadcast) and not late(8194, few + 1, broadcast)
         assert not ada.row_config(8192, few, device, broadcast).chunked
         assert ada.row_config(8194, few, device, broadcast) == ada.RowConfig(True, 1, ada.CHUNK, 8)
         small = ada.row_config(3072, few, device, broadcast)

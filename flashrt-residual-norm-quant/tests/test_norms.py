@@ -191,6 +191,13 @@ def test_launch_rule_boundaries(kernel, device):
         assert (large.persistent > 0) == (quant and not residual)
         assert large.block_r == 1 and 2048 // (32 * large.num_warps) in (16, 32)
 
+        def late_w(D, rows):
+            cfg = norms.row_config(D, rows, device, quant=quant, residual=residual)
+            return norms.rms_late_weight(cfg, rows, device, quant=quant, residual=residual)
+        # the weight after the reduction: many 8192-wide rows of FP8 add + RMSNorm only
+        assert late_w(8192, few + 1) == (quant and residual)
+        assert not late_w(8192, few) and not late_w(4096, few + 1) and not late_w(8194, few + 1)
+
 
 @pytest.mark.parametrize("late_affine", [False, True], ids=["affine_early", "affine_late"])
 @pytest.mark.parametrize("rows,dim", [(33, 8192), (3, 8190), (5, 6146), (37, 4098), (2, 1152)])
@@ -211,6 +218,38 @@ def test_layer_norm_register_row_affine_placement(kernel, device, late_affine, r
                                  late_affine=late)
         outs.append(out)
     v = compare("bf16", outs[0], reference_of(kernel).layer_norm_bf16(**kw))
+    assert v.ok, v.message
+    assert torch.equal(_bits(outs[0]), _bits(outs[1]))
+
+
+@pytest.mark.parametrize("function", [f for f in FUNCTIONS if f != "layer_norm_bf16"])
+@pytest.mark.parametrize("rows,dim", [(33, 8192), (3, 4098), (37, 130)])
+def test_rms_register_row_weight_placement(kernel, device, function, rows, dim):
+    """The RMSNorm register row with the weight loaded beside x or after the reduction
+    (the launch default: after for many 8192-wide FP8 add + RMSNorm rows, see
+    rms_late_weight): against the reference (the in-place residual exact), the same bits
+    either way."""
+    norms = _norms(kernel)
+    block_d = norms.next_power_of_2(dim)
+    cfg = norms.RowConfig(False, 1, block_d, max(1, min(8, block_d // 512)))
+    flags, fmt = cases.FUNCTIONS[function]
+    kw = cases.norm_inputs(rows, dim, device, _gen(dim), **flags)
+    original = {k: v.clone() for k, v in kw.items()}
+    outs = []
+    for late in (False, True):
+        if flags.get("residual"):
+            kw["residual"].copy_(original["residual"])
+        out = _poison((rows, dim), _out_dtype(function), device)
+        norms._launch_rms(kw["x"], kw.get("residual"), kw["weight"], kw.get("scale"), out, 1e-6,
+                          cfg, late_w=late)
+        outs.append(out)
+    ref = reference_of(kernel)
+    if flags.get("residual"):
+        want, want_res = getattr(ref, function + "_with_residual")(*original.values())
+        assert compare("exact", kw["residual"], want_res).ok
+    else:
+        want = getattr(ref, function)(*original.values())
+    v = compare(fmt, outs[0], want)
     assert v.ok, v.message
     assert torch.equal(_bits(outs[0]), _bits(outs[1]))
 

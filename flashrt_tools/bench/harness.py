@@ -170,6 +170,19 @@ def graph_us(call: Callable, sets: Sequence, min_calls: int = 64) -> float:
     return per_call
 
 
+def kernel_resources(kernel) -> dict:
+    """Registers a thread and spilled bytes of a launched Triton kernel (what a kernel
+    launch returns; empty where unknown, e.g. under the interpreter)."""
+    regs, spills = getattr(kernel, "n_regs", None), getattr(kernel, "n_spills", None)
+    return {} if regs is None else {"regs": regs, "spills": spills}
+
+
+def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Bit-for-bit equality (NaN payloads included), any dtype."""
+    return a.shape == b.shape and torch.equal(a.contiguous().view(torch.uint8),
+                                              b.contiguous().view(torch.uint8))
+
+
 def host_loop_us(call: Callable, sets: Sequence) -> float:
     """Median time per call of a host-issued Python loop (launch overhead included)."""
     for s in sets:
@@ -184,17 +197,20 @@ def host_loop_us(call: Callable, sets: Sequence) -> float:
 
 
 def verified_compile(reference_fn: Callable, sets: Sequence,
-                     judge_all: Callable[..., Sequence[Verdict]]):
+                     judge_all: Callable[..., Sequence[Verdict]], emulate_modes=(False, True)):
     """torch.compile(reference_fn) if its outputs verify against eager on ``sets[0]``.
 
     Returns (compiled_fn or None, status). Tries plain Inductor first, then with
-    ``emulate_precision_casts`` (Inductor may drop an intermediate bf16 rounding).
-    ``judge_all(got, want)`` returns one Verdict per output.
+    ``emulate_precision_casts`` (Inductor may drop an intermediate bf16 rounding);
+    ``emulate_modes``: the settings to try, in order (a sweep that knows plain Inductor does
+    not verify skips that compile). ``judge_all(got, want)`` returns one Verdict per
+    output.
     """
     import torch._inductor.config as inductor_config
 
     want = reference_fn(sets[0])
-    for emulate in (False, True):
+    verdicts = []
+    for emulate in emulate_modes:
         torch._dynamo.reset()
         with inductor_config.patch(emulate_precision_casts=emulate):
             compiled = torch.compile(reference_fn, dynamic=False)

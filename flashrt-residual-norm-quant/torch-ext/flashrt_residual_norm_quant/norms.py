@@ -15,8 +15,9 @@ than a correctly rounded 1/sqrt). The residual variants take the RMS of the *unr
 
 Kernels work on row tiles; ``row_config`` picks the launch shape from the width and
 the row-count class (benchmarks/tune_norms.py measured it). A row of up to
-``REG_MAX_BLOCK`` elements stays in registers, one read of every input (LayerNorm
-loads its weight and bias after the statistics where registers bound the rows per SM);
+``REG_MAX_BLOCK`` elements stays in registers, one read of every input (LayerNorm, and
+FP8 add + RMSNorm on many 8192-wide rows, load the weight (and bias) after the
+reduction where registers bound the rows per SM);
 wider rows are processed in chunks over two passes (sum of squares, then normalize and
 store; three for LayerNorm), the later passes re-reading the row from L2, as are many
 4096-wide LayerNorm rows (two unrolled chunks, measured faster there). A persistent
@@ -101,6 +102,18 @@ def layer_norm_late_affine(cfg: RowConfig, n_rows: int, device) -> bool:
     return not few_rows(n_rows, device) or cfg.block_d >= LN_LATE_AFFINE_BLOCK
 
 
+def rms_late_weight(cfg: RowConfig, n_rows: int, device, *, quant: bool,
+                    residual: bool) -> bool:
+    """Whether an RMSNorm register row (one program per tile) loads its weight after the
+    reduction instead of beside x: not live across it. Late for many 8192-wide rows of
+    FP8 add + RMSNorm only (H200: 8192x8192 116.1 vs 118.9 us, 73 instead of 102
+    registers a thread, 3 rows per SM instead of 2); elsewhere it measured slower or
+    even (add + RMSNorm 8192x8192 134.5 vs 134.0, 16384x4096 130.7 vs 131.1; FP8 add +
+    RMSNorm 16384x4096 115.7 vs 113.4; RMSNorm 8192x8192 74.8 vs 74.1)."""
+    return (quant and residual and not cfg.chunked and not cfg.persistent
+            and cfg.block_d >= REG_MAX_BLOCK and not few_rows(n_rows, device))
+
+
 def layer_norm_unrolled_chunks(cfg: RowConfig, D: int) -> int:
     """Chunks of a chunked LayerNorm row to unroll (0: loop over them). A row that would
     fit the register block is unrolled, every chunk's load in flight at once, with L2
@@ -137,9 +150,18 @@ def _load_rms_tile(x_ptr, res_ptr, i_t, n_rows, D, HAS_RES: tl.constexpr,
 
 
 @triton.jit
-def _finish_rms_tile(b_x, b_res, b_w, i_t, res_ptr, out_ptr, n_rows, D, eps, inv_scale,
-                     HAS_RES: tl.constexpr, QUANT: tl.constexpr, BLOCK_R: tl.constexpr,
-                     BLOCK_D: tl.constexpr):
+def _load_weight(w_ptr, D, BLOCK_D: tl.constexpr):
+    """The weight as fp32 [1, BLOCK_D] (zero past D)."""
+    o_d = tl.arange(0, BLOCK_D)
+    return tl.load(w_ptr + o_d, mask=o_d < D, other=0.0).to(tl.float32)[None, :]
+
+
+@triton.jit
+def _finish_rms_tile(b_x, b_res, b_w, w_ptr, i_t, res_ptr, out_ptr, n_rows, D, eps, inv_scale,
+                     HAS_RES: tl.constexpr, QUANT: tl.constexpr, LATE_W: tl.constexpr,
+                     BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Residual store, RMS, out. LATE_W: the weight is loaded here, after the reduction
+    (b_w unused), so that it is not live across it."""
     _, o, m = row_tile(i_t, n_rows, D, BLOCK_R, BLOCK_D)
     b_x = b_x.to(tl.float32)
     if HAS_RES:
@@ -147,11 +169,13 @@ def _finish_rms_tile(b_x, b_res, b_w, i_t, res_ptr, out_ptr, n_rows, D, eps, inv
         b_rounded = b_a.to(tl.bfloat16)
         tl.store(res_ptr + o, b_rounded, mask=m)
         r = tl.math.rsqrt(tl.sum(b_a * b_a, 1) / D + eps)[:, None]  # unrounded sum
-        v = b_rounded.to(tl.float32) * r * b_w  # rounded residual
+        b_n = b_rounded.to(tl.float32)  # rounded residual
     else:
         r = tl.math.rsqrt(tl.sum(b_x * b_x, 1) / D + eps)[:, None]
-        v = b_x * r * b_w
-    _store_out(out_ptr + o, v, m, inv_scale, QUANT)
+        b_n = b_x
+    if LATE_W:
+        b_w = _load_weight(w_ptr, D, BLOCK_D)
+    _store_out(out_ptr + o, b_n * r * b_w, m, inv_scale, QUANT)
 
 
 @triton.jit
@@ -187,10 +211,12 @@ def _rms_norm_kernel(
     x_ptr, res_ptr, w_ptr, scale_ptr, out_ptr,
     n_rows, D, eps,
     HAS_RES: tl.constexpr, QUANT: tl.constexpr, CHUNKED: tl.constexpr,
-    PERSISTENT: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
+    PERSISTENT: tl.constexpr, LATE_W: tl.constexpr, BLOCK_R: tl.constexpr,
+    BLOCK_D: tl.constexpr,
 ):
-    """One tile of BLOCK_R rows per program, a persistent loop over tiles, or one wide
-    row in BLOCK_D chunks (CHUNKED)."""
+    """One tile of BLOCK_R rows per program, a persistent loop over tiles (the weight
+    loaded once per program, LATE_W unused), or one wide row in BLOCK_D chunks
+    (CHUNKED)."""
     inv_scale = 1.0
     if QUANT:
         inv_scale = tl.math.div_rn(1.0, tl.load(scale_ptr).to(tl.float32))
@@ -198,22 +224,24 @@ def _rms_norm_kernel(
     if CHUNKED:
         _rms_norm_chunked_row(x_ptr, res_ptr, w_ptr, out_ptr, i_t, D, eps, inv_scale,
                               HAS_RES, QUANT, BLOCK_D)
+    elif PERSISTENT:
+        b_x, b_res = _load_rms_tile(x_ptr, res_ptr, i_t, n_rows, D, HAS_RES, BLOCK_R, BLOCK_D)
+        b_w = _load_weight(w_ptr, D, BLOCK_D)
+        step = tl.num_programs(0)
+        for _ in range(i_t, tl.cdiv(n_rows, BLOCK_R), step):
+            # the next tile's loads are in flight while this one is reduced and stored
+            b_x_next, b_res_next = _load_rms_tile(x_ptr, res_ptr, i_t + step, n_rows, D,
+                                                  HAS_RES, BLOCK_R, BLOCK_D)
+            _finish_rms_tile(b_x, b_res, b_w, w_ptr, i_t, res_ptr, out_ptr, n_rows, D, eps,
+                             inv_scale, HAS_RES, QUANT, False, BLOCK_R, BLOCK_D)
+            b_x, b_res, i_t = b_x_next, b_res_next, i_t + step
     else:
         b_x, b_res = _load_rms_tile(x_ptr, res_ptr, i_t, n_rows, D, HAS_RES, BLOCK_R, BLOCK_D)
-        o_d = tl.arange(0, BLOCK_D)
-        b_w = tl.load(w_ptr + o_d, mask=o_d < D, other=0.0).to(tl.float32)[None, :]
-        if PERSISTENT:
-            step = tl.num_programs(0)
-            for _ in range(i_t, tl.cdiv(n_rows, BLOCK_R), step):
-                # the next tile's loads are in flight while this one is reduced and stored
-                b_x_next, b_res_next = _load_rms_tile(x_ptr, res_ptr, i_t + step, n_rows, D,
-                                                      HAS_RES, BLOCK_R, BLOCK_D)
-                _finish_rms_tile(b_x, b_res, b_w, i_t, res_ptr, out_ptr, n_rows, D, eps,
-                                 inv_scale, HAS_RES, QUANT, BLOCK_R, BLOCK_D)
-                b_x, b_res, i_t = b_x_next, b_res_next, i_t + step
-        else:
-            _finish_rms_tile(b_x, b_res, b_w, i_t, res_ptr, out_ptr, n_rows, D, eps, inv_scale,
-                             HAS_RES, QUANT, BLOCK_R, BLOCK_D)
+        b_w = b_x  # placeholder: LATE_W loads the weight after the reduction
+        if not LATE_W:
+            b_w = _load_weight(w_ptr, D, BLOCK_D)
+        _finish_rms_tile(b_x, b_res, b_w, w_ptr, i_t, res_ptr, out_ptr, n_rows, D, eps,
+                         inv_scale, HAS_RES, QUANT, LATE_W, BLOCK_R, BLOCK_D)
 
 
 @triton.jit
@@ -339,28 +367,34 @@ def _layer_norm_kernel(
                                     False, BLOCK_R, BLOCK_D)
 
 
-def _launch_rms(x, residual, weight, scale, out, eps, cfg=None):
+def _launch_rms(x, residual, weight, scale, out, eps, cfg=None, late_w=None):
+    """``cfg`` / ``late_w`` None: the launch rule; else forced (the tune script). Returns
+    the launched kernel."""
     n_rows, D = x.shape
     cfg = cfg or row_config(D, n_rows, x.device, quant=scale is not None,
                             residual=residual is not None)
+    if late_w is None:
+        late_w = rms_late_weight(cfg, n_rows, x.device, quant=scale is not None,
+                                 residual=residual is not None)
     with device_guard(x):
-        _rms_norm_kernel[(row_grid(cfg, n_rows, x.device),)](
+        return _rms_norm_kernel[(row_grid(cfg, n_rows, x.device),)](
             x, residual, weight, scale, out, n_rows, D, eps,
             HAS_RES=residual is not None, QUANT=scale is not None, CHUNKED=cfg.chunked,
-            PERSISTENT=cfg.persistent > 0, BLOCK_R=cfg.block_r, BLOCK_D=cfg.block_d,
-            num_warps=cfg.num_warps, enable_fp_fusion=False,
+            PERSISTENT=cfg.persistent > 0, LATE_W=late_w, BLOCK_R=cfg.block_r,
+            BLOCK_D=cfg.block_d, num_warps=cfg.num_warps, enable_fp_fusion=False,
         )
 
 
 def _launch_layer_norm(x, weight, bias, out, eps, cfg=None, late_affine=None):
-    """``late_affine`` None: ``layer_norm_late_affine``; a bool forces the placement."""
+    """``late_affine`` None: ``layer_norm_late_affine``; a bool forces the placement.
+    Returns the launched kernel."""
     n_rows, D = x.shape
     cfg = cfg or row_config(D, n_rows, x.device, layer_norm=True)
     if late_affine is None:
         late_affine = layer_norm_late_affine(cfg, n_rows, x.device)
     n_chunks = layer_norm_unrolled_chunks(cfg, D) if cfg.chunked else 0
     with device_guard(x):
-        _layer_norm_kernel[(row_grid(cfg, n_rows, x.device),)](
+        return _layer_norm_kernel[(row_grid(cfg, n_rows, x.device),)](
             x, weight, bias, out, n_rows, D, eps, CHUNKED=cfg.chunked,
             PERSISTENT=cfg.persistent > 0, LATE_AFFINE=late_affine, N_CHUNKS=n_chunks,
             BLOCK_R=cfg.block_r, BLOCK_D=cfg.block_d, num_warps=cfg.num_warps,
