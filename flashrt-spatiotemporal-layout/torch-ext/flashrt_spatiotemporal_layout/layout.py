@@ -424,7 +424,7 @@ def _tiles(C, S, out_bytes, n, whole_rows):
 
     * ``whole_rows`` (channels-last input whose channels-first side is only the store)
       and C <= 128: one channel block covers C, so each input row is one contiguous
-      read (96 channels: [128, 32] tiles, 7% faster than [32, 128]; with a residual,
+      read (96 channels: [128, 32] tiles, 2.5-7% faster than [32, 128]; with a residual,
       a second channels-first stream, [32, 128] stays faster);
     * otherwise the least-padding block; fp8 outputs want longer channel runs (bytes
       per contiguous store) than bf16;
