@@ -189,6 +189,42 @@ def test_plane_kernel_program_orders(kernel, device, blocks_fastest, bp, bhw):
     assert _same(cur, want)
 
 
+def test_int64_index_math_equals_reference(kernel, device):
+    """Index math is int32 below 2^31 elements a tensor (every test size); the int64
+    variant, forced through the launchers' tuning override on ragged tiles of every
+    kernel that has both (transpose and pack, plane, pooling, channel-to-space), gives
+    the reference's bits."""
+    layout = importlib.import_module(f"{kernel.__name__}.layout")
+    ref = reference_of(kernel)
+    wide = (None, None, None, True)  # (tile, tile, warps, int64)
+    g = _gen()
+    x = cases.randn((2, 5, 3, 3, 7), g, device, 2.0)
+    got = _poison((2, 63, 5), BF16, device)
+    layout._launch_transpose(x, got, B=2, C=5, T=3, HW=21, to_channels_last=True, config=wide)
+    assert _same(got, ref.ncdhw_to_blc_bf16(x))
+    xl, residual = cases.randn((2, 3, 3, 7, 5), g, device, 2.0), cases.randn(x.shape, g, device)
+    got = _poison(x.shape, BF16, device)
+    layout._launch_transpose(xl, got, B=2, C=5, T=3, HW=21, to_channels_last=False,
+                             residual=residual, config=wide)
+    assert _same(got, ref.ndhwc_to_ncdhw_add_bf16(xl, residual))
+    (prev, cur), _ = cases.pack_inputs((2, 5, 3, 7), device, g)
+    got = _poison((2, 3, 7, 15), BF16, device)
+    layout._pack_causal_cache3(prev, cur, got, config=wide)
+    assert _same(got, ref.pack_causal_cache3_nhwc_bf16(prev, cur))
+    got = _poison((2, 5, 2, 3, 7), BF16, device)
+    layout._launch_plane(layout.MODE_CACHE2, x, got, B=2, T=3, C=5, HW=21, x2=prev,
+                         config=(None,) * 4 + (True,))
+    assert _same(got, ref.update_cache2_ncdhw_bf16(x, prev))
+    xp = cases.randn((1, 8, 5, 4, 6), g, device, 2.0)
+    got = _poison((1, 8, 3, 2, 3), BF16, device)
+    layout._avg_pool3d_channels(xp, got, 8, 2, 2, 8, config=wide)
+    assert _same(got, ref.avg_pool3d_channels_bf16(xp, 8, 2, 2, 8))
+    xc = cases.randn((1, 8, 3, 3, 5), g, device, 2.0)
+    got = _poison((1, 2, 6, 6, 10), BF16, device)
+    layout._channel_to_space3d(xc, got, 2, 2, 2, 2, False, config=(None,) * 4 + (True,))
+    assert _same(got, ref.channel_to_space3d_bf16(xc, 2, 2, 2, 2, False))
+
+
 def test_avg_pool_padded_frames_count_in_divisor(kernel, device):
     """T = 1 with factor_t = 2: one zero frame in front, mean over 8 values of which 4 are 0."""
     x = cases.randn((1, 1, 1, 2, 2), _gen(), device, 2.0)

@@ -12,7 +12,7 @@ Kernels (six, shared by the functions):
   writes rows along C, and Triton stages the tile through shared memory so
   both the load and the store are coalesced. Epilogues: bias, residual add,
   static FP8; a third source-row mode packs the causal-conv cache (prev0,
-  prev1, cur0) along channels, one load through a per-channel source pointer.
+  prev1, cur0) along channels, each channel tile reading rows of one source.
 * ``_plane_kernel``       copies / biases whole (H*W, 2*H*W or T*H*W) planes:
   temporal unshuffle, two-frame cache update, in-place channel bias.
 * ``_channel_to_space_kernel``, ``_avg_pool_kernel``: [rows of one output plane
@@ -28,7 +28,8 @@ Kernels (six, shared by the functions):
 
 Sizes that vary with the call (batch, frames) are ``do_not_specialize`` (a new
 frame count never re-JITs); model-fixed sizes (channels, H*W) stay specialized
-so that Triton sees 16-element divisibility and vectorizes. Offsets are int64.
+so that Triton sees 16-element divisibility and vectorizes. Index math is int32 unless a
+tensor has 2^31 elements or more (then int64).
 Launch configurations come from ``_tiles`` / ``_plane_tiles`` /
 ``_shuffle_tiles`` (analytical rules, their constants chosen with
 ``benchmarks/tune_layout.py``; no autotuning).
@@ -65,6 +66,7 @@ _K_PATCH = tl.constexpr(PATCH)
 _K_FEAT = tl.constexpr(FEAT)
 
 _TILE = 4096  # elements per program for the layout kernels (8 KB of bf16)
+_SMALL = 1 << 22  # elements moved up to which bf16 transposes take _TILE // 2 tiles
 _IM2COL_BLOCK = 512  # 32-bit words per im2col program; divides a view (75264 = 147 * 512)
 
 
@@ -73,41 +75,62 @@ _IM2COL_BLOCK = 512  # 32-bit words per im2col program; divides a view (75264 = 
 # ----------------------------------------------------------------------------
 
 
+@triton.jit
+def _program_id(INT64: tl.constexpr):
+    """Axis-0 program id; int64 only when the tensors need 64-bit offsets (the host's
+    ``_needs_int64``): 32-bit index math is cheaper, 64-bit division most of all."""
+    pid = tl.program_id(0)
+    if INT64:
+        pid = pid.to(tl.int64)
+    return pid
+
+
+@triton.jit
+def _index(v, INT64: tl.constexpr):
+    """A size argument in the kernel's index width."""
+    if INT64:
+        v = v.to(tl.int64)
+    return v
+
+
 @triton.jit(do_not_specialize=["B", "T"])
 def _transpose_kernel(
     x_ptr, x2_ptr, out_ptr, bias_ptr, res_ptr, inv_scale,
     B, T, C, HW, n_tc,
     TO_CHANNELS_LAST: tl.constexpr, PACK3: tl.constexpr, HAS_BIAS: tl.constexpr,
-    HAS_RES: tl.constexpr, QUANT: tl.constexpr, BC: tl.constexpr, BS: tl.constexpr,
+    HAS_RES: tl.constexpr, QUANT: tl.constexpr, INT64: tl.constexpr, BC: tl.constexpr,
+    BS: tl.constexpr,
 ):
     """(B, C, S) -> (B, S, C) when TO_CHANNELS_LAST, else (B, S, C) -> (B, C, S); S = T*HW.
 
-    One [BC, BS] tile per program, channel tiles fastest. PACK3: C = 3*C0
-    virtual channels, channel p*C0 + c read from previous[b, c, p] (p < 2,
-    ``x_ptr``, (B, C0, 2, HW)) or current[b, c, 0] (p = 2, ``x2_ptr``).
+    One [BC, BS] tile per program, channel tiles fastest. PACK3: out (B, S, 3C),
+    channel p*C + c read from previous[b, c, p] (p < 2, ``x_ptr``, (B, C, 2, HW)) or
+    current[b, c, 0] (p = 2, ``x2_ptr``); the n_tc channel tiles are 3 sources x
+    cdiv(C, BC), so a tile reads rows of one source (p is per program).
     """
-    S = T.to(tl.int64) * HW
+    pid = _program_id(INT64)
+    S = _index(T, INT64) * HW
     n_ts = tl.cdiv(S, BS)
-    pid = tl.program_id(0).to(tl.int64)
     i_c = pid % n_tc
     i_s = (pid // n_tc) % n_ts
     i_b = pid // n_tc // n_ts
+    p = 0
+    if PACK3:
+        p = i_c // (n_tc // 3)
+        i_c -= p * (n_tc // 3)
     o_c = i_c * BC + tl.arange(0, BC)
     o_s = i_s * BS + tl.arange(0, BS)
     m_c = o_c < C
     m = m_c[:, None] & (o_s < S)[None, :]
     o_cf = (i_b * C + o_c)[:, None] * S + o_s[None, :]  # channels-first (B, C, S) offsets
-    o_cl = (i_b * S + o_s)[None, :] * C + o_c[:, None]  # channels-last (B, S, C) offsets
+    # channels-last (B, S, C) offsets, (B, S, 3C) for PACK3
+    o_cl = (i_b * S + o_s)[None, :] * (3 * C if PACK3 else C) + (p * C + o_c)[:, None]
     if TO_CHANNELS_LAST:
         o_out = o_cl
         if PACK3:
-            C0 = C // 3
-            p = o_c // C0
-            c = o_c - p * C0
-            # one load through a per-channel choice of source row
-            p_prev = x_ptr + (((i_b * C0 + c) * 2 + p) * S)[:, None]
-            p_cur = x2_ptr + ((i_b * C0 + c) * S)[:, None]
-            b_x = tl.load(tl.where((p < 2)[:, None], p_prev, p_cur) + o_s[None, :], mask=m)
+            row = tl.where(p < 2, (i_b * C + o_c) * 2 + p, i_b * C + o_c)
+            b_x = tl.load(tl.where(p < 2, x_ptr, x2_ptr) + (row * S)[:, None] + o_s[None, :],
+                          mask=m)
         else:
             b_x = tl.load(x_ptr + o_cf, mask=m)
     else:
@@ -140,7 +163,7 @@ def _plane_kernel(
     x_ptr, x2_ptr, out_ptr, bias_ptr,
     B, T, C, HW, n_tp, n_th,
     MODE: tl.constexpr, ONE_FRAME: tl.constexpr, BP: tl.constexpr, BHW: tl.constexpr,
-    BLOCKS_FASTEST: tl.constexpr,
+    BLOCKS_FASTEST: tl.constexpr, INT64: tl.constexpr,
 ):
     """[BP planes, BHW elements] per program; consecutive programs take the next plane
     block (n_tp of them), or with BLOCKS_FASTEST the next element block of the same
@@ -153,16 +176,16 @@ def _plane_kernel(
                     may be ``prev``.
     MODE_BIAS:      x (B, C, T*HW) in place: plane (b, c) += bias[c].
     """
-    pid = tl.program_id(0).to(tl.int64)
+    pid = _program_id(INT64)
     if MODE == _K_BIAS:
-        L = T.to(tl.int64) * HW  # plane length
-        n_planes = B.to(tl.int64) * C
+        L = _index(T, INT64) * HW  # plane length
+        n_planes = _index(B, INT64) * C
     elif MODE == _K_UNSHUFFLE:
         L = HW
-        n_planes = B.to(tl.int64) * C * 2 * T
+        n_planes = _index(B, INT64) * C * 2 * T
     else:
         L = HW if ONE_FRAME else 2 * HW
-        n_planes = B.to(tl.int64) * C
+        n_planes = _index(B, INT64) * C
     if BLOCKS_FASTEST:
         i_h = pid % n_th
         i_p = pid // n_th
@@ -199,10 +222,10 @@ def _plane_kernel(
 
 
 @triton.jit
-def _output_plane_tile(T_OUT, CO, n_tr, n_tw):
+def _output_plane_tile(T_OUT, CO, n_tr, n_tw, INT64: tl.constexpr):
     """(plane, b, oc, ot, row tile, column tile) of this program over the output planes
     plane = (b * CO + oc) * T_OUT + ot, each split into n_tr x n_tw tiles (columns fastest)."""
-    pid = tl.program_id(0).to(tl.int64)
+    pid = _program_id(INT64)
     plane = pid // (n_tr * n_tw)
     return (plane, plane // T_OUT // CO, (plane // T_OUT) % CO, plane % T_OUT,
             (pid // n_tw) % n_tr, pid % n_tw)
@@ -223,7 +246,8 @@ def _interleave(v0, v1, v2, v3, SF: tl.constexpr):
 def _channel_to_space_kernel(
     x_ptr, out_ptr, B, T, CIN, CO, H, W_VEC, n_tr, n_tw,
     TF: tl.constexpr, SF: tl.constexpr, REPEATS: tl.constexpr, DROP: tl.constexpr,
-    VEC: tl.constexpr, INTERLEAVE: tl.constexpr, BR: tl.constexpr, BW: tl.constexpr,
+    VEC: tl.constexpr, INTERLEAVE: tl.constexpr, INT64: tl.constexpr, BR: tl.constexpr,
+    BW: tl.constexpr,
 ):
     """[BR output rows of one (b, oc, ot) plane, BW input columns] per program.
 
@@ -240,8 +264,8 @@ def _channel_to_space_kernel(
     W = W_VEC * VEC
     OH = H * SF
     OW = W * SF
-    T_OUT = T.to(tl.int64) * TF - DROP
-    plane, b, oc, ot, i_r, i_w = _output_plane_tile(T_OUT, CO, n_tr, n_tw)
+    T_OUT = _index(T, INT64) * TF - DROP
+    plane, b, oc, ot, i_r, i_w = _output_plane_tile(T_OUT, CO, n_tr, n_tw, INT64)
     ft = ot + DROP
     dt = ft % TF
     it = ft // TF
@@ -252,7 +276,7 @@ def _channel_to_space_kernel(
     m = (oh < OH)[:, None] & (o_w < W)[None, :]
     o_in = ((it * H + ih) * W)[:, None] + o_w[None, :]  # within an input channel
     o_row = (plane * OH + oh) * OW
-    CH = T.to(tl.int64) * H * W  # one input channel
+    CH = _index(T, INT64) * H * W  # one input channel
     SHARED: tl.constexpr = REPEATS % SF == 0  # every dw reads channel e0 // REPEATS
     p_in = x_ptr + o_in
     v0 = tl.load(p_in + ((b * CIN + e0 // REPEATS) * CH)[:, None], mask=m)
@@ -282,7 +306,7 @@ def _channel_to_space_kernel(
 def _avg_pool_kernel(
     x_ptr, out_ptr, B, T, C, CO, H, W_VEC, n_tr, n_tw,
     FT: tl.constexpr, FS: tl.constexpr, G: tl.constexpr, VEC: tl.constexpr,
-    BR: tl.constexpr, BW: tl.constexpr,
+    INT64: tl.constexpr, BR: tl.constexpr, BW: tl.constexpr,
 ):
     """[BR output rows of one (b, oc, ot) plane, BW output columns] per program.
 
@@ -296,9 +320,9 @@ def _avg_pool_kernel(
     W = W_VEC * VEC
     HO = H // FS
     WO = W // FS
-    T_OUT = tl.cdiv(T.to(tl.int64), FT)
+    T_OUT = tl.cdiv(_index(T, INT64), FT)
     PAD = T_OUT * FT - T
-    plane, b, oc, ot, i_r, i_w = _output_plane_tile(T_OUT, CO, n_tr, n_tw)
+    plane, b, oc, ot, i_r, i_w = _output_plane_tile(T_OUT, CO, n_tr, n_tw, INT64)
     oh = i_r * BR + tl.arange(0, BR)
     o_w = i_w * BW + tl.arange(0, BW)
     m_out = (oh < HO)[:, None] & (o_w < WO)[None, :]
@@ -395,17 +419,26 @@ def _channel_block(C, cap, floor):
     return min(blocks, key=lambda b: (cdiv(C, b) * b, -b))
 
 
-def _tiles(C, S, out_bytes):
-    """(BC, BS, num_warps) of the transpose kernel: ~_TILE elements per program, half
-    that for bf16 with <= 16 channels (tune_layout.py: a Wan latent, 16 channels,
-    was fastest on 2048-element tiles). fp8 outputs want longer channel runs (bytes
-    per contiguous store) than bf16.
+def _tiles(C, S, out_bytes, n, whole_rows):
+    """(BC, BS, num_warps) of the transpose kernel (tune_layout.py on H200):
+
+    * ``whole_rows`` (channels-last input whose channels-first side is only the store)
+      and C <= 128: one channel block covers C, so each input row is one contiguous
+      read (96 channels: [128, 32] tiles, 2.5-7% faster than [32, 128]; with a residual,
+      a second channels-first stream, [32, 128] stays faster);
+    * otherwise the least-padding block; fp8 outputs want longer channel runs (bytes
+      per contiguous store) than bf16;
+    * ~_TILE elements a program, half that for bf16 up to _SMALL elements moved
+      (``n``): more programs for small calls (the 16-channel Wan latent; the 96-channel
+      causal cache pack, 3.94 -> 3.80 us).
     """
     if out_bytes == 1:
         bc = _channel_block(C, cap=128, floor=32)
+    elif whole_rows and C <= 128:
+        bc = max(4, next_power_of_2(C))
     else:
         bc = _channel_block(C, cap=64, floor=16)
-    tile = _TILE // 2 if out_bytes == 2 and bc <= 16 else _TILE
+    tile = _TILE // 2 if out_bytes == 2 and n <= _SMALL else _TILE
     bs = max(16, min(1024, tile // bc, next_power_of_2(S)))
     return bc, bs, _warps(bc * bs)
 
@@ -438,6 +471,12 @@ def _pow2_factor(n, cap=8):
     return min(cap, n & -n)
 
 
+def _needs_int64(*tensors):
+    """64-bit index math once an offset into one of ``tensors`` can pass int32 (offsets
+    of masked-off lanes may wrap: they are never dereferenced)."""
+    return max(t.numel() for t in tensors) > 2**31 - 1
+
+
 def _warps(elements):
     return max(1, min(8, elements // 1024))
 
@@ -459,7 +498,7 @@ def _fp32_reciprocal(scale):
 
 def _config(defaults, config):
     """``defaults`` (a tuple of launch settings) with the entries of ``config`` (BC/BR,
-    BS/BW, num_warps by position) that are not None: the tuning script's override."""
+    BS/BW, num_warps, ... by position) that are not None: the tuning script's override."""
     if not config:
         return defaults
     config = tuple(config) + (None,) * (len(defaults) - len(config))
@@ -469,8 +508,11 @@ def _config(defaults, config):
 def _launch_transpose(x, out, *, B, C, T, HW, to_channels_last, x2=None, bias=None,
                       residual=None, scale=None, config=None):
     quant = scale is not None
-    bc, bs, warps = _config(_tiles(C, T * HW, out.element_size()), config)
-    n_tc = cdiv(C, bc)
+    int64 = _needs_int64(*(t for t in (x, x2, out, residual) if t is not None))
+    whole_rows = not to_channels_last and residual is None
+    tiles = _tiles(C, T * HW, out.element_size(), out.numel(), whole_rows)
+    bc, bs, warps, int64 = _config(tiles + (int64,), config)
+    n_tc = cdiv(C, bc) * (1 if x2 is None else 3)  # PACK3: three sources
     grid = (B * n_tc * cdiv(T * HW, bs),)
     with device_guard(x):
         _transpose_kernel[grid](
@@ -478,7 +520,8 @@ def _launch_transpose(x, out, *, B, C, T, HW, to_channels_last, x2=None, bias=No
             x if residual is None else residual, _fp32_reciprocal(scale) if quant else 1.0,
             B, T, C, HW, n_tc,
             TO_CHANNELS_LAST=to_channels_last, PACK3=x2 is not None, HAS_BIAS=bias is not None,
-            HAS_RES=residual is not None, QUANT=quant, BC=bc, BS=bs, num_warps=warps,
+            HAS_RES=residual is not None, QUANT=quant, INT64=int64, BC=bc, BS=bs,
+            num_warps=warps,
         )
 
 
@@ -489,13 +532,15 @@ def _launch_plane(mode, x, out, *, B, T, C, HW, x2=None, bias=None, config=None)
         n_planes, length = B * C * 2 * T, HW
     else:
         n_planes, length = B * C, HW if T == 1 else 2 * HW
-    bp, bhw, warps, blocks_fastest = _config(_plane_tiles(mode, n_planes, length), config)
+    int64 = _needs_int64(*(t for t in (x, x2, out) if t is not None))
+    bp, bhw, warps, blocks_fastest, int64 = _config(
+        _plane_tiles(mode, n_planes, length) + (int64,), config)
     n_tp, n_th = cdiv(n_planes, bp), cdiv(length, bhw)
     with device_guard(x):
         _plane_kernel[(n_tp * n_th,)](
             x, x if x2 is None else x2, out, x if bias is None else bias, B, T, C, HW, n_tp,
             n_th, MODE=mode, ONE_FRAME=T == 1, BP=bp, BHW=bhw, BLOCKS_FASTEST=blocks_fastest,
-            num_warps=warps,
+            INT64=int64, num_warps=warps,
         )
 
 
@@ -675,8 +720,8 @@ def _channel_to_space3d(x, out, out_channels, temporal_factor, spatial_factor, r
     B, cin, T, H, W = _dims5(x)
     sf = spatial_factor
     t_out = T * temporal_factor - (temporal_factor - 1 if first_chunk else 0)
-    br, bw, warps, interleave = _config(_shuffle_tiles(H * sf, W, sf) + (sf in (1, 2, 4),),
-                                        config)
+    br, bw, warps, interleave, int64 = _config(
+        _shuffle_tiles(H * sf, W, sf) + (sf in (1, 2, 4), _needs_int64(x, out)), config)
     vec = _pow2_factor(W)
     n_tr, n_tw = cdiv(H * sf, br), cdiv(W, bw)
     with device_guard(x):
@@ -684,7 +729,7 @@ def _channel_to_space3d(x, out, out_channels, temporal_factor, spatial_factor, r
             x, out, B, T, cin, out_channels, H, W // vec, n_tr, n_tw,
             TF=temporal_factor, SF=sf, REPEATS=repeats,
             DROP=temporal_factor - 1 if first_chunk else 0, VEC=vec, INTERLEAVE=interleave,
-            BR=br, BW=bw, num_warps=warps,
+            INT64=int64, BR=br, BW=bw, num_warps=warps,
         )
 
 
@@ -709,7 +754,7 @@ def _channel_to_space3d_bf16_fake(x, out_channels, temporal_factor, spatial_fact
 
 def _pack_causal_cache3(previous, current, out, config=None):
     B, C, _, H, W = _dims5(previous)
-    _launch_transpose(previous, out, B=B, C=3 * C, T=1, HW=H * W, to_channels_last=True,
+    _launch_transpose(previous, out, B=B, C=C, T=1, HW=H * W, to_channels_last=True,
                       x2=current, config=config)
 
 
@@ -741,14 +786,15 @@ def _avg_pool3d_channels(x, out, out_channels, factor_t, factor_s, group_size, c
     ho, wo = H // factor_s, W // factor_s
     br, bw, _ = _shuffle_tiles(ho, wo, 1)
     # each output sums G inputs: 4 warps on the [32, 64] tile of the Wan shape beat 2
-    br, bw, warps = _config((br, bw, _warps(2 * br * bw)), config)
+    br, bw, warps, int64 = _config((br, bw, _warps(2 * br * bw), _needs_int64(x, out)), config)
     vec = _pow2_factor(W)
     n_tr, n_tw = cdiv(ho, br), cdiv(wo, bw)
     t_out = cdiv(T, factor_t)
     with device_guard(x):
         _avg_pool_kernel[(B * out_channels * t_out * n_tr * n_tw,)](
             x, out, B, T, C, out_channels, H, W // vec, n_tr, n_tw,
-            FT=factor_t, FS=factor_s, G=group_size, VEC=vec, BR=br, BW=bw, num_warps=warps,
+            FT=factor_t, FS=factor_s, G=group_size, VEC=vec, INT64=int64, BR=br, BW=bw,
+            num_warps=warps,
         )
 
 
