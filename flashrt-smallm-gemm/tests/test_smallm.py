@@ -444,28 +444,3 @@ def test_odd_weight_address_takes_the_byte_decode_same_bits(kernel, device, M, K
     got = kernel.nvfp4_weight_only_linear_bf16(x, odd, s, **kw)
     want = kernel.nvfp4_weight_only_linear_bf16(x, w, s, **kw)
     assert torch.equal(_bits(got), _bits(want))
-
-
-@pytest.mark.parametrize("a_fp4", [False, True])
-def test_unaligned_scales_take_byte_loads_same_bits(kernel, device, a_fp4):
-    """The tl.dot kernel reads scale bytes as int32 words of 4 blocks where the scale
-    tensors are 4-byte aligned; a scale view at an odd address is read byte by byte,
-    same bits (W4A4: the activation scales too)."""
-    M, N, K = 20, 72, 1040
-    if a_fp4:
-        (a, b, sfa, sfb), kw = cases.matvec_inputs(M, N, K, device, _gen())
-        fn = kernel.nvfp4_w4a4_decode_matvec_bf16out
-    else:
-        (a, b, sfb), kw = cases.linear_inputs(M, N, K, device, _gen())
-        fn = kernel.nvfp4_weight_only_linear_bf16
-
-    def odd(t):
-        buf = torch.empty(t.numel() + 1, dtype=torch.uint8, device=device)
-        v = buf[1:].view(t.shape)
-        v.copy_(t)
-        return v
-
-    args = (a, b, sfa, sfb) if a_fp4 else (a, b, sfb)
-    odd_args = (a, b, odd(sfa), odd(sfb)) if a_fp4 else (a, b, odd(sfb))
-    assert _smallm(kernel).gemm_config(M, N, K // 2, torch.device(device), a_fp4)[0] == "dot"
-    assert torch.equal(_bits(fn(*odd_args, **kw)), _bits(fn(*args, **kw)))

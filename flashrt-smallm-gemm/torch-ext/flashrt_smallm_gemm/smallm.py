@@ -276,39 +276,18 @@ def _kperm_halves(a, b, R: tl.constexpr, BKH: tl.constexpr):
 
 
 @triton.jit
-def _block_scales(p_sf_row, kb, m_rows, m_blocks, BR: tl.constexpr, NB: tl.constexpr,
-                  WORDS: tl.constexpr):
-    """Scale bytes (int32 [BR, NB]) of blocks kb .. kb + NB - 1 (kb % 4 == 0) of the rows
-    whose swizzled scales start at ``p_sf_row`` ([BR] pointers). WORDS (4-byte aligned
-    scales): read as int32 words of 4 blocks, which Triton pipelines with the packed tile
-    (cp.async); single bytes it loads synchronously every step (the kernel's main stall
-    before, per Nsight Compute). A word past the K tail stays inside the padded buffer."""
-    if WORDS:
-        p = p_sf_row[:, None] + ((kb >> 2) + tl.arange(0, NB // 4))[None, :] * 512
-        w = tl.load(p.to(tl.pointer_type(tl.int32)), mask=m_rows[:, None], other=0)
-        return tl.reshape((w[:, :, None] >> (8 * tl.arange(0, 4))[None, None, :]) & 0xFF, (BR, NB))
-    p = p_sf_row[:, None] + _swz_col(kb + tl.arange(0, NB))[None, :]
-    return tl.load(p, mask=m_blocks, other=0).to(tl.int32)
-
-
-@triton.jit
-def _dequant_tile(p_packed, row_off, kb, p_sf_row, m_rows, m_blocks, BR: tl.constexpr,
-                  BKH: tl.constexpr, PTX: tl.constexpr, EVEN_K: tl.constexpr,
-                  SCALE_WORDS: tl.constexpr):
+def _dequant_tile(p_packed, row_off, kb, p_scales, m_rows, m_blocks, BR: tl.constexpr,
+                  BKH: tl.constexpr, PTX: tl.constexpr, EVEN_K: tl.constexpr):
     """Rows ``row_off`` (byte offsets, [BR]) x blocks kb.. kb + BKH/8 of a packed NVFP4
-    operand + their scales -> (lo, hi) bf16 [BR, BKH] in the K order, holding the
-    dequantized elements x 2^-9 (exact in bf16)."""
+    operand + their scales ([BR, BKH/8] pointers) -> (lo, hi) bf16 [BR, BKH] in the K
+    order, holding the dequantized elements x 2^-9 (exact in bf16)."""
     NB: tl.constexpr = BKH // 8
     m_b = m_rows[:, None] if EVEN_K else m_blocks
-    s = _ue4m3_x2p117(_block_scales(p_sf_row, kb, m_rows, m_blocks, BR, NB, SCALE_WORDS))
-    s = s[:, :, None]
+    s = _ue4m3_x2p117(tl.load(p_scales, mask=m_b, other=0).to(tl.int32))[:, :, None]
     if PTX:  # int16 elements: each asm call gets 4 bytes in one register
-        # one contiguous row segment per row: 16-byte cp.async
-        o = (row_off // 2)[:, None] + kb * 4 + tl.arange(0, BKH // 2)[None, :]
-        m_w = m_rows[:, None] if EVEN_K else tl.reshape(
-            tl.broadcast_to(m_blocks[:, :, None], (BR, NB, 4)), (BR, BKH // 2))
-        w = tl.load(p_packed.to(tl.pointer_type(tl.int16)) + o, mask=m_w, other=0)
-        w = tl.reshape(w, (BR, NB, 4))
+        o = ((row_off // 2)[:, None, None] + (kb * 4 + tl.arange(0, NB) * 4)[None, :, None]
+             + tl.arange(0, 4)[None, None, :])
+        w = tl.load(p_packed.to(tl.pointer_type(tl.int16)) + o, mask=m_b[:, :, None], other=0)
         s16 = tl.broadcast_to(s.to(tl.bfloat16), (BR, NB, 4))
         lo_a, hi_a, lo_b, hi_b = tl.inline_asm_elementwise(
             _E2M1_QUAD, "=r,=r,=r,=r,r,r", [w, s16],
@@ -333,14 +312,13 @@ def _dot_kernel(
     M, N, KH, n_col_super, steps_per_split, n_split, out_scale, alpha,
     A_FP4: tl.constexpr, HAS_BIAS: tl.constexpr, SPLIT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_KH: tl.constexpr,
-    PTX_DECODE: tl.constexpr, EVEN_K: tl.constexpr, SCALE_WORDS: tl.constexpr,
+    PTX_DECODE: tl.constexpr, EVEN_K: tl.constexpr,
 ):
     """acc[n, m] = sum_k W[n, k] * A[m, k], two ``tl.dot`` per K step (low nibbles x
     even elements, high x odd), K in the order of ``_kperm``. a: NVFP4 bytes [M, KH]
     (A_FP4) or bf16 pairs as int32 words [M, KH]; w: NVFP4 bytes [N, KH]; KH = K / 2,
     blocks of 8 bytes. The weight is the dot's M side, the activation rows its N side
-    (swap-AB). EVEN_K: every step holds BLOCK_KH bytes (no K masks). SCALE_WORDS: the
-    scale tensors are 4-byte aligned (see ``_block_scales``)."""
+    (swap-AB). EVEN_K: every step holds BLOCK_KH bytes (no K masks)."""
     i_p = tl.program_id(0)
     i_mt = tl.program_id(1)
     i_n = i_p // n_split
@@ -354,7 +332,7 @@ def _dot_kernel(
     o_j = tl.arange(0, 8)
     kb_lo = i_s * steps_per_split * NB  # a multiple of NB: aligned vector loads
     kb_hi = tl.minimum(KH // 8, kb_lo + steps_per_split * NB)
-    sfw_row = sfw_ptr + _swz_row(o_n, n_col_super)
+    sw_row = _swz_row(o_n, n_col_super)[:, None]
     w_row = o_n.to(tl.int64) * KH
     a_row = o_m.to(tl.int64) * KH
     acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
@@ -362,12 +340,14 @@ def _dot_kernel(
         o_kb = kb + o_b
         m_kb = o_kb < kb_hi
         m_ab = m_m[:, None] & m_kb[None, :]
-        w_lo, w_hi = _dequant_tile(w_ptr, w_row, kb, sfw_row, m_n, m_n[:, None] & m_kb[None, :],
-                                   BLOCK_N, BLOCK_KH, PTX_DECODE, EVEN_K, SCALE_WORDS)
+        w_lo, w_hi = _dequant_tile(w_ptr, w_row, kb, sfw_ptr + sw_row + _swz_col(o_kb)[None, :],
+                                   m_n, m_n[:, None] & m_kb[None, :], BLOCK_N, BLOCK_KH,
+                                   PTX_DECODE, EVEN_K)
         if A_FP4:
-            a_lo, a_hi = _dequant_tile(  # the small side: fp32 form
-                a_ptr, a_row, kb, sfa_ptr + _swz_row(o_m, n_col_super), m_m, m_ab, BLOCK_M,
-                BLOCK_KH, False, EVEN_K, SCALE_WORDS)
+            a_lo, a_hi = _dequant_tile(
+                a_ptr, a_row, kb,
+                sfa_ptr + _swz_row(o_m, n_col_super)[:, None] + _swz_col(o_kb)[None, :],
+                m_m, m_ab, BLOCK_M, BLOCK_KH, False, EVEN_K)  # the small side: fp32 form
         else:
             m_a = m_m[:, None, None] if EVEN_K else m_ab[:, :, None]
             o_kh = o_kb[:, None] * 8 + o_j[None, :]  # [NB, 8]
@@ -492,10 +472,9 @@ def _weight_words_aligned(w):
     return w.data_ptr() % 8 == 0
 
 
-def _aligned(t, nbytes):
-    """The dot kernel reads packed bytes as int16 elements (PTX decode) and scale bytes as
-    int32 words where the tensors allow it."""
-    return t.data_ptr() % nbytes == 0
+def _halves_aligned(t):
+    """The PTX decode reads packed bytes as int16 elements."""
+    return t.data_ptr() % 2 == 0
 
 
 def _launch_gemm(a, sfa, b, sfb, bias, out, M, alpha, a_fp4, cfg=None):
@@ -526,14 +505,13 @@ def _launch_gemm(a, sfa, b, sfb, bias, out, M, alpha, a_fp4, cfg=None):
                 EVEN_K=KB % bk == 0,
                 BLOCK_M=bm, BLOCK_N=bn, BLOCK_B=bk, num_warps=warps, num_stages=1)
         else:
-            ptx = cfg[8] == "ptx" and _aligned(b, 2) and (not a_fp4 or _aligned(a, 2))
-            scale_words = _aligned(sfb, 4) and (not a_fp4 or _aligned(sfa, 4))
+            ptx = cfg[8] == "ptx" and _halves_aligned(b) and (not a_fp4 or _halves_aligned(a))
             _dot_kernel[(cdiv(N, bn) * n_split, cdiv(M, bm))](
                 a_arg, sfa_arg, b, sfb, bias_arg, out, ws, locks, M, N, KH, n_col_super,
                 per_split, n_split, out_scale, float(alpha), A_FP4=a_fp4,
                 HAS_BIAS=bias is not None, SPLIT=split, BLOCK_M=bm, BLOCK_N=bn, BLOCK_KH=bk,
-                PTX_DECODE=ptx, EVEN_K=(KH // 8) % (bk // 8) == 0, SCALE_WORDS=scale_words,
-                num_warps=warps, num_stages=cfg[7])
+                PTX_DECODE=ptx, EVEN_K=(KH // 8) % (bk // 8) == 0, num_warps=warps,
+                num_stages=cfg[7])
 
 
 def _launch_quantize(weight, packed, scales, global_scale):
