@@ -52,7 +52,9 @@ instructions for 3-17%: the kernel is latency-bound. Nsight Compute on it (M = 4
 the cycles between issues stalled on L1TEX scoreboards (the scale bytes were plain loads,
 waited on in every step; the packed tile came through cp.async), DRAM 8%, L1 71% busy,
 80 registers, 37.5% theoretical occupancy. cuBLAS BF16 on that shape (nvjet 64x8 tile,
-168 registers): 7.6 µs, DRAM 46%. Hence the scale bytes read as int32 words (pipelined).
+168 registers): 7.6 µs, DRAM 46%. The next step, scale bytes read as int32 words of four
+blocks (cp.async-pipelined with the tile), failed a GPU test in its first form (W4A4, M = 64
+tile with 32-byte K steps; the interpreter passed) and was reverted before it was timed.
 At M = 64, 64-byte steps (dot128x64s3p2) won at 1024x8192 (19.6 against 27.1), 2048x16384
 and 16384x2048 (51.6-57.8 against 66.7, 52.2 against 58.1) but lost 2x at 4096x1024: no
 rule change.
