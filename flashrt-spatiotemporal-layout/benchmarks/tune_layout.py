@@ -244,17 +244,6 @@ ORDER = ["pack96", "blc16", "nd16", "ndb16", "nd96", "ndb96", "blc96", "nda96", 
          "cache2hi", "im2col2", "im2col3", "blchi", "cache260", "poolhi", "c2s", "fp8"]
 
 
-class Clock:
-    def __init__(self, budget):
-        self.budget = budget
-
-    def elapsed(self):
-        return time.monotonic() - T0
-
-    def left(self, reserve=0.0):
-        return self.elapsed() < self.budget - reserve
-
-
 def _judge(fmt):
     return lambda got, want: [compare(fmt, got, want)]
 
@@ -329,7 +318,7 @@ def main(argv=None):
     import torch._inductor.config as inductor_config
 
     inductor_config.compile_threads = 1  # in-process Triton compiles: the same kernels, no pool
-    clock = Clock(args.budget)
+    clock = harness.Clock(args.budget, T0)
     kernel = load_built(Package("flashrt-spatiotemporal-layout"))
     L = importlib.import_module(f"{kernel.__name__}.layout")
     R = reference_of(kernel)

@@ -200,19 +200,6 @@ def _judge(got, want):
     return [compare("exact", g, w) for g, w in zip(got, want)]
 
 
-class Clock:
-    """Seconds since the script started, against ``budget``."""
-
-    def __init__(self, budget):
-        self.budget = budget
-
-    def elapsed(self):
-        return time.monotonic() - T0
-
-    def left(self, reserve=0.0):
-        return self.elapsed() < self.budget - reserve
-
-
 def sweep(kernel, function, rows, dim, clock, log):
     if not clock.left(SHAPE_RESERVE_S[rows * dim >= LARGE]):
         log(f"  {function[:4]} {rows}x{dim}: skipped (budget)")
@@ -306,7 +293,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--budget", type=float, default=600.0, help="seconds for the sweep")
     args = ap.parse_args()
-    clock = Clock(args.budget)
+    clock = harness.Clock(args.budget, T0)
     import torch._inductor.config as inductor_config
 
     inductor_config.compile_threads = 1  # in-process Triton compiles: the same kernels, no pool

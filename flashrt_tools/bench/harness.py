@@ -183,6 +183,20 @@ def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
                                               b.contiguous().view(torch.uint8))
 
 
+class Clock:
+    """Seconds since ``start`` (a time.monotonic() reading) against ``budget``: the
+    tune scripts' --budget (they start counting before torch is imported)."""
+
+    def __init__(self, budget, start):
+        self.budget, self.start = budget, start
+
+    def elapsed(self):
+        return time.monotonic() - self.start
+
+    def left(self, reserve=0.0):
+        return self.elapsed() < self.budget - reserve
+
+
 def host_loop_us(call: Callable, sets: Sequence) -> float:
     """Median time per call of a host-issued Python loop (launch overhead included)."""
     for s in sets:
