@@ -54,7 +54,11 @@ waited on in every step; the packed tile came through cp.async), DRAM 8%, L1 71%
 80 registers, 37.5% theoretical occupancy. cuBLAS BF16 on that shape (nvjet 64x8 tile,
 168 registers): 7.6 µs, DRAM 46%. The next step, scale bytes read as int32 words of four
 blocks (cp.async-pipelined with the tile), failed a GPU test in its first form (W4A4, M = 64
-tile with 32-byte K steps; the interpreter passed) and was reverted before it was timed.
+tile with 32-byte K steps; the interpreter passed) and was reverted before it was timed. The
+cause, found offline afterwards: with the scale words Triton lays the PTX decode's operands
+out with one int16 element per thread along K, so the 4-byte decode (which reads two
+neighbouring elements per call) paired the wrong bytes. tests/ptx_operand_layout.py (run
+by test_smallm.py) now checks that layout for every branch of the launch rule.
 At M = 64, 64-byte steps (dot128x64s3p2) won at 1024x8192 (19.6 against 27.1), 2048x16384
 and 16384x2048 (51.6-57.8 against 66.7, 52.2 against 58.1) but lost 2x at 4096x1024: no
 rule change.

@@ -444,3 +444,20 @@ def test_odd_weight_address_takes_the_byte_decode_same_bits(kernel, device, M, K
     got = kernel.nvfp4_weight_only_linear_bf16(x, odd, s, **kw)
     want = kernel.nvfp4_weight_only_linear_bf16(x, w, s, **kw)
     assert torch.equal(_bits(got), _bits(want))
+
+
+def test_ptx_decode_operands_pair_neighbouring_elements(kernel):
+    """The 4-byte PTX decode is not element-wise (one call reads two int16 elements and
+    writes each output pair from both); it is correct because Triton gives those two
+    elements neighbouring registers. Compiled for sm_90 in a subprocess outside the
+    interpreter (no GPU needed), one configuration per branch of the launch rule."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    script = ROOT / "flashrt-smallm-gemm" / "tests" / "ptx_operand_layout.py"
+    run = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr[-2000:]
+    assert run.stdout.count("ok ") == 4, run.stdout
