@@ -227,6 +227,10 @@ def _gemv_kernel(
 # multiply by the block scale x 2^117 (exact: <= 6 significant bits; bf16 multiplies
 # keep subnormals). $0 / $1 = low / high nibbles of bytes 0, 1; $2 / $3 of bytes 2, 3.
 # The interpreter (no inline PTX) runs the fp32 form: both give the same bits.
+# Not element-wise: a call takes two int16 elements (Triton packs an inline-asm call's
+# elements in register order) and each output pair mixes them, so it is correct only
+# where those are elements j, j+1 of the last axis, as in every layout this kernel gets
+# (tests/ptx_operand_layout.py checks it; a change of the loads can break it).
 
 
 def _e2m1_pair_ptx(byte_select, out_lo, out_hi):
