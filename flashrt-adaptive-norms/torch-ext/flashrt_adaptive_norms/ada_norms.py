@@ -30,10 +30,11 @@ import torch
 import triton
 import triton.language as tl
 
-from ._helpers import quantize_fp8_e4m3, row_tile
-from ._host import (RowConfig, check_rows_even_dim, check_same_device, check_shape,
-                    check_tensor, device_guard, launch_directly, next_power_of_2, row_grid,
-                    sm_count)
+from ._helpers import load_row_vector, quantize_fp8_e4m3, row_tile
+from ._host import (RowConfig, check_rows_even_dim,
+                    check_same_device, check_shape, check_tensor, device_guard, few_rows,
+                    launch_directly, next_power_of_2, row_grid, sm_count)
+from ._host import FEW_ROWS_PER_SM  # noqa: F401  (the row rule's boundary, for callers)
 from ._ops import add_op_namespace_prefix
 
 _BF16 = torch.bfloat16
@@ -43,7 +44,6 @@ _FP8 = torch.float8_e4m3fn
 
 REG_MAX_BLOCK = 8192  # widest row kept in registers
 CHUNK = 4096  # chunk of a wider row, 8 warps
-FEW_ROWS_PER_SM = 8  # up to this many rows per SM the call is one latency-bound wave
 LATE_STYLE_BLOCK = 8192  # many rows this wide load weight/scale/shift after the reduction
 PERSISTENT_PROGRAMS_PER_SM = 2
 
@@ -75,10 +75,6 @@ def row_config(D: int, n_rows: int, device, broadcast: bool) -> RowConfig:
                          PERSISTENT_PROGRAMS_PER_SM)
     return RowConfig(False, 1, block_d, max(1, min(16, block_d // 1024)))
 
-
-def few_rows(n_rows: int, device) -> bool:
-    """One latency-bound wave: up to FEW_ROWS_PER_SM rows per SM."""
-    return n_rows <= FEW_ROWS_PER_SM * sm_count(device)
 
 
 def late_style_loads(cfg: RowConfig, n_rows: int, device) -> bool:
@@ -159,7 +155,7 @@ def _finish_tile(b_x, b_res, b_gate, b_sc, b_sh, b_w, w_ptr, style_ptr, i_t, res
         b_n = b_rounded.to(tl.float32)  # the RMS and the value use the rounded residual
     r = tl.math.rsqrt(tl.sum(b_n * b_n, 1) / D + eps)[:, None]
     if LATE_STYLE:
-        b_w = _load_weight(w_ptr, D, BLOCK_D)
+        b_w = load_row_vector(w_ptr, D, BLOCK_D)
         b_sc = _load_style_chunk(style_ptr, i_r, m, D, 0, BROADCAST, BLOCK_D)
         b_sh = _load_style_chunk(style_ptr, i_r, m, D, 1, BROADCAST, BLOCK_D)
     v = (b_n * r * b_w) * (1.0 + b_sc.to(tl.float32)) + b_sh.to(tl.float32)
@@ -168,12 +164,6 @@ def _finish_tile(b_x, b_res, b_gate, b_sc, b_sh, b_w, w_ptr, style_ptr, i_t, res
     else:
         tl.store(out_ptr + o, v.to(tl.bfloat16), mask=m)
 
-
-@triton.jit
-def _load_weight(w_ptr, D, BLOCK_D: tl.constexpr):
-    """The weight as fp32 [1, BLOCK_D] (zero past D)."""
-    o_d = tl.arange(0, BLOCK_D)
-    return tl.load(w_ptr + o_d, mask=o_d < D, other=0.0).to(tl.float32)[None, :]
 
 
 @triton.jit
@@ -242,7 +232,7 @@ def _ada_norm_kernel(
             BLOCK_R, BLOCK_D)
         if BROADCAST:  # one style row for every tile
             b_sc, b_sh, b_g = _load_style(style_ptr, i_t, b_x, D, True, BLOCK_D)
-        b_w = _load_weight(w_ptr, D, BLOCK_D)
+        b_w = load_row_vector(w_ptr, D, BLOCK_D)
         step = tl.num_programs(0)
         for _ in range(i_t, tl.cdiv(n_rows, BLOCK_R), step):
             # the next tile's loads are in flight while this one is reduced and stored
@@ -268,7 +258,7 @@ def _ada_norm_kernel(
         else:
             if BROADCAST:
                 b_sc, b_sh, b_g = _load_style(style_ptr, i_t, b_x, D, True, BLOCK_D)
-            b_w = _load_weight(w_ptr, D, BLOCK_D)
+            b_w = load_row_vector(w_ptr, D, BLOCK_D)
         _finish_tile(b_x, b_res, b_gate, b_sc, b_sh, b_w, w_ptr, style_ptr, i_t, res_ptr,
                      out_ptr, n_rows, D, eps, inv_scale, FUSED, BROADCAST, LATE_STYLE, BLOCK_R,
                      BLOCK_D)

@@ -82,6 +82,14 @@ def row_tile(i_t, n_rows, D, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
 
 
 @triton.jit
+def load_row_vector(ptr, D, BLOCK_D: tl.constexpr):
+    """A length-D vector of a row op (a norm's weight or bias) as fp32 [1, BLOCK_D],
+    zero past D."""
+    o_d = tl.arange(0, BLOCK_D)
+    return tl.load(ptr + o_d, mask=o_d < D, other=0.0).to(tl.float32)[None, :]
+
+
+@triton.jit
 def split_k_arrive(p_ws, partial, i_s, counter_ptr, n_split, TILE: tl.constexpr):
     """Deterministic single-launch split-K, arrival side: store this split's fp32
     partial in slot ``i_s`` of its tile's workspace ``p_ws`` and count the arrival.

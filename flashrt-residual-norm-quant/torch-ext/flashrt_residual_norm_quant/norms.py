@@ -32,9 +32,11 @@ import torch
 import triton
 import triton.language as tl
 
-from ._helpers import quantize_fp8_e4m3, row_tile
-from ._host import (RowConfig, cdiv, check_same_device, check_shape, check_tensor,
-                    device_guard, launch_directly, next_power_of_2, row_grid, sm_count)
+from ._helpers import load_row_vector, quantize_fp8_e4m3, row_tile
+from ._host import (RowConfig, cdiv, check_same_device, check_shape,
+                    check_tensor, device_guard, few_rows, launch_directly, next_power_of_2,
+                    row_grid, sm_count)
+from ._host import FEW_ROWS_PER_SM  # noqa: F401  (the row rule's boundary, for callers)
 from ._ops import add_op_namespace_prefix
 
 _BF16 = torch.bfloat16
@@ -51,7 +53,6 @@ REG_MAX_BLOCK = 8192  # widest row kept in registers
 CHUNK = 4096  # chunk of a wider row, 8 warps
 LN_CHUNK = 2048  # LayerNorm chunk of many 4096-wide rows (8 warps, two unrolled)
 LN_LATE_AFFINE_BLOCK = 8192  # this wide, LayerNorm loads weight/bias late even in one wave
-FEW_ROWS_PER_SM = 8  # up to this many rows per SM the call is one latency-bound wave
 PERSISTENT_WARPS_PER_SM = 32
 
 
@@ -86,10 +87,6 @@ def row_config(D: int, n_rows: int, device, *, quant: bool = False, residual: bo
                          max(1, PERSISTENT_WARPS_PER_SM // num_warps))
     return RowConfig(False, 1, block_d, max(1, min(8, block_d // 512)))
 
-
-def few_rows(n_rows: int, device) -> bool:
-    """One latency-bound wave: up to FEW_ROWS_PER_SM rows per SM."""
-    return n_rows <= FEW_ROWS_PER_SM * sm_count(device)
 
 
 def layer_norm_late_affine(cfg: RowConfig, n_rows: int, device) -> bool:
@@ -149,12 +146,6 @@ def _load_rms_tile(x_ptr, res_ptr, i_t, n_rows, D, HAS_RES: tl.constexpr,
     return b_x, b_res
 
 
-@triton.jit
-def _load_weight(w_ptr, D, BLOCK_D: tl.constexpr):
-    """The weight as fp32 [1, BLOCK_D] (zero past D)."""
-    o_d = tl.arange(0, BLOCK_D)
-    return tl.load(w_ptr + o_d, mask=o_d < D, other=0.0).to(tl.float32)[None, :]
-
 
 @triton.jit
 def _finish_rms_tile(b_x, b_res, b_w, w_ptr, i_t, res_ptr, out_ptr, n_rows, D, eps, inv_scale,
@@ -174,7 +165,7 @@ def _finish_rms_tile(b_x, b_res, b_w, w_ptr, i_t, res_ptr, out_ptr, n_rows, D, e
         r = tl.math.rsqrt(tl.sum(b_x * b_x, 1) / D + eps)[:, None]
         b_n = b_x
     if LATE_W:
-        b_w = _load_weight(w_ptr, D, BLOCK_D)
+        b_w = load_row_vector(w_ptr, D, BLOCK_D)
     _store_out(out_ptr + o, b_n * r * b_w, m, inv_scale, QUANT)
 
 
@@ -226,7 +217,7 @@ def _rms_norm_kernel(
                               HAS_RES, QUANT, BLOCK_D)
     elif PERSISTENT:
         b_x, b_res = _load_rms_tile(x_ptr, res_ptr, i_t, n_rows, D, HAS_RES, BLOCK_R, BLOCK_D)
-        b_w = _load_weight(w_ptr, D, BLOCK_D)
+        b_w = load_row_vector(w_ptr, D, BLOCK_D)
         step = tl.num_programs(0)
         for _ in range(i_t, tl.cdiv(n_rows, BLOCK_R), step):
             # the next tile's loads are in flight while this one is reduced and stored
@@ -239,7 +230,7 @@ def _rms_norm_kernel(
         b_x, b_res = _load_rms_tile(x_ptr, res_ptr, i_t, n_rows, D, HAS_RES, BLOCK_R, BLOCK_D)
         b_w = b_x  # placeholder: LATE_W loads the weight after the reduction
         if not LATE_W:
-            b_w = _load_weight(w_ptr, D, BLOCK_D)
+            b_w = load_row_vector(w_ptr, D, BLOCK_D)
         _finish_rms_tile(b_x, b_res, b_w, w_ptr, i_t, res_ptr, out_ptr, n_rows, D, eps,
                          inv_scale, HAS_RES, QUANT, LATE_W, BLOCK_R, BLOCK_D)
 
@@ -247,11 +238,7 @@ def _rms_norm_kernel(
 @triton.jit
 def _load_affine(w_ptr, b_ptr, D, BLOCK_D: tl.constexpr):
     """LayerNorm weight and bias as fp32 [1, BLOCK_D] (zero past D)."""
-    o_d = tl.arange(0, BLOCK_D)
-    m_d = o_d < D
-    b_w = tl.load(w_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)[None, :]
-    b_b = tl.load(b_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)[None, :]
-    return b_w, b_b
+    return load_row_vector(w_ptr, D, BLOCK_D), load_row_vector(b_ptr, D, BLOCK_D)
 
 
 @triton.jit

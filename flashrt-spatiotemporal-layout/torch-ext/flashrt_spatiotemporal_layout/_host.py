@@ -64,6 +64,14 @@ class RowConfig(NamedTuple):
     persistent: int = 0
 
 
+FEW_ROWS_PER_SM = 8  # up to this many rows per SM a row kernel's call is one latency-bound wave
+
+
+def few_rows(n_rows: int, device) -> bool:
+    """One latency-bound wave of a row kernel: up to FEW_ROWS_PER_SM rows per SM."""
+    return n_rows <= FEW_ROWS_PER_SM * sm_count(device)
+
+
 def row_grid(cfg: RowConfig, n_rows: int, device) -> int:
     """Programs to launch for ``n_rows`` rows under ``cfg``."""
     n_tiles = cdiv(n_rows, cfg.block_r)
