@@ -101,8 +101,9 @@ SHAPE_RESERVE_S = {False: 4.0, True: 8.0}  # a shape starts only this long befor
 
 
 def bind_package(gates):
-    """The package's tile function, for the tune-local 2-D kernel."""
+    """The package's tile and flat-run functions, for the tune-local kernels."""
     globals()["_segment_tile"] = gates._segment_tile
+    globals()["_flat_run"] = gates._flat_run
 
 
 @triton.jit(do_not_specialize=["rows"])
@@ -122,19 +123,8 @@ def _flat_kernel(res_ptr, x_ptr, b_ptr, g_ptr, out_ptr, rows, dim, MODE: tl.cons
         width = DIM
     else:
         width = dim
-    pid = tl.program_id(0)
-    if INT64:
-        pid = pid.to(tl.int64)
-        rows = rows.to(tl.int64)
-    o = pid * BLOCK + tl.arange(0, BLOCK)
-    m = None if EVEN else o < rows * width
-    b_r = tl.load(res_ptr + o, mask=m).to(tl.float32)
-    b_x = tl.load(x_ptr + o, mask=m).to(tl.float32)
-    if MODE == 1:
-        y = b_r + b_x * tl.load(g_ptr + o, mask=m).to(tl.float32)
-    else:
-        y = (b_r + b_x) + tl.load(b_ptr + o % width).to(tl.float32)
-    tl.store(out_ptr + o, y.to(tl.bfloat16), mask=m)
+    _flat_run(tl.program_id(0), res_ptr, x_ptr, b_ptr, g_ptr, out_ptr, rows,  # noqa: F821
+              width, MODE=MODE, BLOCK=BLOCK, INT64=INT64, MASKED=not EVEN)
 
 
 def tile2d_call(mode, rows, dim):

@@ -80,18 +80,26 @@ def _flat_kernel(res_ptr, x_ptr, b_ptr, g_ptr, out_ptr, rows, MODE: tl.constexpr
     ``rows·DIM`` carries DIM's power-of-two factor, so for widths divisible by 8 the
     mask is constant over 8-element runs and the loads stay 16-byte vectors. INT64:
     offsets past int32."""
-    pid = tl.program_id(0)
+    _flat_run(tl.program_id(0), res_ptr, x_ptr, b_ptr, g_ptr, out_ptr, rows, DIM, MODE=MODE,
+              BLOCK=BLOCK, INT64=INT64, MASKED=True)
+
+
+@triton.jit
+def _flat_run(pid, res_ptr, x_ptr, b_ptr, g_ptr, out_ptr, rows, width, MODE: tl.constexpr,
+              BLOCK: tl.constexpr, INT64: tl.constexpr, MASKED: tl.constexpr):
+    """Program ``pid``'s run of ``_flat_kernel`` (``width``: its DIM; MASKED False: no
+    tail mask, for sizes that are whole runs; benchmarks/tune_gates.py times both)."""
     if INT64:
         pid = pid.to(tl.int64)
         rows = rows.to(tl.int64)
     o = pid * BLOCK + tl.arange(0, BLOCK)
-    m = o < rows * DIM
+    m = o < rows * width if MASKED else None
     b_r = tl.load(res_ptr + o, mask=m).to(tl.float32)
     b_x = tl.load(x_ptr + o, mask=m).to(tl.float32)
     if MODE == 1:
         y = b_r + b_x * tl.load(g_ptr + o, mask=m).to(tl.float32)
     else:
-        y = (b_r + b_x) + tl.load(b_ptr + o % DIM).to(tl.float32)
+        y = (b_r + b_x) + tl.load(b_ptr + o % width).to(tl.float32)
     tl.store(out_ptr + o, y.to(tl.bfloat16), mask=m)
 
 
