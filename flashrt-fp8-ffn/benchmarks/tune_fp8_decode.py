@@ -61,7 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from flashrt_tools.bench.fp8_ffn import (BENCH_TOL, BF16, FP8, eager_gemm, fp8_weight,  # noqa: E402
                                          pad16, q8, scaled_mm, scaled_mm_needs_pad)
-from flashrt_tools.bench.harness import graph_us, rotation_sets  # noqa: E402
+from flashrt_tools.bench.harness import graph_us, rotation_sets, same_bits  # noqa: E402
 from flashrt_tools.repo import Package  # noqa: E402
 from flashrt_tools.tolerance import compare  # noqa: E402
 from flashrt_tools.validation import load_built  # noqa: E402
@@ -368,12 +368,8 @@ def geglu_stack(M, K=1024, H=4096, N=1024, n_layers=18):
                  (M, K, 2 * H, H, N))
 
 
-def _same(a, b):
-    return torch.equal(a.view(torch.uint8), b.view(torch.uint8))
-
-
 def _all_same(bufs_a, bufs_b):
-    return all(_same(p, r) for a, b in zip(bufs_a, bufs_b) for p, r in zip(a, b))
+    return all(same_bits(p, r) for a, b in zip(bufs_a, bufs_b) for p, r in zip(a, b))
 
 
 def stack_row(st, candidates):

@@ -17,19 +17,18 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from flashrt_tools.repo import Package  # noqa: E402
+from flashrt_tools.repo import ROOT, Package, load_file  # noqa: E402
 from flashrt_tools.validation import load_built  # noqa: E402
 
 
 def main():
+    tune = load_file(ROOT / "flashrt-smallm-gemm" / "benchmarks" / "tune_smallm.py",
+                     "_flashrt_tune_smallm")  # its input sets
     kernel = load_built(Package("flashrt-smallm-gemm"))
     sm = importlib.import_module(f"{kernel.__name__}.smallm")
     dev = torch.device("cuda")
     for K, N in ((1024, 8192), (2048, 16384)):
-        x = torch.randn(4, K, device=dev).to(torch.bfloat16)
-        w = torch.randint(0, 256, (N, K // 2), device=dev, dtype=torch.uint8)
-        s = torch.randint(0x30, 0x40, (-(-N // 128) * -(-(K // 16) // 4) * 512,), device=dev,
-                          dtype=torch.uint8)
+        x, _, w, s, _ = tune.fp4_sets(4, N, K, dev, 1, False)[0]
         print(K, N, sm.gemm_config(4, N, K // 2, dev))
         for _ in range(3):
             kernel.nvfp4_weight_only_linear_bf16(x, w, s)

@@ -79,7 +79,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from flashrt_tools.bench.harness import graph_us, rotation_sets, same_size_copy_us  # noqa: E402
+from flashrt_tools.bench.harness import (graph_us, rotation_sets, same_bits,  # noqa: E402
+                                         same_size_copy_us)
 from flashrt_tools.repo import ROOT, Package, load_file  # noqa: E402
 from flashrt_tools.tolerance import compare  # noqa: E402
 from flashrt_tools.validation import load_built, reference_of  # noqa: E402
@@ -167,7 +168,7 @@ def run_row(sm, ref, M, K, N, a_fp4, dev, tiles=False):
             fn(sets[0])
             got = sets[0][4].clone()
             fn(sets[0])
-            same = torch.equal(got.view(torch.int16), sets[0][4].view(torch.int16))
+            same = same_bits(got, sets[0][4])
             v = compare("gemm", got, want, **tol)
             if not (v.ok and same):
                 row["variants"][name] = {"cfg": cfg, "error": f"verify: {v.message} same={same}"}
