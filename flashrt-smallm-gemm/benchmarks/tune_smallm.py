@@ -100,29 +100,31 @@ DOT = ((64, 128, 4, 3, 2), (128, 128, 8, 3, 2), (64, 256, 4, 3, 2), (64, 128, 4,
 
 
 def variants(sm, M, N, K, dev, a_fp4, tiles):
-    """(name, config) pairs timed beside the default launch."""
-    out = []
-    if not a_fp4 and 2 <= M <= 4:
-        out.append(("gemv4", sm.gemv_config(4, N, K // 16, dev)))
-    if not a_fp4 and M == 1:  # twice the blocks per step
-        out.append(("gemv32x64", sm.gemv_config(1, N, K // 16, dev, 32, 64)))
-    if not a_fp4 and M == 16:  # twice the K per step (fewer pipeline steps)
-        out.append(("dot64x256", sm.dot_config(M, N, K // 16, dev, 64, 256)))
+    """(name, config, launch options) triples timed beside the default launch (config
+    None: the launch rule; options: ``_launch_gemm``'s pdl / prefetch / early_release,
+    unset: the rule's)."""
+    out = [("nopdl", None, {"pdl": False, "prefetch": False}),
+           ("pdl", None, {"pdl": True, "prefetch": True}),
+           ("pdllate", None, {"pdl": True, "prefetch": True, "early_release": False}),
+           ("prefetchonly", None, {"pdl": False, "prefetch": True})]
     dot_rows = M > (sm.W4A4_GEMV_MAX_ROWS if a_fp4 else sm.GEMV_MAX_ROWS)
-    if dot_rows:  # the decode the inline-PTX one replaced (the interpreter's form)
-        out.append(("fp32decode", sm.gemm_config(M, N, K // 2, dev, a_fp4)[:8] + ("fp32",)))
-        # 64-byte K steps: 81 registers instead of 165 in the offline sm_90 build (up to 6
-        # programs per SM instead of 3), for the latency-bound decode
-        bn = 64 if M <= 32 else 128
-        out += [("dot%dx64s%dp%d" % (bn, st, wv), sm.dot_config(M, N, K // 16, dev, bn, 64,
-                                                                 None, st, wv))
-                for st, wv in ((3, 2), (4, 4), (3, 4))]
-        if M <= 32:  # half the weight rows per program (more programs, as many registers)
-            out.append(("dot32x128", sm.dot_config(M, N, K // 16, dev, 32, 128)))
+    if dot_rows:
+        cfg = sm.gemm_config(M, N, K // 2, dev, a_fp4)
+        # the decode the inline-PTX one replaced (the interpreter's form)
+        out.append(("fp32decode", cfg[:8] + ("fp32",) + cfg[9:], {}))
+        if M <= 32:  # more, shorter programs (one K step per split allowed)
+            out.append(("p6min1", sm.dot_config(M, N, K // 16, dev, max_waves=6, min_steps=1),
+                        {}))
     if tiles and not a_fp4:
+        if 2 <= M <= 4:
+            out.append(("gemv4", sm.gemv_config(4, N, K // 16, dev), {}))
+        if M == 1:  # twice the blocks per step
+            out.append(("gemv32x64", sm.gemv_config(1, N, K // 16, dev, 32, 64), {}))
+        if M == 16:  # twice the K per step (fewer pipeline steps)
+            out.append(("dot64x256", sm.dot_config(M, N, K // 16, dev, 64, 256), {}))
         out += [("gemv%dx%dw%dp%d" % g, sm.gemv_config(1 if M == 1 else max(M, 4), N, K // 16,
-                                                       dev, *g)) for g in GEMV if M <= 4]
-        out += [("dot%dx%dw%ds%dp%d" % d, sm.dot_config(M, N, K // 16, dev, *d))
+                                                       dev, *g), {}) for g in GEMV if M <= 4]
+        out += [("dot%dx%dw%ds%dp%d" % d, sm.dot_config(M, N, K // 16, dev, *d), {})
                 for d in DOT if M >= 2]
     return out
 
@@ -158,12 +160,13 @@ def run_row(sm, ref, M, K, N, a_fp4, dev, tiles=False):
     row = {"op": "matvec" if a_fp4 else "linear", "M": M, "K": K, "N": N,
            "weight_bytes": wbytes, "variants": {}}
 
-    def call(cfg):
-        return lambda t: sm._launch_gemm(t[0], t[1], t[2], t[3], None, t[4], M, ALPHA, a_fp4, cfg)
+    def call(cfg, options):
+        return lambda t: sm._launch_gemm(t[0], t[1], t[2], t[3], None, t[4], M, ALPHA, a_fp4,
+                                         cfg, **options)
 
-    todo = [("default", None)] + variants(sm, M, N, K, dev, a_fp4, tiles)
-    for name, cfg in todo:
-        fn = call(cfg)
+    todo = [("default", None, {})] + variants(sm, M, N, K, dev, a_fp4, tiles)
+    for name, cfg, options in todo:
+        fn = call(cfg, options)
         try:
             fn(sets[0])
             got = sets[0][4].clone()

@@ -1,8 +1,11 @@
 """Compile the tl.dot kernel for sm_90 (no GPU needed) and check the layout of its PTX
-decode's operands: the 4-byte decode combines the two int16 elements of one call, so
-elements j, j+1 of the last axis must be neighbouring registers of one thread (the
-first register basis vector of the layout [0, 0, 1]). Triton packs an inline-asm call's
-elements in register order, so this is what makes the non-elementwise decode correct.
+decode's operands: elements j, j+1 of the last axis must be neighbouring registers of
+one thread (the first register basis vector of the layout [0, 0, 1]). The decode is
+element-wise, so any layout gives the right values; this one is what lets its bf16x2
+outputs be the MMA operand's registers as they are. A load change that makes Triton
+anchor another layout here (int32 scale words did: one element per thread) sends the
+dequantized tile through shared memory to reach the MMA layout, a slowdown no
+value test sees.
 
 Run as a script (outside the Triton interpreter): ``python ptx_operand_layout.py``;
 prints one line per configuration and exits 1 if any breaks the rule."""
@@ -28,7 +31,8 @@ def operand_layout(sm, bm, bn, bkh, warps, split, a_fp4, even):
            "lock_ptr": "*i32", "M": "i32", "N": "i32", "KH": "i32", "n_col_super": "i32",
            "steps_per_split": "i32", "n_split": "i32", "out_scale": "fp32", "alpha": "fp32"}
     const = dict(A_FP4=a_fp4, HAS_BIAS=False, SPLIT=split, BLOCK_M=bm, BLOCK_N=bn,
-                 BLOCK_KH=bkh, PTX_DECODE=True, EVEN_K=even)
+                 BLOCK_KH=bkh, PTX_DECODE=True, EVEN_K=even,
+                 SCALE_WORDS=sm.DOT_SCALES == "words", PDL=True, PREFETCH=True, EARLY_RELEASE=True)
     sig.update({k: "constexpr" for k in const})
     aligned = {(i,): [["tt.divisibility", 16]] for i in range(8)}
     src = ASTSource(fn=sm._dot_kernel, signature=sig, constexprs=const, attrs=aligned)

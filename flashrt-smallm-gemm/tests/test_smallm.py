@@ -447,10 +447,10 @@ def test_odd_weight_address_takes_the_byte_decode_same_bits(kernel, device, M, K
 
 
 def test_ptx_decode_operands_pair_neighbouring_elements(kernel):
-    """The 4-byte PTX decode is not element-wise (one call reads two int16 elements and
-    writes each output pair from both); it is correct because Triton gives those two
-    elements neighbouring registers. Compiled for sm_90 in a subprocess outside the
-    interpreter (no GPU needed), one configuration per branch of the launch rule."""
+    """The PTX decode's operands keep neighbouring int16 elements in neighbouring
+    registers (its bf16x2 outputs are then the MMA operand's registers, no trip through
+    shared memory). Compiled for sm_90 in a subprocess outside the interpreter (no GPU
+    needed), one configuration per branch of the launch rule."""
     import os
     import subprocess
     import sys
@@ -461,3 +461,48 @@ def test_ptx_decode_operands_pair_neighbouring_elements(kernel):
                          text=True, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr[-2000:]
     assert run.stdout.count("ok ") == 4, run.stdout
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("M,N,K", [(1, 200, 1024), (4, 136, 2048), (16, 72, 1040),
+                                   (40, 264, 512)])
+def test_launch_options_keep_the_bits(kernel, M, N, K):
+    """Programmatic dependent launch, L2 prefetch and the dependents' release point on or
+    off, and the dot kernel's scales read as int32 words or as bytes: the same loads of
+    the same values, so the same bits (GEMV at M = 1, the dot kernel's branches above, a
+    ragged K tail at K = 1040)."""
+    sm = _smallm(kernel)
+    dev = torch.device("cuda")
+    (x, w, s), kw = cases.linear_inputs(M, N, K, "cuda", _gen())
+    cfg = sm.gemm_config(M, N, K // 2, dev)
+    cfgs = [cfg] + ([cfg[:9] + (sc,) for sc in ("words", "bytes")] if cfg[0] == "dot" else [])
+    outs = []
+    options = [{"pdl": True, "prefetch": True}, {"pdl": False, "prefetch": False},
+               {"pdl": False, "prefetch": True}, {"pdl": True, "early_release": False}]
+    for c in cfgs:
+        for opt in options:
+            out = torch.empty(M, N, dtype=torch.bfloat16, device="cuda")
+            sm._launch_gemm(x, None, w, s, kw["bias"], out, M, kw["alpha"], False, c, **opt)
+            outs.append(_bits(out))
+    assert all(torch.equal(outs[0], o) for o in outs[1:])
+    want = reference_of(kernel).nvfp4_weight_only_linear_bf16(x, w, s, **kw)
+    got = outs[0].view(torch.bfloat16)
+    assert compare("gemm", got, want, **cases.gemm_tolerance(K, kw["alpha"], 1.0)["gemm"]).ok
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("M", [1, 4, 16])
+def test_weight_written_by_the_previous_kernel(kernel, M):
+    """With programmatic dependent launch the GEMM starts while the previous kernel runs
+    and prefetches its weight; every read comes after griddepcontrol.wait, so a weight
+    (and scales) that kernel writes is still read correctly."""
+    N, K = 4096, 1024
+    (x, w, s), kw = cases.linear_inputs(M, N, K, "cuda", _gen())
+    (_, w2, s2), _ = cases.linear_inputs(M, N, K, "cuda", torch.Generator().manual_seed(7))
+    w_buf, s_buf = torch.zeros_like(w), torch.zeros_like(s)
+    want = reference_of(kernel).nvfp4_weight_only_linear_bf16(x, w2, s2, **kw)
+    for src_w, src_s in ((w, s), (w2, s2)):  # the second call's weight changes just before
+        w_buf.copy_(src_w)
+        s_buf.copy_(src_s)
+        got = kernel.nvfp4_weight_only_linear_bf16(x, w_buf, s_buf, **kw)
+    assert compare("gemm", got, want, **cases.gemm_tolerance(K, kw["alpha"], 1.0)["gemm"]).ok

@@ -154,6 +154,16 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+@functools.lru_cache(maxsize=None)
+def uses_pdl(device) -> bool:
+    """Programmatic dependent launch for the decode GEMMs (Hopper and newer CUDA devices,
+    compiled kernels): a kernel launches while the previous one still runs, prefetches
+    its weight into L2 and only then waits for it (griddepcontrol.wait)."""
+    return (device.type == "cuda" and not interpreting()
+            and getattr(torch.version, "hip", None) is None
+            and torch.cuda.get_device_capability(device)[0] >= 9)
+
+
 def check_tensor(t, name, dtype, *, contiguous=True):
     """Type, device, dtype and contiguity of one tensor argument."""
     if not isinstance(t, torch.Tensor):

@@ -107,3 +107,14 @@ def split_k_release(counter_ptr):
     """Reset the tile's arrival counter: zero again for the next call (the host keeps
     one zeroed buffer per stream and graph captures draw from a pre-zeroed pool)."""
     tl.atomic_xchg(counter_ptr, 0, sem="relaxed", scope="gpu")
+
+
+@triton.jit
+def prefetch_l2(ptr, nbytes):
+    """Bulk L2 prefetch (sm_90+ inline PTX) of ``nbytes`` from each address in ``ptr``
+    (16-byte aligned, a multiple of 16 bytes): a cache hint, nothing is read. The decode
+    GEMMs issue it before waiting on the previous kernel (programmatic dependent
+    launch), so their weight streams in while that kernel still runs."""
+    tl.inline_asm_elementwise(
+        "cp.async.bulk.prefetch.L2.global [$1], $2; // $0", "=r,l,r",
+        [ptr, tl.full(ptr.shape, 0, tl.int32) + nbytes], dtype=tl.int32, is_pure=False, pack=1)

@@ -99,11 +99,11 @@ from torch import Tensor
 from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 from triton.tools.tensor_descriptor import TensorDescriptor
 
-from ._helpers import (gelu_tanh, grouped_tile, quantize_fp8_e4m3, silu, split_k_arrive,
-                       split_k_release)
+from ._helpers import (gelu_tanh, grouped_tile, prefetch_l2, quantize_fp8_e4m3, silu,
+                       split_k_arrive, split_k_release)
 from ._host import (SplitCounters, cdiv, check_bias, check_matrix, check_out, check_scale,
                     device_guard, interpreting, launch_directly, next_power_of_2, same_device,
-                    sm_count)
+                    sm_count, uses_pdl)
 from ._ops import add_op_namespace_prefix
 
 FP8 = torch.float8_e4m3fn
@@ -204,10 +204,7 @@ def _prefetch_rows_l2(w_ptr, rows, k0, nbytes, K):
     """Bulk L2 prefetch of bytes [k0, k0 + nbytes) of each weight row in ``rows``
     (16-byte aligned, a multiple of 16 bytes: the host enables it only when K and
     the K split are multiples of 16)."""
-    tl.inline_asm_elementwise(
-        "cp.async.bulk.prefetch.L2.global [$1], $2; // $0", "=r,l,r",
-        [w_ptr + rows.to(tl.int64) * K + k0, tl.full(rows.shape, 0, tl.int32) + nbytes],
-        dtype=tl.int32, is_pure=False, pack=1)
+    prefetch_l2(w_ptr + rows.to(tl.int64) * K + k0, nbytes)
 
 
 @triton.jit
@@ -556,16 +553,6 @@ def tma_tile(M, N, sms):
 
 
 _SPLIT_LOCKS = SplitCounters()
-
-
-@functools.lru_cache(maxsize=None)
-def uses_pdl(device):
-    """Programmatic dependent launch of the decode kernel (Hopper and newer CUDA
-    devices, compiled kernels): it launches while the previous kernel still runs
-    and streams its weight into L2 before waiting for it (``_wait_for_producers``)."""
-    return (device.type == "cuda" and not interpreting()
-            and getattr(torch.version, "hip", None) is None
-            and torch.cuda.get_device_capability(device)[0] >= 9)
 
 
 def launch_fp8_gemm(a, w, sa, sw, c, *, bias=None, so=None, q=None, epi=EPI_NONE, act=0,

@@ -35,10 +35,11 @@ from typing import Optional, Tuple
 import torch
 import triton
 import triton.language as tl
+from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
-from ._helpers import split_k_arrive, split_k_release
+from ._helpers import prefetch_l2, split_k_arrive, split_k_release
 from ._host import (SplitCounters, cdiv, check_same_device, check_tensor, device_guard,
-                    interpreting, launch_directly, next_power_of_2, sm_count)
+                    interpreting, launch_directly, next_power_of_2, sm_count, uses_pdl)
 from ._ops import add_op_namespace_prefix
 from .nvfp4_codec import bf16_words, encode_blocks, swizzled_offset
 
@@ -126,6 +127,36 @@ def _finish(y, tile, i_s, n_split, o_m, o_n, M, N, alpha, bias_ptr, out_ptr, ws_
         _store_rows(y, o_m, o_n, M, N, alpha, bias_ptr, out_ptr, HAS_BIAS)
 
 
+@triton.jit
+def _await_inputs(w_ptr, sfw_ptr, rows, kb_lo, kb_hi, KH, n_col_super, PDL: tl.constexpr,
+                  PREFETCH: tl.constexpr, EARLY_RELEASE: tl.constexpr):
+    """Prologue. PREFETCH: bulk-prefetch this program's weight slice (blocks kb_lo ..
+    kb_hi of ``rows``, 8 bytes each) and its rows' scale chunks into L2, a cache hint
+    (the scales of a tile's rows, within one 128-row block, for column groups kb_lo / 4
+    .. are contiguous 512-byte chunks of the swizzled layout). PDL (programmatic
+    dependent launch, sm_90+): this kernel may start while the previous one runs; wait
+    for it here (every read comes after the wait, so it is correct whatever that kernel
+    wrote, the weight included), then, with EARLY_RELEASE, let the next kernel launch
+    (else ``_release_dependents`` after the K loop)."""
+    if PREFETCH:
+        w_bytes = w_ptr.to(tl.pointer_type(tl.uint8))
+        prefetch_l2(w_bytes + rows.to(tl.int64) * KH + kb_lo * 8, (kb_hi - kb_lo) * 8)
+        first = (tl.min(rows, 0) >> 7) * (n_col_super * 512) + (kb_lo >> 2) * 512
+        prefetch_l2(sfw_ptr + first + tl.zeros((1,), tl.int64), ((kb_hi - kb_lo + 3) >> 2) * 512)
+    if PDL:
+        gdc_wait()
+        if EARLY_RELEASE:
+            gdc_launch_dependents()
+
+
+@triton.jit
+def _release_dependents(PDL: tl.constexpr, EARLY_RELEASE: tl.constexpr):
+    """PDL without EARLY_RELEASE (a sweep option): the next kernel may launch once every
+    program has finished its K loop."""
+    if PDL and not EARLY_RELEASE:
+        gdc_launch_dependents()
+
+
 # ----------------------------------------------------------------------------
 # GEMV kernel (few rows): CUDA-core FMAs on 16-element block words
 # ----------------------------------------------------------------------------
@@ -137,6 +168,7 @@ def _gemv_kernel(
     M, N, KB, n_col_super, steps_per_split, n_split, out_scale, alpha,
     A_FP4: tl.constexpr, HAS_BIAS: tl.constexpr, SPLIT: tl.constexpr, EVEN_K: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_B: tl.constexpr,
+    PDL: tl.constexpr, PREFETCH: tl.constexpr, EARLY_RELEASE: tl.constexpr,
 ):
     """y[m, n] = sum_k A[m, k] * W[n, k] for all M (<= BLOCK_M) rows of A.
 
@@ -162,6 +194,9 @@ def _gemv_kernel(
     m_m = o_m < M
     kb_lo = i_s * steps_per_split * BLOCK_B  # a multiple of BLOCK_B: aligned vector loads
     kb_hi = tl.minimum(KB, kb_lo + steps_per_split * BLOCK_B)
+    rows = tl.minimum(i_n * BLOCK_N + tl.arange(0, BLOCK_N), N - 1)
+    _await_inputs(w_ptr, sfw_ptr, rows, kb_lo, kb_hi, 8 * KB, n_col_super, PDL, PREFETCH,
+                  EARLY_RELEASE)
     p_w = w_ptr + o_n.to(tl.int64) * KB + o_b
     # swizzled column offset of block kb + 2i + t (kb % 4 == 0): groups of 4 blocks are
     # 4 contiguous bytes, so each pair is 2 contiguous bytes
@@ -206,6 +241,7 @@ def _gemv_kernel(
             acc += (_e2m1_raw(w_lo, 2 * j + 1) * s) * x1
             acc += (_e2m1_raw(w_hi, 2 * j) * s) * x8
             acc += (_e2m1_raw(w_hi, 2 * j + 1) * s) * x9
+    _release_dependents(PDL, EARLY_RELEASE)
     acc = tl.sum(tl.sum(acc, axis=3), axis=1)
     o_n = i_n * BLOCK_N + tl.arange(0, BLOCK_N)
     o_m = tl.arange(0, BLOCK_M)
@@ -219,23 +255,22 @@ def _gemv_kernel(
 # ----------------------------------------------------------------------------
 
 
-# On the GPU the tl.dot kernel decodes packed bytes with the PTX below, four bytes (two
-# int16 elements, 8 codes) per call: a byte permute spreads two bytes to the two 16-bit
-# halves, then shifts and one LOP3 per bf16x2 pair (low nibbles, high nibbles) build the
-# bf16 patterns of e2m1 x 2^-126 (the bf16 form of _e2m1_raw: sign to bit 15, exponent
-# and mantissa bits to 8..6; code 1 is the bf16 subnormal 2^-127), then one bf16x2
-# multiply by the block scale x 2^117 (exact: <= 6 significant bits; bf16 multiplies
-# keep subnormals). $0 / $1 = low / high nibbles of bytes 0, 1; $2 / $3 of bytes 2, 3.
-# The interpreter (no inline PTX) runs the fp32 form: both give the same bits.
-# Not element-wise: a call takes two int16 elements (Triton packs an inline-asm call's
-# elements in register order) and each output pair mixes them, so it is correct only
-# where those are elements j, j+1 of the last axis, as in every layout this kernel gets
-# (tests/ptx_operand_layout.py checks it; a change of the loads can break it).
+# On the GPU the tl.dot kernel decodes packed bytes with the PTX below: one call takes two
+# int16 elements (2 bytes each) in one register, a byte permute moves byte 0 (then byte 1)
+# of each element to its own 16-bit half, then shifts and one LOP3 per bf16x2 pair (low
+# nibbles, high nibbles) build the bf16 patterns of e2m1 x 2^-126 (the bf16 form of
+# _e2m1_raw: sign to bit 15, exponent and mantissa bits to 8..6; code 1 is the bf16
+# subnormal 2^-127), then one bf16x2 multiply by the elements' block scales x 2^117
+# (exact: <= 6 significant bits; bf16 multiplies keep subnormals). Element-wise: each
+# output half depends only on its own element, so it is correct whichever two elements
+# Triton packs into a call. $0 / $1 = low / high nibbles of byte 0 of each element, $2 /
+# $3 of byte 1. The interpreter (no inline PTX) runs the fp32 form: both give the same bits.
 
 
 def _e2m1_pair_ptx(byte_select, out_lo, out_hi):
-    """PTX for two bytes of $4 (byte permute selector) -> bf16x2 outputs out_lo (their
-    low nibbles) and out_hi (high nibbles), times the scale pair $5."""
+    """PTX for two bytes of $4 (byte permute selector: one byte of each int16 element) ->
+    bf16x2 outputs out_lo (their low nibbles) and out_hi (high nibbles), times the scale
+    pair $5."""
     return f"""
 prmt.b32 t, $4, 0, {byte_select};
 shl.b32 x, t, 6;
@@ -249,45 +284,66 @@ lop3.b32 x, x, y, 0x81C081C0, 0xA8;
 mul.rn.bf16x2 {out_hi}, x, $5;"""
 
 
-_E2M1_QUAD = tl.constexpr("{\n.reg .b32 t, u, x, y;" + _e2m1_pair_ptx("0x4140", "$0", "$1")
-                          + _e2m1_pair_ptx("0x4342", "$2", "$3") + "\n}\n")
+_E2M1_QUAD = tl.constexpr("{\n.reg .b32 t, u, x, y;" + _e2m1_pair_ptx("0x4240", "$0", "$1")
+                          + _e2m1_pair_ptx("0x4341", "$2", "$3") + "\n}\n")
 
 
 # The dot kernel's K order. A K step of BKH bytes is one lo-nibble dot and one hi-nibble
 # dot of BKH each (dot index k <-> byte p). The order of k is free as long as both
 # operands use it; this one gives each thread of the wgmma register operand (it holds k
 # pairs 2t, 2t+1 and 2t+8, 2t+9 of every 16, t = lane % 4) the 8 contiguous bytes of one
-# NVFP4 block per 32: byte p = 32u + 8t + 4v + 2h + l sits at k = 32u + 16v + 8h + 2t + l.
+# NVFP4 block per 32: byte p = 32u + 8t + 4v + 2a + b sits at k = 32u + 16v + 8b + 2t + a.
 # One 8-byte shared-memory load and one scale per block and thread, instead of 2-byte
 # loads spread over every block of the step (offline sm_90 build, 64 x 64-byte tile:
-# 359 loop instructions against 575).
+# 359 loop instructions against 575). Bytes p, p + 2 (byte b of neighbouring int16
+# elements, what one PTX decode output register holds) land on k, k + 1: the bf16 pair
+# the MMA operand register wants.
 
 
 @triton.jit
 def _kperm(t, R: tl.constexpr, BKH: tl.constexpr):
     """[R, BKH] tile in byte order -> the dot kernel's K order."""
-    t = tl.reshape(t, (R, BKH // 32, 4, 2, 2, 2))  # (u, t, v, h, l)
-    return tl.reshape(tl.permute(t, (0, 1, 3, 4, 2, 5)), (R, BKH))
+    t = tl.reshape(t, (R, BKH // 32, 4, 2, 2, 2))  # (u, t, v, a, b)
+    return tl.reshape(tl.permute(t, (0, 1, 3, 5, 2, 4)), (R, BKH))
 
 
 @triton.jit
 def _kperm_halves(a, b, R: tl.constexpr, BKH: tl.constexpr):
-    """The PTX decode's two [R, BKH/2] outputs (bytes 4g, 4g+1 and 4g+2, 4g+3 of each
-    4-byte group g, one per int16 element pair) -> the [R, BKH] tile in the K order."""
-    a = tl.reshape(a, (R, BKH // 32, 4, 2, 2))  # (u, t, v, l)
+    """The PTX decode's two [R, BKH/2] outputs (byte 0 / byte 1 of each int16 element e,
+    i.e. bytes 2e and 2e + 1) -> the [R, BKH] tile in the K order."""
+    a = tl.reshape(a, (R, BKH // 32, 4, 2, 2))  # element (u, t, v, a); the join adds b
     b = tl.reshape(b, (R, BKH // 32, 4, 2, 2))
     return tl.reshape(tl.permute(tl.join(a, b), (0, 1, 3, 5, 2, 4)), (R, BKH))
 
 
 @triton.jit
-def _dequant_tile(p_packed, row_off, kb, p_scales, m_rows, m_blocks, BR: tl.constexpr,
-                  BKH: tl.constexpr, PTX: tl.constexpr, EVEN_K: tl.constexpr):
+def _block_scales(p_sf_row, kb, m_rows, m_blocks, BR: tl.constexpr, NB: tl.constexpr,
+                  WORDS: tl.constexpr):
+    """Scale bytes (int32 [BR, NB]) of blocks kb .. kb + NB - 1 (kb % 4 == 0; ``m_blocks``
+    their mask) of the rows whose swizzled scales start at ``p_sf_row`` ([BR] pointers).
+    WORDS (4-byte aligned scales): each block reads the int32 word of its group of 4
+    (4 contiguous bytes of the swizzled layout) and shifts its byte out: a 4-byte load
+    Triton can pipeline (cp.async) with the packed tile, in the same [BR, NB] shape as
+    the byte loads, so the tile's layout stays the same; else single bytes."""
+    o_b = kb + tl.arange(0, NB)
+    if WORDS:
+        p = p_sf_row[:, None] + ((o_b >> 2) * 512)[None, :]
+        w = tl.load(p.to(tl.pointer_type(tl.int32)), mask=m_blocks, other=0)
+        return (w >> (8 * (o_b & 3))[None, :]) & 0xFF
+    return tl.load(p_sf_row[:, None] + _swz_col(o_b)[None, :], mask=m_blocks, other=0).to(tl.int32)
+
+
+@triton.jit
+def _dequant_tile(p_packed, row_off, kb, p_sf_row, m_rows, m_blocks, BR: tl.constexpr,
+                  BKH: tl.constexpr, PTX: tl.constexpr, EVEN_K: tl.constexpr,
+                  SCALE_WORDS: tl.constexpr):
     """Rows ``row_off`` (byte offsets, [BR]) x blocks kb.. kb + BKH/8 of a packed NVFP4
-    operand + their scales ([BR, BKH/8] pointers) -> (lo, hi) bf16 [BR, BKH] in the K
-    order, holding the dequantized elements x 2^-9 (exact in bf16)."""
+    operand + their scales (rows' swizzled scale pointers ``p_sf_row``) -> (lo, hi) bf16
+    [BR, BKH] in the K order, holding the dequantized elements x 2^-9 (exact in bf16)."""
     NB: tl.constexpr = BKH // 8
     m_b = m_rows[:, None] if EVEN_K else m_blocks
-    s = _ue4m3_x2p117(tl.load(p_scales, mask=m_b, other=0).to(tl.int32))[:, :, None]
+    s = _ue4m3_x2p117(_block_scales(p_sf_row, kb, m_rows, m_b, BR, NB, SCALE_WORDS))
+    s = s[:, :, None]
     if PTX:  # int16 elements: each asm call gets 4 bytes in one register
         o = ((row_off // 2)[:, None, None] + (kb * 4 + tl.arange(0, NB) * 4)[None, :, None]
              + tl.arange(0, 4)[None, None, :])
@@ -316,13 +372,15 @@ def _dot_kernel(
     M, N, KH, n_col_super, steps_per_split, n_split, out_scale, alpha,
     A_FP4: tl.constexpr, HAS_BIAS: tl.constexpr, SPLIT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_KH: tl.constexpr,
-    PTX_DECODE: tl.constexpr, EVEN_K: tl.constexpr,
+    PTX_DECODE: tl.constexpr, EVEN_K: tl.constexpr, SCALE_WORDS: tl.constexpr,
+    PDL: tl.constexpr, PREFETCH: tl.constexpr, EARLY_RELEASE: tl.constexpr,
 ):
     """acc[n, m] = sum_k W[n, k] * A[m, k], two ``tl.dot`` per K step (low nibbles x
     even elements, high x odd), K in the order of ``_kperm``. a: NVFP4 bytes [M, KH]
     (A_FP4) or bf16 pairs as int32 words [M, KH]; w: NVFP4 bytes [N, KH]; KH = K / 2,
     blocks of 8 bytes. The weight is the dot's M side, the activation rows its N side
-    (swap-AB). EVEN_K: every step holds BLOCK_KH bytes (no K masks)."""
+    (swap-AB). EVEN_K: every step holds BLOCK_KH bytes (no K masks). SCALE_WORDS: scales
+    read as int32 words (``_block_scales``; the scale tensors are 4-byte aligned)."""
     i_p = tl.program_id(0)
     i_mt = tl.program_id(1)
     i_n = i_p // n_split
@@ -336,7 +394,9 @@ def _dot_kernel(
     o_j = tl.arange(0, 8)
     kb_lo = i_s * steps_per_split * NB  # a multiple of NB: aligned vector loads
     kb_hi = tl.minimum(KH // 8, kb_lo + steps_per_split * NB)
-    sw_row = _swz_row(o_n, n_col_super)[:, None]
+    _await_inputs(w_ptr, sfw_ptr, tl.minimum(o_n, N - 1), kb_lo, kb_hi, KH, n_col_super, PDL,
+                  PREFETCH, EARLY_RELEASE)
+    sfw_row = sfw_ptr + _swz_row(o_n, n_col_super)
     w_row = o_n.to(tl.int64) * KH
     a_row = o_m.to(tl.int64) * KH
     acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
@@ -344,14 +404,13 @@ def _dot_kernel(
         o_kb = kb + o_b
         m_kb = o_kb < kb_hi
         m_ab = m_m[:, None] & m_kb[None, :]
-        w_lo, w_hi = _dequant_tile(w_ptr, w_row, kb, sfw_ptr + sw_row + _swz_col(o_kb)[None, :],
-                                   m_n, m_n[:, None] & m_kb[None, :], BLOCK_N, BLOCK_KH,
-                                   PTX_DECODE, EVEN_K)
+        w_lo, w_hi = _dequant_tile(w_ptr, w_row, kb, sfw_row, m_n,
+                                   m_n[:, None] & m_kb[None, :], BLOCK_N, BLOCK_KH, PTX_DECODE,
+                                   EVEN_K, SCALE_WORDS)
         if A_FP4:
-            a_lo, a_hi = _dequant_tile(
-                a_ptr, a_row, kb,
-                sfa_ptr + _swz_row(o_m, n_col_super)[:, None] + _swz_col(o_kb)[None, :],
-                m_m, m_ab, BLOCK_M, BLOCK_KH, False, EVEN_K)  # the small side: fp32 form
+            a_lo, a_hi = _dequant_tile(  # the small side: fp32 form
+                a_ptr, a_row, kb, sfa_ptr + _swz_row(o_m, n_col_super), m_m, m_ab,
+                BLOCK_M, BLOCK_KH, False, EVEN_K, SCALE_WORDS)
         else:
             m_a = m_m[:, None, None] if EVEN_K else m_ab[:, :, None]
             o_kh = o_kb[:, None] * 8 + o_j[None, :]  # [NB, 8]
@@ -361,6 +420,7 @@ def _dot_kernel(
             a_hi = (wd & -65536).to(tl.float32, bitcast=True).to(tl.bfloat16)
         acc = tl.dot(w_lo, tl.trans(a_lo), acc)
         acc = tl.dot(w_hi, tl.trans(a_hi), acc)
+    _release_dependents(PDL, EARLY_RELEASE)
     y = tl.trans(acc) * out_scale
     tile = i_mt * (tl.num_programs(0) // n_split) + i_n
     _finish(y, tile, i_s, n_split, o_m, o_n, M, N, alpha, bias_ptr, out_ptr, ws_ptr, lock_ptr,
@@ -400,6 +460,8 @@ def _quantize_weight_kernel(w_ptr, packed_ptr, scales_ptr, n_rows, n_blocks, n_c
 # 2048x16384 / 16384x2048) against the GEMV at 4 rows (15.4 / 9.1 / 40.9 / 35.6).
 GEMV_MAX_ROWS = 1
 W4A4_GEMV_MAX_ROWS = 1
+# How the tl.dot kernel reads block scales (dot_config's ``scales``).
+DOT_SCALES = "bytes"
 
 
 def _even_split(steps, n_split):
@@ -430,8 +492,9 @@ def gemv_config(M, N, KB, device, block_n=32, block_b=32, warps=4, waves=4):
 
 
 def dot_config(M, N, KB, device, block_n=None, block_kh=None, warps=None, stages=3, waves=None,
-               decode=None):
-    """("dot", BLOCK_M, BLOCK_N, BLOCK_KH, n_split, steps_per_split, warps, stages, decode).
+               decode=None, scales=None, max_waves=4, min_steps=2):
+    """("dot", BLOCK_M, BLOCK_N, BLOCK_KH, n_split, steps_per_split, warps, stages, decode,
+    scales).
 
     M is the dot's N side: 16, 32, then 64 rows per program. Up to 32 activation rows:
     64 weight rows x 4 warps, 64-byte K steps (128 elements), and the most K splits that
@@ -444,7 +507,9 @@ def dot_config(M, N, KB, device, block_n=None, block_kh=None, warps=None, stages
     the split rule by ~``waves`` programs per SM (tuning).
 
     decode: "ptx" (the inline-PTX bf16x2 decode, the GPU default) or "fp32" (the
-    interpreter's form; on a GPU only for the tuning comparison)."""
+    interpreter's form; on a GPU only for the tuning comparison). scales: "words" (int32
+    words of 4 blocks where the scale tensors are 4-byte aligned) or "bytes"; default
+    DOT_SCALES. max_waves / min_steps: the split rule's caps (tuning)."""
     block_m = 16 if M <= 16 else (32 if M <= 32 else 64)
     block_n = block_n or (64 if M <= 32 else 128)
     warps = warps or (4 if block_n == 64 else 8)
@@ -454,11 +519,12 @@ def dot_config(M, N, KB, device, block_n=None, block_kh=None, warps=None, stages
     tiles = cdiv(N, block_n) * cdiv(M, block_m)
     steps = cdiv(KB, block_kh // 8)
     if waves is None and M <= 32:
-        n_split, per_split = _split_capped(tiles, steps, device)
+        n_split, per_split = _split_capped(tiles, steps, device, max_waves, min_steps)
     else:
         n_split, per_split = _split(tiles, steps, device, waves or 2)
     decode = decode or ("fp32" if interpreting() else "ptx")
-    return ("dot", block_m, block_n, block_kh, n_split, per_split, warps, stages, decode)
+    return ("dot", block_m, block_n, block_kh, n_split, per_split, warps, stages, decode,
+            scales or DOT_SCALES)
 
 
 def gemm_config(M, N, KH, device, a_fp4=False, words_aligned=True):
@@ -476,13 +542,40 @@ def _weight_words_aligned(w):
     return w.data_ptr() % 8 == 0
 
 
-def _halves_aligned(t):
-    """The PTX decode reads packed bytes as int16 elements."""
-    return t.data_ptr() % 2 == 0
+def _aligned(t, nbytes):
+    """The dot kernel reads packed bytes as int16 elements (PTX decode) and scale bytes as
+    int32 words where the tensors allow it."""
+    return t.data_ptr() % nbytes == 0
 
 
-def _launch_gemm(a, sfa, b, sfb, bias, out, M, alpha, a_fp4, cfg=None):
-    """out = alpha * A @ W^T (+ bias). ``cfg`` overrides the launch rule (tuning)."""
+# L2 prefetch of a PDL launch only for weights up to this size (the rule of flashrt-fp8-ffn's
+# decode GEMM: a larger weight and the next kernel's, prefetched while it runs, overflow L2)
+PREFETCH_MAX_BYTES = 16 << 20
+
+
+# Programmatic dependent launch (+ L2 prefetch) only for grids of up to this many programs
+# per SM. H200, tune_smallm.py (graph replay, M = 4 / 16 linear, W4A4 M = 16): at 4096 x 1024
+# (256 programs, ~2 per SM) 8.1-8.3 µs with PDL against 9.0-9.2 without, and 4.9 against 5.5
+# for the M = 1 GEMV there; with 512-1024 programs (1024 x 8192, 2048 x 16384, 16384 x 2048)
+# 10-35% slower (the next kernel's programs, launched early, hold SM slots while they wait).
+PDL_MAX_PROGRAMS_PER_SM = 2
+
+
+def _uses_pdl(programs, device):
+    return uses_pdl(device) and programs <= PDL_MAX_PROGRAMS_PER_SM * sm_count(device)
+
+
+def _prefetches(b, sfb):
+    """The PDL prologue's bulk prefetch needs 16-byte aligned rows and scale chunks."""
+    N, KH = b.shape
+    return (N * KH <= PREFETCH_MAX_BYTES and KH % 16 == 0 and b.data_ptr() % 16 == 0
+            and sfb.data_ptr() % 16 == 0)
+
+
+def _launch_gemm(a, sfa, b, sfb, bias, out, M, alpha, a_fp4, cfg=None, pdl=None, prefetch=None,
+                 early_release=True):
+    """out = alpha * A @ W^T (+ bias). ``cfg`` overrides the launch rule; ``pdl``,
+    ``prefetch`` and ``early_release`` the launch options (tuning; see ``_uses_pdl``)."""
     N, KH = b.shape
     if cfg is None:
         cfg = gemm_config(M, N, KH, b.device, a_fp4, _weight_words_aligned(b)
@@ -499,6 +592,9 @@ def _launch_gemm(a, sfa, b, sfb, bias, out, M, alpha, a_fp4, cfg=None):
     split = n_split > 1
     ws = torch.empty(tiles * n_split * bm * bn if split else 1, dtype=_FP32, device=b.device)
     locks = _COUNTERS.get(b.device, tiles) if split else ws
+    pdl = _uses_pdl(tiles * n_split, b.device) if pdl is None else pdl
+    prefetch = (pdl if prefetch is None else prefetch) and _prefetches(b, sfb)
+    launch = {"launch_pdl": True} if pdl else {}
     with device_guard(b):
         if kind == "gemv":
             KB = KH // 8
@@ -506,16 +602,19 @@ def _launch_gemm(a, sfa, b, sfb, bias, out, M, alpha, a_fp4, cfg=None):
                 a_arg.view(torch.int64) if a_fp4 else a_arg, sfa_arg, b.view(torch.int64), sfb,
                 bias_arg, out, ws, locks, M, N, KB, n_col_super, per_split, n_split, out_scale,
                 float(alpha), A_FP4=a_fp4, HAS_BIAS=bias is not None, SPLIT=split,
-                EVEN_K=KB % bk == 0,
-                BLOCK_M=bm, BLOCK_N=bn, BLOCK_B=bk, num_warps=warps, num_stages=1)
+                EVEN_K=KB % bk == 0, BLOCK_M=bm, BLOCK_N=bn, BLOCK_B=bk, PDL=pdl,
+                PREFETCH=prefetch, EARLY_RELEASE=early_release, num_warps=warps, num_stages=1,
+                **launch)
         else:
-            ptx = cfg[8] == "ptx" and _halves_aligned(b) and (not a_fp4 or _halves_aligned(a))
+            ptx = cfg[8] == "ptx" and _aligned(b, 2) and (not a_fp4 or _aligned(a, 2))
+            words = cfg[9] == "words" and _aligned(sfb, 4) and (not a_fp4 or _aligned(sfa, 4))
             _dot_kernel[(cdiv(N, bn) * n_split, cdiv(M, bm))](
                 a_arg, sfa_arg, b, sfb, bias_arg, out, ws, locks, M, N, KH, n_col_super,
                 per_split, n_split, out_scale, float(alpha), A_FP4=a_fp4,
                 HAS_BIAS=bias is not None, SPLIT=split, BLOCK_M=bm, BLOCK_N=bn, BLOCK_KH=bk,
-                PTX_DECODE=ptx, EVEN_K=(KH // 8) % (bk // 8) == 0, num_warps=warps,
-                num_stages=cfg[7])
+                PTX_DECODE=ptx, EVEN_K=(KH // 8) % (bk // 8) == 0, SCALE_WORDS=words, PDL=pdl,
+                PREFETCH=prefetch, EARLY_RELEASE=early_release, num_warps=warps,
+                num_stages=cfg[7], **launch)
 
 
 def _launch_quantize(weight, packed, scales, global_scale):
