@@ -9,8 +9,11 @@ side: BF16 ``F.linear`` (alpha folded into the weight), ``torch._scaled_mm`` FP8
 E4M3 (M padded to 16; timing only), the package's default launch, and at M = 1 a
 device copy moving the weight bytes (the streaming limit).
 
-Variants beside the default: ``gemv4`` is the GEMV at 2-4 BF16 rows (GEMV_MAX_ROWS);
-``gemv32x64`` / ``dot64x256`` double the K of a step; ``--tiles`` re-runs the tile
+Variants beside the default (the launch rule): launch options ``nopdl`` / ``pdl`` (PDL +
+L2 prefetch on every call) / ``pdllate`` (dependents released after the K loop) /
+``prefetchonly``; for the tl.dot kernel ``fp32decode`` and ``p6min1`` (up to 6 programs
+per SM, one K step per split allowed). ``--tiles`` adds ``gemv4`` (the GEMV at 2-4 BF16
+rows), ``gemv32x64`` / ``dot64x256`` (twice the K of a step) and re-runs the tile
 sweep of earlier rounds, which chose the GEMV's 32 x 32 blocks, 4 warps, 4 programs
 per SM and the dot kernel's 64-row / 4-warp tiles up to 32 rows, 128-row / 8-warp
 tiles beyond (1.1-1.3x faster at M = 64). All measured on an NVIDIA H200.
@@ -62,6 +65,20 @@ by test_smallm.py) now checks that layout for every branch of the launch rule.
 At M = 64, 64-byte steps (dot128x64s3p2) won at 1024x8192 (19.6 against 27.1), 2048x16384
 and 16384x2048 (51.6-57.8 against 66.7, 52.2 against 58.1) but lost 2x at 4096x1024: no
 rule change.
+
+2026-12-02 afternoon (H200, ``tune_smallm.2026-12-02.pdl-always.json`` / ``.pdl.json``): the
+PTX decode made element-wise (each output half from its own int16 element; K order with
+byte bits 0 / 1 swapped, the same registers and instruction count), which makes int32
+scale words correct in any layout: timed at last, 1.25-2.0x slower (the layout guard of
+tests/ptx_operand_layout.py fails for them: Triton then sends the whole tile through
+shared memory). Programmatic dependent launch with an L2 prefetch of the program's
+weight slice: linear M = 4 15.0 / 8.2 / 38.0 / 39.6 µs with it on every call against
+11.3 / 9.0 / 28.0 / 29.3 without (M = 16 and the W4A4 matvec alike; M = 1 GEMV 6.3 / 4.9
+/ 17.7 / 17.8 against 6.4 / 5.5 / 15.0 / 14.9): it wins only where the grid has <= 2
+programs per SM (4096 x 1024), the launch rule since (``PDL_MAX_PROGRAMS_PER_SM``).
+Second run with that rule: linear M = 4 default 11.4 / 8.1 / 28.0 / 29.2, PDL released
+after the K loop 13.4 / 10.4 / 32.8 / 34.4, prefetch without PDL 12.6 / 9.8 / 32.2 / 32.9,
+``p6min1`` 11.6 / 11.7 / 31.2 / 34.0.
 
 Run on a GPU: ``python3 flashrt-smallm-gemm/benchmarks/tune_smallm.py --out DIR``
 (``--budget S`` stops timing new rows after S seconds; JSON is written after each row).
