@@ -79,6 +79,13 @@ programs per SM (4096 x 1024), the launch rule since (``PDL_MAX_PROGRAMS_PER_SM`
 Second run with that rule: linear M = 4 default 11.4 / 8.1 / 28.0 / 29.2, PDL released
 after the K loop 13.4 / 10.4 / 32.8 / 34.4, prefetch without PDL 12.6 / 9.8 / 32.2 / 32.9,
 ``p6min1`` 11.6 / 11.7 / 31.2 / 34.0.
+Third (``tune_smallm.2026-12-02.scalewords.json``): the weight's scale words spread to the
+blocks by ``tl.gather`` (offline sm_90 build: the decode stays in the MMA operand layout,
+the word loads are pipelined; a reshape, a split or per-group [rows, 1] loads all lost that
+layout), the default since, against ``scalebytes``: linear M = 4 11.3 / 8.1 / 26.5 / 27.9
+vs 11.3 / 8.1 / 28.0 / 29.2, W4A4 M = 16 11.3 / 7.7 / 26.9 / 27.6 vs 11.4 / 8.3 / 28.3 /
+29.6, M = 64 26.4 / 18.9 / 63.4 / 56.5 vs 26.5 / 19.0 / 66.9 / 59.4. (The activation side of
+the W4A4 matvec keeps bytes: Triton 3.6 asserts on that gather.)
 
 Run on a GPU: ``python3 flashrt-smallm-gemm/benchmarks/tune_smallm.py --out DIR``
 (``--budget S`` stops timing new rows after S seconds; JSON is written after each row).
@@ -129,6 +136,8 @@ def variants(sm, M, N, K, dev, a_fp4, tiles):
         cfg = sm.gemm_config(M, N, K // 2, dev, a_fp4)
         # the decode the inline-PTX one replaced (the interpreter's form)
         out.append(("fp32decode", cfg[:8] + ("fp32",) + cfg[9:], {}))
+        other = "words" if cfg[9] == "bytes" else "bytes"
+        out.append(("scale" + other, cfg[:9] + (other,), {}))
         if M <= 32:  # more, shorter programs (one K step per split allowed)
             out.append(("p6min1", sm.dot_config(M, N, K // 16, dev, max_waves=6, min_steps=1),
                         {}))
@@ -164,7 +173,7 @@ def fp4_sets(M, N, K, dev, n, a_fp4):
     return sets
 
 
-def run_row(sm, ref, M, K, N, a_fp4, dev, tiles=False):
+def run_row(sm, ref, M, K, N, a_fp4, dev, tiles=False, only=()):
     wbytes = N * K // 2 + N * K // 16
     sets = fp4_sets(M, N, K, dev, rotation_sets(wbytes), a_fp4)
     a, sa, w, s, _ = sets[0]
@@ -181,7 +190,8 @@ def run_row(sm, ref, M, K, N, a_fp4, dev, tiles=False):
         return lambda t: sm._launch_gemm(t[0], t[1], t[2], t[3], None, t[4], M, ALPHA, a_fp4,
                                          cfg, **options)
 
-    todo = [("default", None, {})] + variants(sm, M, N, K, dev, a_fp4, tiles)
+    todo = [("default", None, {})] + [v for v in variants(sm, M, N, K, dev, a_fp4, tiles)
+                                      if not only or v[0] in only]
     for name, cfg, options in todo:
         fn = call(cfg, options)
         try:
@@ -251,6 +261,8 @@ def main():
     p.add_argument("--shapes", default="all", help="KxN list, e.g. 1024x8192,4096x1024")
     p.add_argument("--jobs", default="", help="op:M list, e.g. linear:1,matvec:4 (default JOBS)")
     p.add_argument("--tiles", action="store_true", help="also sweep the GEMV / dot tile shapes")
+    p.add_argument("--variants", default="", help="only these variant names (comma list; "
+                                                  "the default launch always runs)")
     args = p.parse_args()
     t0 = time.time()
     dev = torch.device("cuda")
@@ -269,7 +281,8 @@ def main():
             if time.time() - t0 > args.budget:
                 skipped.append(f"{op}:{M}:{K}x{N}")
                 continue
-            row = run_row(sm, ref, M, K, N, op == "matvec", dev, args.tiles)
+            only = set(filter(None, args.variants.split(",")))
+            row = run_row(sm, ref, M, K, N, op == "matvec", dev, args.tiles, only)
             rows.append(row)
             print(summary(row), flush=True)
             (out / "tune_smallm.json").write_text(json.dumps(

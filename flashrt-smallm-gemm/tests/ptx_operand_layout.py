@@ -3,9 +3,11 @@ decode's operands: elements j, j+1 of the last axis must be neighbouring registe
 one thread (the first register basis vector of the layout [0, 0, 1]). The decode is
 element-wise, so any layout gives the right values; this one is what lets its bf16x2
 outputs be the MMA operand's registers as they are. A load change that makes Triton
-anchor another layout here (int32 scale words did: one element per thread) sends the
+anchor another layout here (int32 scale words spread by a reshape did) sends the
 dequantized tile through shared memory to reach the MMA layout, a slowdown no
-value test sees.
+value test sees. The integer arguments a real launch specializes (N, K / 2 and the scale
+column groups, multiples of 16 at model shapes) are marked divisible by 16 here too:
+without that the loads are laid out differently and the check would test another kernel.
 
 Run as a script (outside the Triton interpreter): ``python ptx_operand_layout.py``;
 prints one line per configuration and exits 1 if any breaks the rule."""
@@ -34,7 +36,7 @@ def operand_layout(sm, bm, bn, bkh, warps, split, a_fp4, even):
                  BLOCK_KH=bkh, PTX_DECODE=True, EVEN_K=even,
                  SCALE_WORDS=sm.DOT_SCALES == "words", PDL=True, PREFETCH=True, EARLY_RELEASE=True)
     sig.update({k: "constexpr" for k in const})
-    aligned = {(i,): [["tt.divisibility", 16]] for i in range(8)}
+    aligned = {(i,): [["tt.divisibility", 16]] for i in list(range(8)) + [9, 10, 11]}
     src = ASTSource(fn=sm._dot_kernel, signature=sig, constexprs=const, attrs=aligned)
     ttgir = triton.compile(src, target=GPUTarget("cuda", 90, 32),
                            options={"num_warps": warps, "num_stages": 3}).asm["ttgir"]

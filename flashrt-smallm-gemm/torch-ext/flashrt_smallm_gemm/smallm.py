@@ -317,32 +317,41 @@ def _kperm_halves(a, b, R: tl.constexpr, BKH: tl.constexpr):
 
 
 @triton.jit
-def _block_scales(p_sf_row, kb, m_rows, m_blocks, BR: tl.constexpr, NB: tl.constexpr,
-                  WORDS: tl.constexpr):
+def _block_scales(p_sf_row, kb, m_rows, m_blocks, n_col_super, BR: tl.constexpr,
+                  NB: tl.constexpr, WORDS: tl.constexpr):
     """Scale bytes (int32 [BR, NB]) of blocks kb .. kb + NB - 1 (kb % 4 == 0; ``m_blocks``
     their mask) of the rows whose swizzled scales start at ``p_sf_row`` ([BR] pointers).
-    WORDS (4-byte aligned scales): each block reads the int32 word of its group of 4
-    (4 contiguous bytes of the swizzled layout) and shifts its byte out: a 4-byte load
-    Triton can pipeline (cp.async) with the packed tile, in the same [BR, NB] shape as
-    the byte loads, so the tile's layout stays the same; else single bytes."""
-    o_b = kb + tl.arange(0, NB)
-    if WORDS:
-        p = p_sf_row[:, None] + ((o_b >> 2) * 512)[None, :]
-        w = tl.load(p.to(tl.pointer_type(tl.int32)), mask=m_blocks, other=0)
-        return (w >> (8 * (o_b & 3))[None, :]) & 0xFF
-    return tl.load(p_sf_row[:, None] + _swz_col(o_b)[None, :], mask=m_blocks, other=0).to(tl.int32)
+
+    WORDS (4-byte aligned scales, NB >= 8): one int32 word per row and group of 4 blocks
+    (4 contiguous bytes of the swizzled layout), [BR, NB / 4], spread to the blocks by a
+    gather. Triton pipelines these loads (cp.async) with the packed tile and keeps the
+    decode in the MMA operand layout; single bytes it loads synchronously every K step
+    (the kernel's main stall, per Nsight Compute). Other spellings of the word spread (a
+    reshape, a split, [BR, 1] loads per group) made Triton 3.6 decode in the load's
+    layout and send the whole dequantized tile through shared memory. A group past the
+    row's last is not read (its blocks are masked in the packed tile); blocks past the
+    split's end inside a group are read and unused."""
+    o_b = tl.arange(0, NB)[None, :]
+    if WORDS and NB >= 8:
+        o_g = (kb >> 2) + tl.arange(0, NB // 4)[None, :]
+        p = p_sf_row.to(tl.pointer_type(tl.int32))[:, None] + o_g * 128
+        w = tl.load(p, mask=m_rows[:, None] & (o_g < n_col_super), other=0)
+        w = tl.gather(w, tl.broadcast_to(o_b >> 2, (BR, NB)), axis=1)
+        return (w >> (8 * (o_b & 3))) & 0xFF
+    return tl.load(p_sf_row[:, None] + _swz_col(kb + o_b), mask=m_blocks, other=0).to(tl.int32)
 
 
 @triton.jit
-def _dequant_tile(p_packed, row_off, kb, p_sf_row, m_rows, m_blocks, BR: tl.constexpr,
-                  BKH: tl.constexpr, PTX: tl.constexpr, EVEN_K: tl.constexpr,
+def _dequant_tile(p_packed, row_off, kb, p_sf_row, m_rows, m_blocks, n_col_super,
+                  BR: tl.constexpr, BKH: tl.constexpr, PTX: tl.constexpr, EVEN_K: tl.constexpr,
                   SCALE_WORDS: tl.constexpr):
     """Rows ``row_off`` (byte offsets, [BR]) x blocks kb.. kb + BKH/8 of a packed NVFP4
     operand + their scales (rows' swizzled scale pointers ``p_sf_row``) -> (lo, hi) bf16
     [BR, BKH] in the K order, holding the dequantized elements x 2^-9 (exact in bf16)."""
     NB: tl.constexpr = BKH // 8
     m_b = m_rows[:, None] if EVEN_K else m_blocks
-    s = _ue4m3_x2p117(_block_scales(p_sf_row, kb, m_rows, m_b, BR, NB, SCALE_WORDS))
+    s = _ue4m3_x2p117(_block_scales(p_sf_row, kb, m_rows, m_b, n_col_super, BR, NB,
+                                    SCALE_WORDS))
     s = s[:, :, None]
     if PTX:  # int16 elements: each asm call gets 4 bytes in one register
         o = ((row_off // 2)[:, None, None] + (kb * 4 + tl.arange(0, NB) * 4)[None, :, None]
@@ -405,12 +414,12 @@ def _dot_kernel(
         m_kb = o_kb < kb_hi
         m_ab = m_m[:, None] & m_kb[None, :]
         w_lo, w_hi = _dequant_tile(w_ptr, w_row, kb, sfw_row, m_n,
-                                   m_n[:, None] & m_kb[None, :], BLOCK_N, BLOCK_KH, PTX_DECODE,
+                                   m_n[:, None] & m_kb[None, :], n_col_super, BLOCK_N, BLOCK_KH, PTX_DECODE,
                                    EVEN_K, SCALE_WORDS)
         if A_FP4:
             a_lo, a_hi = _dequant_tile(  # the small side: fp32 form
-                a_ptr, a_row, kb, sfa_ptr + _swz_row(o_m, n_col_super), m_m, m_ab,
-                BLOCK_M, BLOCK_KH, False, EVEN_K, SCALE_WORDS)
+                a_ptr, a_row, kb, sfa_ptr + _swz_row(o_m, n_col_super), m_m, m_ab, n_col_super,
+                BLOCK_M, BLOCK_KH, False, EVEN_K, False)  # words: Triton 3.6 fails on its gather
         else:
             m_a = m_m[:, None, None] if EVEN_K else m_ab[:, :, None]
             o_kh = o_kb[:, None] * 8 + o_j[None, :]  # [NB, 8]
@@ -460,8 +469,12 @@ def _quantize_weight_kernel(w_ptr, packed_ptr, scales_ptr, n_rows, n_blocks, n_c
 # 2048x16384 / 16384x2048) against the GEMV at 4 rows (15.4 / 9.1 / 40.9 / 35.6).
 GEMV_MAX_ROWS = 1
 W4A4_GEMV_MAX_ROWS = 1
-# How the tl.dot kernel reads block scales (dot_config's ``scales``).
-DOT_SCALES = "bytes"
+# How the tl.dot kernel reads the weight's block scales (dot_config's ``scales``): int32
+# words spread by a gather (``_block_scales``). H200, tune_smallm.py, against single
+# bytes: linear M = 4 11.3 / 8.1 / 26.5 / 27.9 µs vs 11.3 / 8.1 / 28.0 / 29.2 (K x N =
+# 1024x8192 / 4096x1024 / 2048x16384 / 16384x2048), W4A4 M = 16 11.3 / 7.7 / 26.9 / 27.6
+# vs 11.4 / 8.3 / 28.3 / 29.6, M = 64 26.4 / 18.9 / 63.4 / 56.5 vs 26.5 / 19.0 / 66.9 / 59.4.
+DOT_SCALES = "words"
 
 
 def _even_split(steps, n_split):
