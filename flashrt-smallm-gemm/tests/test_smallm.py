@@ -495,7 +495,9 @@ def test_launch_options_keep_the_bits(kernel, M, N, K):
 def test_weight_written_by_the_previous_kernel(kernel, M):
     """With programmatic dependent launch the GEMM starts while the previous kernel runs
     and prefetches its weight; every read comes after griddepcontrol.wait, so a weight
-    (and scales) that kernel writes is still read correctly."""
+    (and scales) that kernel writes is still read correctly. (At 4096 x 1024 the launch
+    rule's grids are 256 programs for all three M, within PDL_MAX_PROGRAMS_PER_SM on a
+    132-SM H100 / H200, so these calls take the PDL launch.)"""
     N, K = 4096, 1024
     (x, w, s), kw = cases.linear_inputs(M, N, K, "cuda", _gen())
     (_, w2, s2), _ = cases.linear_inputs(M, N, K, "cuda", torch.Generator().manual_seed(7))
