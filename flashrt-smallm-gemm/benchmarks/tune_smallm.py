@@ -275,13 +275,13 @@ def main():
                                                   for s in args.shapes.split(",")]
     jobs = JOBS if not args.jobs else [(j.split(":")[0], int(j.split(":")[1]))
                                        for j in args.jobs.split(",")]
+    only = set(filter(None, args.variants.split(",")))
     rows, skipped = [], []
     for op, M in jobs:
         for K, N in shapes:
             if time.time() - t0 > args.budget:
                 skipped.append(f"{op}:{M}:{K}x{N}")
                 continue
-            only = set(filter(None, args.variants.split(",")))
             row = run_row(sm, ref, M, K, N, op == "matvec", dev, args.tiles, only)
             rows.append(row)
             print(summary(row), flush=True)

@@ -102,7 +102,7 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 from ._helpers import (gelu_tanh, grouped_tile, prefetch_l2, quantize_fp8_e4m3, silu,
                        split_k_arrive, split_k_release)
 from ._host import (SplitCounters, cdiv, check_bias, check_matrix, check_out, check_scale,
-                    device_guard, interpreting, launch_directly, next_power_of_2, same_device,
+                    device_guard, launch_directly, next_power_of_2, same_device,
                     sm_count, uses_pdl)
 from ._ops import add_op_namespace_prefix
 

@@ -551,13 +551,10 @@ def gemm_config(M, N, KH, device, a_fp4=False, words_aligned=True):
 _COUNTERS = SplitCounters(min_count=4096)
 
 
-def _weight_words_aligned(w):
-    return w.data_ptr() % 8 == 0
-
-
 def _aligned(t, nbytes):
-    """The dot kernel reads packed bytes as int16 elements (PTX decode) and scale bytes as
-    int32 words where the tensors allow it."""
+    """Whether ``t`` can be read in ``nbytes``-wide elements: the GEMV's int64 block words
+    (8), the dot kernel's int16 packed elements (2) and int32 scale words (4), the PDL
+    prologue's bulk prefetch (16)."""
     return t.data_ptr() % nbytes == 0
 
 
@@ -581,8 +578,7 @@ def _uses_pdl(programs, device):
 def _prefetches(b, sfb):
     """The PDL prologue's bulk prefetch needs 16-byte aligned rows and scale chunks."""
     N, KH = b.shape
-    return (N * KH <= PREFETCH_MAX_BYTES and KH % 16 == 0 and b.data_ptr() % 16 == 0
-            and sfb.data_ptr() % 16 == 0)
+    return N * KH <= PREFETCH_MAX_BYTES and KH % 16 == 0 and _aligned(b, 16) and _aligned(sfb, 16)
 
 
 def _launch_gemm(a, sfa, b, sfb, bias, out, M, alpha, a_fp4, cfg=None, pdl=None, prefetch=None,
@@ -591,8 +587,8 @@ def _launch_gemm(a, sfa, b, sfb, bias, out, M, alpha, a_fp4, cfg=None, pdl=None,
     ``prefetch`` and ``early_release`` the launch options (tuning; see ``_uses_pdl``)."""
     N, KH = b.shape
     if cfg is None:
-        cfg = gemm_config(M, N, KH, b.device, a_fp4, _weight_words_aligned(b)
-                          and (not a_fp4 or _weight_words_aligned(a)))
+        cfg = gemm_config(M, N, KH, b.device, a_fp4,
+                          _aligned(b, 8) and (not a_fp4 or _aligned(a, 8)))
     out_scale = 2.0 ** 18 if a_fp4 else 2.0 ** 9  # the 2^-9 carried by each dequantized operand
     n_col_super = cdiv(KH // 8, 4)
     bias_arg = bias if bias is not None else out
@@ -620,7 +616,7 @@ def _launch_gemm(a, sfa, b, sfb, bias, out, M, alpha, a_fp4, cfg=None, pdl=None,
                 **launch)
         else:
             ptx = cfg[8] == "ptx" and _aligned(b, 2) and (not a_fp4 or _aligned(a, 2))
-            words = cfg[9] == "words" and _aligned(sfb, 4) and (not a_fp4 or _aligned(sfa, 4))
+            words = cfg[9] == "words" and _aligned(sfb, 4)  # the weight's scales only
             _dot_kernel[(cdiv(N, bn) * n_split, cdiv(M, bm))](
                 a_arg, sfa_arg, b, sfb, bias_arg, out, ws, locks, M, N, KH, n_col_super,
                 per_split, n_split, out_scale, float(alpha), A_FP4=a_fp4,
