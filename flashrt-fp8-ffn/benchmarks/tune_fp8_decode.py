@@ -37,6 +37,15 @@ interval: the promoted FP8 wgmma runs one 32-wide K step at a time), gate_up 6.0
 18.54 with it: PREFETCH_MAX_BYTES.
 Earlier: the PDL probe starts 19.6 us before the spin ends, its wait returns 0.74 us after.
 
+2026-12-02 evening (H200, ``tune_fp8_decode.2026-12-02.stacks.json``): on the kernel of
+that day, GELU stack M = 10: rule (64-row up tiles then) 171.1 us, 32-row up tiles 165.5,
+32-row tiles for both with twice the down splits 164.7, 32-row down only 166.7; GeGLU M =
+10: 248.1 against 263.0 for 32-row tiles on both. 32-row tiles became the rule where the
+weight goes unsplit and they fit one wave (the GELU up GEMM; not the merged gate/up, whose
+256 tiles would not): ``decode_config``. Then 8 warps per program (the ``w8`` candidates,
+``tune_fp8_decode.2026-12-02.warps.json``, against the 64-row rule): 169.3-171.6 against
+171.2; 32-row 8-warp up tiles 192.1, 8 warps with 2 stages 204.7: not taken.
+
 Run: python3 flashrt-fp8-ffn/benchmarks/tune_fp8_decode.py --out DIR [--budget S]
      [--stacks gelu:10 geglu:10] [--compiled gelu:10] [--no-gemm] [--quick] [--probe]
      [--no-three-launches]
@@ -229,6 +238,16 @@ STACK_CANDIDATES = [
     ("bn32 down x2 splits", None, BN32_X2, NEW, NEW),
     ("down split x2", None, SPLIT_X2, NEW, NEW),
     ("down without prefetch", None, None, NEW, NO_PREFETCH),
+    # 8 warps per program (two warp groups on one tile; 2026-12-02 evening, against the
+    # 64-row up rule of that time)
+    ("up w8", ("swap", 16, 64, 256, 1, 1024, 8, 4), None, NEW, NEW),
+    ("down w8", None, ("swap", 16, 64, 128, 8, 512, 8, 4), NEW, NEW),
+    ("up w8 + down w8", ("swap", 16, 64, 256, 1, 1024, 8, 4),
+     ("swap", 16, 64, 128, 8, 512, 8, 4), NEW, NEW),
+    ("up bn32 w8", ("swap", 16, 32, 256, 1, 1024, 8, 4), None, NEW, NEW),
+    ("up w8 s2", ("swap", 16, 64, 256, 1, 1024, 8, 2), None, NEW, NEW),
+    ("up w8 + down w8 bk256", ("swap", 16, 64, 256, 1, 1024, 8, 4),
+     ("swap", 16, 64, 256, 8, 512, 8, 4), NEW, NEW),
 ]
 
 

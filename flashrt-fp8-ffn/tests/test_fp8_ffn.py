@@ -581,7 +581,8 @@ def test_decode_config_variants(kernel, device, spec):
 
 
 @pytest.mark.parametrize("M,K,N,want", [
-    (10, 1024, 4096, ("swap", 16, 64, 256, 1)),    # 64 column tiles: no split, 256-wide K
+    (10, 1024, 4096, ("swap", 16, 32, 256, 1)),    # 128 tiles of 32 rows fit one wave
+    (10, 1024, 8192, ("swap", 16, 64, 256, 1)),    # 128 tiles of 64: no split, 256-wide K
     (10, 4096, 1024, ("swap", 16, 64, 128, 8)),    # 16 tiles x 8 splits (best measured)
     (16, 16384, 2048, ("swap", 16, 64, 256, 4)),   # 32 tiles x 4 splits, 256-wide K steps
     (64, 4096, 1024, ("swap", 64, 64, 128, 8)),    # M <= 64 with few tiles: swap + split

@@ -87,6 +87,16 @@ vs 11.3 / 8.1 / 28.0 / 29.2, W4A4 M = 16 11.3 / 7.7 / 26.9 / 27.6 vs 11.4 / 8.3 
 29.6, M = 64 26.4 / 18.9 / 63.4 / 56.5 vs 26.5 / 19.0 / 66.9 / 59.4. (The activation side of
 the W4A4 matvec keeps bytes: Triton 3.6 asserts on that gather.)
 
+2026-12-02 evening (H200): with one weight for every call (L2-hot, now recorded per row as
+``default_l2_hot_us``) the default launch is 0-10% faster than over rotated weights (linear
+M = 4 11.2 / 8.1 / 27.0 / 28.2 against 11.7 / 8.2 / 26.6 / 28.2 µs; M = 1 GEMV 5.9 / 4.5 /
+14.4 / 13.5 against 6.1 / 4.9 / 15.0 / 15.0): the kernels are issue-bound, not bound by the
+weight stream (``l2hot_smallm.2026-12-02.txt``). Warps per program (``--tiles``: ``w8``,
+``w2``, ``bn128w8``; ``tune_smallm.2026-12-02.warps.json``), linear M = 4: 8 warps on the
+rule's tile do not compile (TritonGPUOptimizeThreadLocality fails), 2 warps 15.3 / 10.3 /
+42.4 / 44.7, 128 rows x 8 warps 14.0 / 7.8 / 32.8 / 33.7 against the rule's 11.7 / 8.1 /
+26.6 / 28.1; M = 16 alike. No rule change.
+
 Run on a GPU: ``python3 flashrt-smallm-gemm/benchmarks/tune_smallm.py --out DIR``
 (``--budget S`` stops timing new rows after S seconds; JSON is written after each row).
 """
@@ -152,6 +162,9 @@ def variants(sm, M, N, K, dev, a_fp4, tiles):
                                                        dev, *g), {}) for g in GEMV if M <= 4]
         out += [("dot%dx%dw%ds%dp%d" % d, sm.dot_config(M, N, K // 16, dev, *d), {})
                 for d in DOT if M >= 2]
+    if tiles and dot_rows:  # warps per program on the rule's tile, and 128 rows x 8 warps
+        out += [("w8", cfg[:6] + (8,) + cfg[7:], {}), ("w2", cfg[:6] + (2,) + cfg[7:], {}),
+                ("bn128w8", sm.dot_config(M, N, K // 16, dev, block_n=128, warps=8), {})]
     return out
 
 
@@ -209,6 +222,8 @@ def run_row(sm, ref, M, K, N, a_fp4, dev, tiles=False, only=()):
             continue
         row["variants"][name] = {"cfg": cfg, "us": us,
                                  "weight_tbps": wbytes / us / 1e6}
+        if name == "default":  # one weight for every call: L2-hot (is the stream the bound?)
+            row["default_l2_hot_us"] = graph_us(fn, sets[:1])
     del sets
     if not a_fp4:
         row.update(baselines(M, N, K, dev))
