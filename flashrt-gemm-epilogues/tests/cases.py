@@ -61,10 +61,11 @@ GEMM_FUNCS = ("bf16_linear_bf16", "bf16_linear_bias_bf16", "bf16_gemm_bias",
 # a row count over one block); GEMMs (M, K, N) with M = 1 / odd / > 256 bucket,
 # K tails past the K block, N not a tile multiple. The last two: M = 5 takes the
 # swap kernel split in 4 over K = 2100 (a K tail) under the interpreter's 4 SMs, and
-# M = 17, just past the decode rows, the tile kernel.
+# M = 17, just past the decode rows, the swap kernel's 32-wide row side; M = 40 with 5
+# column tiles (more than the interpreter's 4 SMs) the tile kernel.
 CPU_QUANT = [(4, 16), (2, 3, 32), (8, 64), (37,), (5, 7, 129), (33, 1000)]
 CPU_GEMM = [(1, 32, 16), (16, 32, 64), (32, 64, 128), (7, 100, 40), (33, 72, 24),
-            (300, 64, 48), (5, 2100, 40), (17, 520, 72)]
+            (300, 64, 48), (5, 2100, 40), (17, 520, 72), (40, 64, 300)]
 # GPU: spec §3.1 grids.
 GPU_QUANT = [(m, 4096) for m in (1, 2, 4, 8, 16, 32, 64, 128, 256)] + \
     [(16, 8192), (128, 8192), (16, 12288), (64, 12288), (16, 16384), (64, 16384)]

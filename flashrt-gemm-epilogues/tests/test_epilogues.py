@@ -106,7 +106,8 @@ EPI_FUNCS = ("bf16_linear_bf16", "bf16_gemm_bias", "bf16_gemm_bias_gelu")  # EPI
 
 # (M, K, N, BLOCK_K, SPLIT): a K tail in the last split; two column tiles, the second
 # partial; 9 K steps in 4 splits of 3, the last split empty (a zero partial).
-SPLIT_CASES = [(5, 1000, 40, 128, 4), (16, 640, 96, 128, 2), (3, 1152, 48, 128, 4)]
+SPLIT_CASES = [(5, 1000, 40, 128, 4), (16, 640, 96, 128, 2), (3, 1152, 48, 128, 4),
+               (40, 1000, 72, 128, 2)]  # the last: 64-wide row side, 40 rows
 
 
 @pytest.mark.parametrize("M,K,N,bk,split", SPLIT_CASES, ids=str)
@@ -116,7 +117,7 @@ def test_split_k_edges_are_exact_and_deterministic(kernel, device, M, K, N, bk, 
     order whichever program arrives last)."""
     gemm = _gemm_module(kernel)
     steps = -(-K // bk)
-    cfg = ("swap", 16, 64, bk, split, -(-steps // split) * bk, 4, 4)
+    cfg = ("swap", 16 if M <= 16 else 64, 64, bk, split, -(-steps // split) * bk, 4, 4)
     for epi, fn in enumerate(EPI_FUNCS):
         kw = cases.gemm_inputs(fn, M, K, N, device, _gen())
         a, b = list(kw.values())[:2]
@@ -172,13 +173,16 @@ def test_graph_counters_come_from_a_pool_zeroed_before_capture(kernel, device, m
     _gemm_ok(out, reference_of(kernel).bf16_gemm_bias(**kw))
 
 
-@pytest.mark.parametrize("M", [1, 15, 16, 17, 18], ids=lambda m: f"M={m}")
-def test_gemm_rows_around_the_decode_boundary(kernel, device, M):
-    """M <= 16 takes the swap kernel, M > 16 the tile kernel; both match the exact product
-    (ragged K = 520 and N = 72: K tail, partial column tile)."""
+@pytest.mark.parametrize("M", [1, 15, 16, 17, 18, 32, 33, 64, 65], ids=lambda m: f"M={m}")
+def test_gemm_rows_around_the_swap_boundaries(kernel, device, M):
+    """Two column tiles: M <= 16 takes the swap kernel's 16-wide row side, up to 64 rows
+    its 32 / 64-wide one, M > 64 the tile kernel; all match the exact product (ragged
+    K = 520 and N = 72: K tail, partial column tile, rows short of the block)."""
     K, N = 520, 72
-    assert _gemm_module(kernel).gemm_config(M, N, K, device)[0] == ("swap" if M <= 16
-                                                                    else "tile")
+    cfg = _gemm_module(kernel).gemm_config(M, N, K, device)
+    want = ("swap", 16) if M <= 16 else ("swap", 32) if M <= 32 else \
+        ("swap", 64) if M <= 64 else ("tile",)
+    assert cfg[:len(want)] == want, cfg
     for fn in ("bf16_linear_bf16", "bf16_gemm_bias_gelu"):
         kw = cases.gemm_inputs(fn, M, K, N, device, _gen(M))
         out = _poison((M, N), BF16, device)
@@ -196,7 +200,12 @@ def test_gemm_rows_around_the_decode_boundary(kernel, device, M):
     (16, 16384, 2048, ("swap", 16, 64, 256, 4)),   # 32 tiles x 4 (8 would pass 132 SMs)
     (16, 2048, 16384, ("swap", 16, 64, 128, 1)),   # 256 tiles: two waves, 128-wide steps
     (16, 1152, 4304, ("swap", 16, 64, 256, 1)),    # 135 tiles of 32 would not fit one wave
-    (17, 1024, 4096, ("tile", 32)),
+    (17, 1024, 4096, ("swap", 32, 64, 256, 1)),    # 17-32 rows: 64 tiles, 256-wide K
+    (41, 1536, 6144, ("swap", 64, 64, 128, 1)),    # 96 tiles: a split would pass a wave
+    (64, 4096, 4096, ("swap", 64, 64, 128, 2)),    # 64 tiles x 2 splits of 2048
+    (64, 4096, 1024, ("swap", 64, 64, 128, 4)),    # 16 tiles x 4 splits of 1024
+    (64, 16384, 2048, ("swap", 64, 64, 128, 4)),   # 32 tiles x 4 (8 would pass a wave)
+    (64, 2048, 16384, ("tile", 32)),               # 256 tiles: the tile kernel
     (512, 1152, 4304, ("tile", 128)),
 ], ids=str)
 def test_gemm_config_at_132_sms(kernel, monkeypatch, M, K, N, want):

@@ -9,8 +9,9 @@ fp32 accumulation; the epilogue runs on the fp32 accumulator and rounds once to 
 Two kernels share that epilogue:
 
 * ``_bf16_gemm_kernel``: one BLOCK_M x BLOCK_N output tile per program, K looped
-  inside (grouped tile order). The path for M > SWAP_MAX_M.
-* ``_bf16_gemm_swap_kernel`` (decode rows, M <= 16): the weight tile is the dot's
+  inside (grouped tile order). The path for the other shapes.
+* ``_bf16_gemm_swap_kernel`` (decode rows, M <= 16, and up to 64 rows when the weight's
+  64-column tiles fit one wave): the weight tile is the dot's
   left operand (``acc^T = b^T a^T``), so 16 / 32 / 64 weight columns fill the tensor
   core's M side and the few activation rows sit on its narrow N side. For down
   projections K is split over SPLIT programs per 64-column tile, putting more SMs on
@@ -37,6 +38,7 @@ FP32 = torch.float32
 EPI_NONE, EPI_BIAS, EPI_BIAS_GELU = 0, 1, 2
 
 SWAP_MAX_M = 16  # decode rows: the swap kernel's 16-wide N side
+WIDE_SWAP_MAX_M = 64  # up to this many rows the swap kernel also runs (32 / 64 wide)
 SWAP_BLOCK_N = 64  # widest swap tile (one wgmma M); split-K and multi-wave shapes use it
 
 
@@ -188,13 +190,35 @@ def _swap_config(N, K, sms):
     return ("swap", 16, bn, bk, split, cdiv(steps, split) * bk, 4, 4)
 
 
+def _wide_swap_config(M, N, K, sms):
+    """17-64 rows whose 64-column weight tiles fit one wave: the swap kernel with the
+    rows on the dot's N side (32 or 64 wide) and 64-column tiles (wgmma); K split in
+    powers of two while the programs still fit one wave and each split keeps >= 1024 of
+    K. Measured on H200 (graph replay, distinct weights; us, against the tile rule and
+    cuBLAS ``torch.mm``): M = 64 4096x4096 12.8 / 21.5 / 11.5, 4096 -> 1024 8.1 / 18.7 /
+    7.3, 16384 -> 2048 21.8 / 72.8 / 22.6, 1024 -> 4096 5.1 / 7.0 / 5.1, 1152 -> 4304
+    5.9 / 10.2 / 5.9; M = 41 1536 -> 6144 7.6 / 11.8 / 8.2; M = 32 4096x4096 11.9 /
+    21.1 / 13.9. With more tiles than SMs (2048 -> 16384) the tile rule stays (20.9
+    against 21.3). 256-wide K steps for 32 rows without a split; 64 rows x 256 do not
+    fit shared memory."""
+    bm = 32 if M <= 32 else 64
+    tiles = cdiv(N, SWAP_BLOCK_N)
+    split = 1
+    while tiles * split * 2 <= sms and K // (split * 2) >= 1024:
+        split *= 2
+    bk = 256 if bm == 32 and split == 1 and K >= 1024 else 128
+    steps = cdiv(K, bk)
+    return ("swap", bm, SWAP_BLOCK_N, bk, split, cdiv(steps, split) * bk, 4, 4)
+
+
 @functools.lru_cache(maxsize=4096)
 def gemm_config(M, N, K, device):
     """Launch configuration, a pure function of (M, N, K, device). The first item
     names the kernel:
 
     * ``("swap", BLOCK_M, BLOCK_N, BLOCK_K, SPLIT, k_per_split, warps, stages)`` for
-      M <= 16 (``_swap_config``).
+      M <= 16 (``_swap_config``), and for M <= 64 when the 64-column weight tiles fit
+      one wave (``_wide_swap_config``).
     * ``("tile", BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, warps, stages)`` otherwise: by M
       bucket; up to M = 256 the column tile is halved (down to 16) until the grid
       covers every SM.
@@ -202,6 +226,8 @@ def gemm_config(M, N, K, device):
     sms = _sm_count(device)
     if M <= SWAP_MAX_M:
         return _swap_config(N, K, sms)
+    if M <= WIDE_SWAP_MAX_M and cdiv(N, SWAP_BLOCK_N) <= sms:
+        return _wide_swap_config(M, N, K, sms)
     if M <= 64:
         bm, warps, stages = 32, 4, 4
     elif M <= 256:
