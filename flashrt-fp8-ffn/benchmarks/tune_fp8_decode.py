@@ -44,7 +44,10 @@ that day, GELU stack M = 10: rule (64-row up tiles then) 171.1 us, 32-row up til
 weight goes unsplit and they fit one wave (the GELU up GEMM; not the merged gate/up, whose
 256 tiles would not): ``decode_config``. Then 8 warps per program (the ``w8`` candidates,
 ``tune_fp8_decode.2026-12-02.warps.json``, against the 64-row rule): 169.3-171.6 against
-171.2; 32-row 8-warp up tiles 192.1, 8 warps with 2 stages 204.7: not taken.
+171.2; 32-row 8-warp up tiles 192.1, 8 warps with 2 stages 204.7: not taken. Last, on the
+32-row up rule (``tune_fp8_decode.2026-12-02.down.json``: the STACK_CANDIDATES "bn32 down
+x2 splits" and "down split x2" on both stacks): GELU 166.3 / 185.1 against 166.5, GeGLU
+254.7 / 261.2 against 246.8: the down rule stays.
 
 Run: python3 flashrt-fp8-ffn/benchmarks/tune_fp8_decode.py --out DIR [--budget S]
      [--stacks gelu:10 geglu:10] [--compiled gelu:10] [--no-gemm] [--quick] [--probe]
