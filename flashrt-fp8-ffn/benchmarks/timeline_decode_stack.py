@@ -27,6 +27,7 @@ summary.
 """
 
 import argparse
+import importlib
 import json
 import statistics
 import sys
@@ -37,29 +38,18 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from flashrt_tools.bench.harness import environment, graph_us  # noqa: E402
+import tune_fp8_decode as tune  # noqa: E402
+from flashrt_tools.bench.harness import capture_graph, environment, graph_us  # noqa: E402
+from flashrt_tools.repo import Package  # noqa: E402
+from flashrt_tools.validation import load_built  # noqa: E402
 
 REPLAYS = 5
 
 
-def _capture(fn):
-    fn()  # warm: JIT, allocator
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream), torch.cuda.graph(graph, stream=stream):
-        fn()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph.replay()
-    torch.cuda.synchronize()
-    return graph
-
-
 def timeline(fn):
     """Kernel events (name, start and end in µs from the first kernel) of the middle
-    replay of REPLAYS graph replays of ``fn``."""
-    graph = _capture(fn)
+    replay of REPLAYS graph replays of ``fn`` (already warm: timed by graph_us first)."""
+    graph = capture_graph(fn)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
         for _ in range(REPLAYS):
             graph.replay()
@@ -140,10 +130,6 @@ def main():
     p.add_argument("--sweep", action="store_true", help="also chains of one GEMM under "
                    "other launch options")
     args = p.parse_args()
-    import tune_fp8_decode as tune
-    from flashrt_tools.repo import Package
-    from flashrt_tools.validation import load_built
-    import importlib
     gm = importlib.import_module(load_built(Package("flashrt-fp8-ffn")).__name__ + ".fp8_gemm")
     st = tune.gelu_stack(gm, args.M)
     layer, bufs = st.package()

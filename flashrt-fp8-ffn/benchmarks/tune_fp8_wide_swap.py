@@ -25,7 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from flashrt_tools.bench.fp8_ffn import BF16, eager_gemm, fp8_weight, q8, scaled_mm  # noqa: E402
-from flashrt_tools.bench.harness import graph_us, rotation_sets  # noqa: E402
+from flashrt_tools.bench.harness import (graph_us, rotation_sets, timings_line,  # noqa: E402
+                                         verified_timings)
 from flashrt_tools.repo import Package  # noqa: E402
 from flashrt_tools.validation import load_built  # noqa: E402
 
@@ -37,6 +38,42 @@ def swap(*c):
     return ("swap",) + c
 
 
+def candidates(M, K):
+    """The swap kernel with a 64 / 128-wide row side over K splits (>= 512 of K each) and
+    128 / 256-wide K steps."""
+    bm = 64 if M <= 64 else 128
+    return [swap(bm, 64, bk, split, -(-K // split // bk) * bk, 4, 4)
+            for split in (1, 2, 4, 8) if K // split >= 512 for bk in (128, 256)]
+
+
+def row(gm, M, K, N):
+    g = torch.Generator(device="cuda").manual_seed(0)
+    n = rotation_sets(K * N)
+    ws = [fp8_weight(N, K, g) for _ in range(n)]
+    x = torch.randn(M, K, generator=g, device="cuda").to(BF16)
+    sx = (x.float().abs().amax() / 448).reshape(1)
+    xq = q8(x, sx)
+    c = torch.empty(M, N, dtype=BF16, device="cuda")
+    ref = eager_gemm(xq, ws[0][0], sx, ws[0][1]).float()
+    rule = gm.gemm_config(M, N, K, xq.device)
+
+    def call(cfg):
+        def run(i):  # PDL for the swap kernel, as the package launches it
+            gm.launch_with_config(cfg, cfg[0] == "swap", xq, ws[i][0], sx, ws[i][1], c)
+            return c
+        return run
+
+    def check(got):
+        err = ((got.float() - ref).abs().max() / ref.abs().max()).item()
+        return None if err <= 2e-2 else f"max error {err:.3g} of the max |product|"
+
+    calls = {"rule": call(rule), **{str(cfg): call(cfg) for cfg in candidates(M, K)}}
+    return {"M": M, "K": K, "N": N,
+            "scaled_mm_us": graph_us(lambda i: scaled_mm(xq, ws[i][0], sx, ws[i][1]),
+                                     list(range(n))),
+            "rule": rule, "cands": verified_timings(calls, check, list(range(n)))}
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--out", required=True)
@@ -44,46 +81,10 @@ def main():
     gm = importlib.import_module(load_built(Package("flashrt-fp8-ffn")).__name__ + ".fp8_gemm")
     torch.backends.cuda.matmul.allow_tf32 = False
     rows = []
-    for (M, K, N) in SHAPES:
-        g = torch.Generator(device="cuda").manual_seed(0)
-        n = rotation_sets(K * N)
-        ws = [fp8_weight(N, K, g) for _ in range(n)]
-        x = torch.randn(M, K, generator=g, device="cuda").to(BF16)
-        sx = (x.float().abs().amax() / 448).reshape(1)
-        xq = q8(x, sx)
-        c = torch.empty(M, N, dtype=BF16, device="cuda")
-        ref = eager_gemm(xq, ws[0][0], sx, ws[0][1]).float()
-        lib = graph_us(lambda i: scaled_mm(xq, ws[i][0], sx, ws[i][1]), list(range(n)))
-        bm = 64 if M <= 64 else 128
-        cands = [None]
-        for split in (1, 2, 4, 8):
-            if K // split < 512:
-                continue
-            for bk in (128, 256):
-                cands.append(swap(bm, 64, bk, split, -(-K // split // bk) * bk, 4, 4))
-        row = {"M": M, "K": K, "N": N, "scaled_mm_us": lib,
-               "rule": gm.gemm_config(M, N, K, xq.device), "cands": {}}
-        for cfg in cands:
-            name = "rule" if cfg is None else str(cfg)
-            c0 = cfg or gm.gemm_config(M, N, K, xq.device)
-            pdl = c0[0] == "swap"
-            try:
-                def f(i, c0=c0, pdl=pdl):
-                    gm.launch_with_config(c0, pdl, xq, ws[i][0], sx, ws[i][1], c)
-                f(0)
-                o = c.clone()
-                f(0)
-                err = ((o.float() - ref).abs().max() / ref.abs().max()).item()
-                if err > 2e-2 or not torch.equal(o, c):
-                    row["cands"][name] = {"error": f"err {err}, repeat equal {torch.equal(o, c)}"}
-                    continue
-                row["cands"][name] = {"us": graph_us(f, list(range(n)))}
-            except Exception as e:
-                row["cands"][name] = {"error": f"{type(e).__name__}: {str(e)[:100]}"}
-        rows.append(row)
-        print(M, K, N, f"_scaled_mm {lib:.2f}", " ".join(
-            f"{k}:{v['us']:.2f}" if "us" in v else f"{k}:ERR" for k, v in row["cands"].items()),
-            flush=True)
+    for M, K, N in SHAPES:
+        r = row(gm, M, K, N)
+        rows.append(r)
+        print(M, K, N, f"_scaled_mm {r['scaled_mm_us']:.2f}", timings_line(r["cands"]), flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "tune_fp8_wide_swap.json").write_text(json.dumps(rows, indent=1, default=str))

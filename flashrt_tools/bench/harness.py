@@ -140,30 +140,39 @@ def same_size_copy_us(nbytes: int, n_sets: int) -> float:
     return us
 
 
+def capture_graph(body: Callable[[], None]) -> "torch.cuda.CUDAGraph":
+    """``body()`` captured into a CUDA graph on a side stream, replayed once (warm)."""
+    graph = torch.cuda.CUDAGraph()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        with torch.cuda.graph(graph, stream=stream):
+            body()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph.replay()
+    torch.cuda.synchronize()
+    return graph
+
+
 def graph_us(call: Callable, sets: Sequence, min_calls: int = 64) -> float:
     """Median GPU time per call under CUDA-graph replay, rotating over ``sets``."""
     for s in sets:  # warm: JIT, autotune, allocator
         call(s)
     torch.cuda.synchronize()
     reps = max(1, math.ceil(min_calls / len(sets)))
-    graph = torch.cuda.CUDAGraph()
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
     # Outputs a call allocates (eager / compiled baselines) stay alive for the next
     # len(sets) calls, so each call writes a distinct buffer, as ours do into their
     # per-set out buffers. Dropped at once, every call would reuse one block of the
     # graph's pool that stays hot in L2 (outputs of a few MB then look faster than a
     # same-size device copy).
     recent = collections.deque(maxlen=len(sets))
-    with torch.cuda.stream(stream):
-        with torch.cuda.graph(graph, stream=stream):
-            for _ in range(reps):
-                for s in sets:
-                    recent.append(call(s))
+
+    def body():
+        for _ in range(reps):
+            for s in sets:
+                recent.append(call(s))
+    graph = capture_graph(body)
     recent.clear()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph.replay()
-    torch.cuda.synchronize()
     n = reps * len(sets)
     per_call = statistics.median(_event_ms(graph.replay) for _ in range(TRIALS)) * 1e3 / n
     del graph
@@ -175,6 +184,30 @@ def kernel_resources(kernel) -> dict:
     launch returns; empty where unknown, e.g. under the interpreter)."""
     regs, spills = getattr(kernel, "n_regs", None), getattr(kernel, "n_spills", None)
     return {} if regs is None else {"regs": regs, "spills": spills}
+
+
+def verified_timings(calls: dict, check: Callable, sets: Sequence) -> dict:
+    """Tune-script candidates: ``calls`` maps a name to ``call(s)``, which computes into
+    its output tensor and returns it. Each is run twice on ``sets[0]``; it is timed
+    (``graph_us`` over ``sets``) only if both runs give the same bits and ``check(output)``
+    returns None (else the message). Returns {name: {"us": ...} or {"error": ...}}; a
+    candidate that raises (does not compile, out of resources) is reported, not fatal."""
+    out = {}
+    for name, call in calls.items():
+        try:
+            first = call(sets[0]).clone()
+            problem = None if same_bits(first, call(sets[0])) else "two calls differ"
+            problem = problem or check(first)
+            out[name] = {"error": problem} if problem else {"us": graph_us(call, sets)}
+        except Exception as e:
+            out[name] = {"error": f"{type(e).__name__}: {str(e)[:160]}"}
+    return out
+
+
+def timings_line(timings: dict) -> str:
+    """``verified_timings``' result as one line: name:µs, or name:ERR."""
+    return " ".join(f"{k}:{v['us']:.2f}" if "us" in v else f"{k}:ERR"
+                    for k, v in timings.items())
 
 
 def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:

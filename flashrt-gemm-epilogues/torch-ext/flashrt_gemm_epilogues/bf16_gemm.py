@@ -165,6 +165,12 @@ def _bf16_gemm_swap_kernel(a_ptr, b_ptr, bias_ptr, c_ptr, ws_ptr, count_ptr,
 _sm_count = sm_count  # module-level name: tests pin it to an H100 / H200's 132 SMs
 
 
+def _swap(bm, bn, bk, split, K):
+    """The swap-kernel tuple: each of ``split`` programs per column tile takes an equal
+    whole number of ``bk`` steps of K."""
+    return ("swap", bm, bn, bk, split, cdiv(cdiv(K, bk), split) * bk, 4, 4)
+
+
 def _swap_config(N, K, sms):
     """Decode rows (measured on H200, graph replay, distinct weights; tune_epilogues.py):
 
@@ -186,8 +192,7 @@ def _swap_config(N, K, sms):
         bn = next((b for b in (16, 32) if cdiv(N, b) <= sms), SWAP_BLOCK_N)
         tiles = cdiv(N, bn)
     bk = 256 if tiles * split <= sms and K // split >= 1024 else 128
-    steps = cdiv(K, bk)
-    return ("swap", 16, bn, bk, split, cdiv(steps, split) * bk, 4, 4)
+    return _swap(16, bn, bk, split, K)
 
 
 def _wide_swap_config(M, N, K, sms):
@@ -207,8 +212,7 @@ def _wide_swap_config(M, N, K, sms):
     while tiles * split * 2 <= sms and K // (split * 2) >= 1024:
         split *= 2
     bk = 256 if bm == 32 and split == 1 and K >= 1024 else 128
-    steps = cdiv(K, bk)
-    return ("swap", bm, SWAP_BLOCK_N, bk, split, cdiv(steps, split) * bk, 4, 4)
+    return _swap(bm, SWAP_BLOCK_N, bk, split, K)
 
 
 @functools.lru_cache(maxsize=4096)
