@@ -591,10 +591,13 @@ def tma_ready(a, w):
 
 
 def launch_with_config(cfg, pdl, a, w, sa, sw, c, *, bias=None, so=None, q=None, epi=EPI_NONE,
-                       act=0, x=None, prefetch=None, early_release=True, imprecise=None):
+                       act=0, x=None, prefetch=None, early_release=True, imprecise=None,
+                       force_triton=False):
     """One launch of ``cfg`` (a ``gemm_config`` tuple); the tuning sweep calls it directly
-    (``prefetch``, ``early_release``, ``imprecise``: its options; the defaults are the
-    package's)."""
+    (``prefetch``, ``early_release``, ``imprecise``, ``force_triton``: its options; the
+    defaults are the package's). With ``fp8_wgmma.IN_RULE``, a 128 x 128 TMA tile without
+    a gated epilogue runs the warp-specialized Gluon kernel of fp8_wgmma.py on sm_90 (same
+    bits as the Triton TMA kernel, which ``force_triton`` selects)."""
     prefetch = (pdl and prefetches(w)) if prefetch is None else prefetch
     if imprecise is None:
         imprecise = TMA_IMPRECISE_ACC if cfg[0] == "tma" else IMPRECISE_ACC
@@ -630,7 +633,11 @@ def launch_with_config(cfg, pdl, a, w, sa, sw, c, *, bias=None, so=None, q=None,
             # same tile runs the same instructions per output element
             launch_with_config(("tile",) + cfg[1:7], pdl, a, w, sa, sw, c, bias=bias, so=so,
                                q=q, epi=epi, act=act, x=x, prefetch=prefetch,
-                               early_release=early_release, imprecise=imprecise)
+                               early_release=early_release, imprecise=imprecise,
+                               force_triton=force_triton)
+        elif (cfg[0] == "tma" and imprecise == cfg[3] and not force_triton
+              and _ws_kernel().IN_RULE and _ws_kernel().usable(a, cfg, gated)):
+            _ws_kernel().launch(a, w, sa, sw, c, bias_arg, so_arg, q_arg, epi, _sm_count(a.device))
         elif cfg[0] == "tma":
             _, bm, bn, bk, group, warps, stages, paired_stages = cfg
             # the paired K loop (no gated form) where its accumulation is the promoted one
@@ -655,6 +662,12 @@ def launch_with_config(cfg, pdl, a, w, sa, sw, c, *, bias=None, so=None, q=None,
                 PREFETCH=prefetch and K % 16 == 0 and M <= bm, EARLY_RELEASE=early_release,
                 num_warps=warps, num_stages=stages, **launch,
             )
+
+
+def _ws_kernel():
+    """The fp8_wgmma module, imported on first use: it imports this module's epilogue."""
+    from . import fp8_wgmma
+    return fp8_wgmma
 
 
 def launch_quantize_input(x, sx, input_fp8):

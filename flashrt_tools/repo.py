@@ -59,6 +59,7 @@ def select(names):
 # common/<file> -> the packages `flashrt sync` copies it into.
 SHARED_MODULES = {
     "fp8_gemm.py": ("flashrt-fp8-ffn", "flashrt-fp8-swiglu-ffn"),
+    "fp8_wgmma.py": ("flashrt-fp8-ffn", "flashrt-fp8-swiglu-ffn"),
     "nvfp4_codec.py": ("flashrt-nvfp4", "flashrt-fused-quant", "flashrt-smallm-gemm"),
     "fp8_reference.py": ("flashrt-fp8-ffn", "flashrt-fp8-swiglu-ffn", "flashrt-gemm-epilogues"),
     "nvfp4_reference.py": ("flashrt-nvfp4", "flashrt-fused-quant", "flashrt-smallm-gemm"),

@@ -627,6 +627,48 @@ def test_tma_kernel_equals_the_pointer_kernel(kernel, device, shape):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("shape", [(300, 1040, 200), (2048, 384, 2048), (129, 256, 136)],
+                         ids=str)
+def test_warp_specialized_kernel_equals_the_triton_tma_kernel(kernel, shape):
+    """On sm_90 a 128 x 128 TMA tile without a gated epilogue runs the Gluon kernel of
+    fp8_wgmma.py; it computes the Triton TMA kernel's bits for every epilogue (h and the
+    FP8 codes of GELU-quant), over ragged M / N, an odd K-block count (its phantom block),
+    a K tail and several tiles per program."""
+    M, K, N = shape
+    device = torch.device("cuda")
+    gemm = _gemm_module(kernel)
+    ws = importlib.import_module(kernel.__name__ + ".fp8_wgmma")
+    cfg = ("tma", 128, 128, 128, 8, 8, 4, 3)
+    kw = cases.linear_inputs(M, K, N, device, _gen())
+    assert ws.usable(kw["input"], cfg, gated=False)
+    so = cases._scale(cases.HIDDEN_SCALE, device)
+    for epi in (gemm.EPI_NONE, gemm.EPI_BIAS, gemm.EPI_BIAS_ROUNDED, gemm.EPI_GELU_QUANT):
+        got = _poison((M, N), BF16, device), _poison((M, N), FP8, device)
+        ws.launch(kw["input"], kw["weight"], kw["input_scale"], kw["weight_scale"], got[0],
+                  kw["bias"], so, got[1], epi, gemm._sm_count(device))
+        want = _launch(gemm, cfg, kw, epi, device, force_triton=True)
+        assert _same_bits(got[0], want[0]), epi
+        if epi == gemm.EPI_GELU_QUANT:
+            assert _same_bits(got[1], want[1])
+
+
+@pytest.mark.gpu
+def test_wide_tiles_give_the_triton_kernels_bits(kernel):
+    """The PI0.5 decoder up GEMM at 4096 rows gets 128 x 128 TMA tiles (the Gluon kernel's
+    where ``fp8_wgmma.IN_RULE``), and fp8_gemm_bf16's result is the Triton kernel's."""
+    M, K, N = 4096, 1024, 4096
+    device = torch.device("cuda")
+    gemm = _gemm_module(kernel)
+    cfg = gemm.gemm_config(M, N, K, device)
+    assert cfg[:3] == ("tma", 128, 128), cfg
+    kw = cases.linear_inputs(M, K, N, device, _gen())
+    x, w, sx, sw = kw["input"], kw["weight"], kw["input_scale"], kw["weight_scale"]
+    want = torch.empty(M, N, dtype=BF16, device=device)
+    gemm.launch_with_config(cfg, False, x, w, sx, sw, want, force_triton=True)
+    assert _same_bits(kernel.fp8_gemm_bf16(x, w, sx, sw), want)
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("shape", [(512, 1024, 4096), (512, 4096, 1024), (304, 160, 80)],
                          ids=str)
 def test_large_m_is_as_accurate_as_scaled_mm(kernel, shape):
