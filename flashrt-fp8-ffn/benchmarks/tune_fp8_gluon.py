@@ -4,9 +4,12 @@ the same 128 x 128 tile and torch._scaled_mm: the record behind ``fp8_wgmma.IN_R
 Per shape: each candidate's output against an fp64 reference of the same FP8 operands
 (relative L2, share of outputs off the correctly rounded bf16) and its bits against the
 Triton kernel's, then the time under CUDA-graph replay over L2-rotated operand sets
-(harness.graph_us). Candidates: ``scaled_mm``; ``rule`` (the package's configuration,
-Triton kernels); ``triton_128`` and ``gluon_128`` (the TMA tile forced to 128 x 128,
-the Triton kernel and the Gluon kernel).
+(harness.graph_us). Candidates: ``scaled_mm``; ``triton_rule`` (the rule without the
+Gluon kernel: Triton kernels, tiles weighed by their rates); ``package`` (the package's
+launch: the Gluon kernel where the rule gives it 128 x 128 tiles; its bits are checked
+against ``triton_rule``); ``triton_128`` and ``gluon_128_s<slots>`` (the TMA tile forced
+to 128 x 128, the Triton kernel and the Gluon kernel with that many ring slots; bits
+checked against ``triton_128``).
 
 H200 records of the prototype forms (results/nvidia-h200/tuning/flashrt-fp8-ffn/
 probe_gluon.2026-12-02.run{1,2,3}.json, us; every Gluon form gave the Triton kernel's
@@ -48,6 +51,7 @@ SHAPES = [(8192, 8192, 8192), (512, 1024, 4096), (1024, 1024, 4096), (4096, 1024
           (512, 4096, 1024), (1024, 4096, 1024), (4096, 4096, 1024), (512, 1152, 4304),
           (512, 4304, 1152), (560, 16384, 2048), (256, 1024, 4096), (4096, 2048, 32768)]
 TILE = ("tma", 128, 128, 128, 8, 8, 4, 3)
+STAGE_SWEEP = (3, 4, 5, 6)  # ring slots of the Gluon kernel (6 x 32 KB fits 227 KB)
 
 
 def main():
@@ -73,6 +77,8 @@ def main():
         x, w, sx, sw, _ = sets[0]
         ref64 = fp8_product_fp64(x, w, sx, sw)
         rule = gemm.gemm_config(M, N, K, device)
+        # the rule without the Gluon kernel: Triton TMA tiles weighed by Triton's rates
+        triton_rule = ("tma",) + gemm.tma_tile(M, N, sms) if rule[0] == "tma" else rule
 
         def triton(cfg):
             def call(s):
@@ -80,26 +86,36 @@ def main():
                 return s[4]
             return call
 
-        def gluon(s):
-            ws.launch(s[0], s[1], s[2], s[3], s[4], s[2], s[2], s[4], gemm.EPI_NONE, sms)
+        def package(s):
+            gemm.launch_with_config(rule, False, *s)
             return s[4]
+
+        def gluon(stages):
+            def call(s):
+                ws.launch(s[0], s[1], s[2], s[3], s[4], s[2], s[2], s[4], gemm.EPI_NONE, sms,
+                          stages=stages)
+                return s[4]
+            return call
 
         cands = {"scaled_mm": lambda s: torch._scaled_mm(s[0], s[1].t(), scale_a=s[2],
                                                          scale_b=s[3], out_dtype=BF16),
-                 "rule": triton(rule), "triton_128": triton(TILE), "gluon_128": gluon}
-        want = None
+                 "triton_rule": triton(triton_rule), "package": package,
+                 "triton_128": triton(TILE)}
+        cands.update({f"gluon_128_s{st}": gluon(st) for st in STAGE_SWEEP})
+        outs = {}
         for name, fn in cands.items():
             out = fn(sets[0]).clone()
-            if name == "triton_128":
-                want = out
+            outs[name] = out
+            ref = "triton_rule" if name == "package" else "triton_128"
+            eq = bool(torch.equal(out, outs[ref])) if name.startswith(("gluon", "package")) else None
             rel_l2, off = error_vs_fp64(out, ref64)
             row = {"shape": f"M={M},K={K},N={N}", "cand": name, "rule": list(rule),
-                   "us": graph_us(fn, sets), "rel_l2": rel_l2, "not_rounded": off,
-                   "bits_eq_triton_128": (bool(torch.equal(out, want))
-                                          if name == "gluon_128" else None)}
+                   "triton_rule": list(triton_rule), "us": graph_us(fn, sets),
+                   "rel_l2": rel_l2, "not_rounded": off, "bits_eq": eq}
             rows.append(row)
             print(f"{row['shape']:24s} {name:12s} {row['us']:9.2f} us relL2 {rel_l2:.2e} "
-                  f"off {off:.4f} eq {row['bits_eq_triton_128']}", flush=True)
+                  f"off {off:.4f} eq {eq}", flush=True)
+        outs = None
         sets = ref64 = None
         torch.cuda.empty_cache()
         (out_dir / "tune_fp8_gluon.json").write_text(json.dumps(

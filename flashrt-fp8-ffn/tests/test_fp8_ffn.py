@@ -603,6 +603,23 @@ def test_gemm_config_at_132_sms(kernel, monkeypatch, M, K, N, want):
     assert cfg[:len(want)] == want, cfg
 
 
+@pytest.mark.parametrize("gluon", [False, True], ids=["triton", "gluon"])
+def test_tma_tile_weighs_the_gluon_kernel(kernel, monkeypatch, gluon):
+    """Where fp8_wgmma's kernel runs the 128 x 128 tiles (faster than the Triton kernel on
+    them), the SigLIP up GEMM at M = 512 (136 tiles of 128 x 128: two waves) takes them
+    instead of 64 x 128; the down projections keep their 64-row tiles."""
+    gemm = _gemm_module(kernel)
+    ws = importlib.import_module(kernel.__name__ + ".fp8_wgmma")
+    monkeypatch.setattr(gemm, "_sm_count", lambda device: 132)
+    monkeypatch.setattr(ws, "available", lambda device: gluon)
+    monkeypatch.setattr(ws, "IN_RULE", True)
+    config = gemm.gemm_config.__wrapped__
+    assert config(512, 4304, 1152, torch.device("cuda"))[:3] == (
+        ("tma", 128, 128) if gluon else ("tma", 64, 128))
+    assert config(512, 1024, 4096, torch.device("cuda"))[:3] == ("tma", 64, 64)
+    assert config(1024, 1024, 4096, torch.device("cuda"))[:3] == ("tma", 64, 128)
+
+
 @pytest.mark.parametrize("shape", [(300, 160, 72), (260, 96, 40)], ids=str)
 def test_tma_kernel_equals_the_pointer_kernel(kernel, device, shape):
     """From TMA_MIN_M rows the persistent TMA kernel runs; the pointer tile kernel on the

@@ -61,25 +61,30 @@ except ImportError:  # a Triton without Gluon: the Triton TMA kernel runs instea
 TILE = 128  # BLOCK_M = BLOCK_N = BLOCK_K; the kernels' constexpr copies below
 BLOCK_M = BLOCK_N = BLOCK_K = tl.constexpr(TILE)
 GROUP_M = tl.constexpr(8)
-STAGES = tl.constexpr(4)  # 4 x 32 KB of A and W slots + the epilogue's conversion scratch
+STAGES = 4  # slots of 32 KB (A and W) in the ring; + the epilogue's conversion scratch
 CONSUMER_REGS = tl.constexpr(232)  # registers a thread of the second consumer partition
 PRODUCER_REGS = tl.constexpr(40)
 
 
-# Whether the package rule (fp8_gemm.launch_with_config) runs this kernel where it can.
-# Off until the package's GPU suites have passed with it: the kernel's bits were checked
-# on H200 against the Triton TMA kernel in the probe (plain epilogue), not yet through
-# the package's epilogues (test_warp_specialized_kernel_equals_the_triton_tma_kernel).
-IN_RULE = False
+# Whether the package rule (fp8_gemm.launch_with_config) runs this kernel where it can
+# (the GPU suites of both FP8 packages pass with it: H200, 439 tests).
+IN_RULE = True
+
+
+def available(device):
+    """Whether this kernel can run on ``device``: an sm_90 GPU, Gluon present, no
+    interpreter."""
+    return (gluon is not None and device.type == "cuda" and torch.cuda.is_available()
+            and os.environ.get("TRITON_INTERPRET") != "1"
+            and _is_sm90(device.index if device.index is not None
+                         else torch.cuda.current_device()))
 
 
 def usable(a, cfg, gated):
     """Whether config ``cfg`` can run through this kernel: a 128 x 128 TMA tile, no gated
-    epilogue, an sm_90 device, Gluon present and no interpreter."""
-    return (gluon is not None and cfg[0] == "tma" and cfg[1] == TILE and cfg[2] == TILE
-            and not gated and a.is_cuda and os.environ.get("TRITON_INTERPRET") != "1"
-            and _is_sm90(a.device.index if a.device.index is not None
-                         else torch.cuda.current_device()))
+    epilogue, ``a`` on a device where it is ``available``."""
+    return (cfg[0] == "tma" and cfg[1] == TILE and cfg[2] == TILE and not gated
+            and available(a.device))
 
 
 @functools.lru_cache(maxsize=None)
@@ -89,7 +94,8 @@ def _is_sm90(device_index):
 
 if gluon is not None:
     @gluon.jit
-    def _producer(a_desc, w_desc, a_bufs, w_bufs, ready, empty, M, N, K, programs):
+    def _producer(a_desc, w_desc, a_bufs, w_bufs, ready, empty, M, N, K, programs,
+                  STAGES: gl.constexpr):
         pid = gl.program_id(0)
         n_k = gl.cdiv(K, BLOCK_K)
         total = gl.cdiv(gl.cdiv(M, BLOCK_M) * gl.cdiv(N, BLOCK_N) - pid, programs) * n_k
@@ -107,7 +113,7 @@ if gluon is not None:
 
     @gluon.jit
     def _issue(a_bufs, w_bufs, ready, zero, c, total, ROW0: gl.constexpr,
-               SUB_M: gl.constexpr):
+               SUB_M: gl.constexpr, STAGES: gl.constexpr):
         """Block c's wgmma on this half's rows, from zero (c == total: the phantom)."""
         s = c % STAGES
         mbarrier.wait(ready.index(s), (c // STAGES) & 1, pred=c < total)
@@ -115,7 +121,7 @@ if gluon is not None:
                              zero, use_acc=False, is_async=True)
 
     @gluon.jit
-    def _release(empty, c, total):
+    def _release(empty, c, total, STAGES: gl.constexpr):
         gl.thread_barrier()  # every warp of this partition has retired block c's wgmma
         mbarrier.arrive(empty.index(c % STAGES), pred=c < total)
 
@@ -141,7 +147,8 @@ if gluon is not None:
 
     @gluon.jit
     def _consumer(a_bufs, w_bufs, ready, empty, sa_ptr, sw_ptr, bias_ptr, so_ptr, c_ptr, q_ptr,
-                  M, N, K, ldc, programs, EPI: gl.constexpr, HALF: gl.constexpr):
+                  M, N, K, ldc, programs, EPI: gl.constexpr, HALF: gl.constexpr,
+                  STAGES: gl.constexpr):
         SUB_M: gl.constexpr = BLOCK_M // 2
         ROW0: gl.constexpr = HALF * SUB_M
         MMA: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
@@ -153,20 +160,20 @@ if gluon is not None:
         zero = gl.zeros([SUB_M, BLOCK_N], gl.float32, MMA)
         acc = zero
         for c in range(0, total + total % 2, 2):
-            pa = _issue(a_bufs, w_bufs, ready, zero, c, total, ROW0, SUB_M)
-            pb = _issue(a_bufs, w_bufs, ready, zero, c + 1, total, ROW0, SUB_M)
+            pa = _issue(a_bufs, w_bufs, ready, zero, c, total, ROW0, SUB_M, STAGES)
+            pb = _issue(a_bufs, w_bufs, ready, zero, c + 1, total, ROW0, SUB_M, STAGES)
             done = warpgroup_mma_wait(1, deps=[pa])  # pb's wgmma runs during the additions
-            _release(empty, c, total)
+            _release(empty, c, total, STAGES)
             acc = _retire(acc, done, zero, c, total, n_k, pid, programs, sa_ptr, sw_ptr,
                           bias_ptr, so_ptr, c_ptr, q_ptr, M, N, ldc, EPI, ROW0, SUB_M, OUT)
             done = warpgroup_mma_wait(0, deps=[pb])
-            _release(empty, c + 1, total)
+            _release(empty, c + 1, total, STAGES)
             acc = _retire(acc, done, zero, c + 1, total, n_k, pid, programs, sa_ptr, sw_ptr,
                           bias_ptr, so_ptr, c_ptr, q_ptr, M, N, ldc, EPI, ROW0, SUB_M, OUT)
 
     @gluon.jit
     def _fp8_gemm_ws_kernel(a_desc, w_desc, sa_ptr, sw_ptr, bias_ptr, so_ptr, c_ptr, q_ptr,
-                            M, N, K, ldc, programs, EPI: gl.constexpr):
+                            M, N, K, ldc, programs, EPI: gl.constexpr, STAGES: gl.constexpr):
         a_bufs = gl.allocate_shared_memory(a_desc.dtype, [STAGES, BLOCK_M, BLOCK_K],
                                            a_desc.layout)
         w_bufs = gl.allocate_shared_memory(w_desc.dtype, [STAGES, BLOCK_N, BLOCK_K],
@@ -179,16 +186,18 @@ if gluon is not None:
         fence_async_shared()
         gl.warp_specialize([
             (_consumer, (a_bufs, w_bufs, ready, empty, sa_ptr, sw_ptr, bias_ptr, so_ptr, c_ptr,
-                         q_ptr, M, N, K, ldc, programs, EPI, 0)),
+                         q_ptr, M, N, K, ldc, programs, EPI, 0, STAGES)),
             (_consumer, (a_bufs, w_bufs, ready, empty, sa_ptr, sw_ptr, bias_ptr, so_ptr, c_ptr,
-                         q_ptr, M, N, K, ldc, programs, EPI, 1)),
-            (_producer, (a_desc, w_desc, a_bufs, w_bufs, ready, empty, M, N, K, programs)),
+                         q_ptr, M, N, K, ldc, programs, EPI, 1, STAGES)),
+            (_producer, (a_desc, w_desc, a_bufs, w_bufs, ready, empty, M, N, K, programs,
+                         STAGES)),
         ], [4, 1], [CONSUMER_REGS, PRODUCER_REGS])
 
 
-def launch(a, w, sa, sw, c, bias, so, q, epi, sms):
+def launch(a, w, sa, sw, c, bias, so, q, epi, sms, stages=STAGES):
     """c (and q) <- epilogue(A @ W^T) through ``_fp8_gemm_ws_kernel`` (arguments as
-    ``fp8_gemm.launch_with_config``'s, placeholders already filled in)."""
+    ``fp8_gemm.launch_with_config``'s, placeholders already filled in; ``stages``: a
+    sweep option)."""
     M, K = a.shape
     N = w.shape[0]
     layout = gl.NVMMASharedLayout.get_default_for([TILE, TILE], gl.float8e4nv)
@@ -196,4 +205,5 @@ def launch(a, w, sa, sw, c, bias, so, q, epi, sms):
     _fp8_gemm_ws_kernel[(programs,)](
         GluonDescriptor.from_tensor(a, [TILE, TILE], layout),
         GluonDescriptor.from_tensor(w, [TILE, TILE], layout),
-        sa, sw, bias, so, c, q, M, N, K, c.shape[1], programs, EPI=epi, num_warps=4)
+        sa, sw, bias, so, c, q, M, N, K, c.shape[1], programs, EPI=epi, STAGES=stages,
+        num_warps=4)

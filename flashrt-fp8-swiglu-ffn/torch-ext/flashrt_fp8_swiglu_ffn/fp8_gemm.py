@@ -520,7 +520,8 @@ def gemm_config(M, N, K, device):
     if M <= 16 or (M <= 64 and _few_tiles(N, sms)):
         return decode_config(M, N, K, sms)
     if M >= TMA_MIN_M and K % 16 == 0:
-        return ("tma",) + tma_tile(M, N, sms)
+        ws = _ws_kernel()
+        return ("tma",) + tma_tile(M, N, sms, ws.IN_RULE and ws.available(torch.device(device)))
     return tile_config(M, N, sms)
 
 
@@ -546,15 +547,21 @@ TMA_MIN_M = 256
 # K loop, throughput relative to the first), measured on H200 at 8192^3
 # (benchmarks/tune_fp8_large.py).
 TMA_TILES = ((128, 128, 8, 4, 3, 1.0), (64, 128, 4, 4, 3, 0.81), (64, 64, 4, 5, 3, 0.61))
+# Throughput of fp8_wgmma's Gluon kernel on the 128 x 128 tile relative to the Triton
+# kernel's (H200, benchmarks/tune_fp8_gluon.py: 1.06-1.24x on the 128 x 128 rows).
+WS_TILE_GAIN = 1.12
 
 
-def tma_tile(M, N, sms):
+def tma_tile(M, N, sms, ws=False):
     """The TMA tile with the least (waves of tiles over the SMs) x (tile time): the
     largest tile unless a smaller one fills more SMs in as many waves (a down projection,
-    N ~ 1024, at M = 256-1024). Returns the config tail (BLOCK_M, BLOCK_N, BLOCK_K,
-    GROUP_M, warps, stages, paired-loop stages)."""
+    N ~ 1024, at M = 256-1024). ``ws``: the 128 x 128 tile runs the faster Gluon kernel
+    (WS_TILE_GAIN; SigLIP up at M = 512 then takes 128 x 128 tiles). Returns the config
+    tail (BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, warps, stages, paired-loop stages)."""
     def cost(tile):
         bm, bn, *_, rate = tile
+        if ws and (bm, bn) == (128, 128):
+            rate *= WS_TILE_GAIN
         return cdiv(cdiv(M, bm) * cdiv(N, bn), sms) * bm * bn / rate
     bm, bn, warps, stages, paired_stages, _ = min(TMA_TILES, key=cost)  # ties: the larger
     return (bm, bn, 128, 8, warps, stages, paired_stages)
