@@ -16,7 +16,9 @@ accumulator while it is still in registers:
                       gate columns ``j`` and up columns ``H + j`` of the same rows,
                       stores both as bf16 and ``Q8(act(f32(g)) * f32(u), s_out)``.
 
-Three kernels share one epilogue:
+Three kernels share one epilogue (and a fourth, the warp-specialized Gluon kernel of
+fp8_wgmma.py, runs the TMA kernel's 128 x 128 tiles of non-gated GEMMs on sm_90 with
+the same bits: ``launch_with_config``):
 
 * ``_fp8_gemm_tma_kernel`` (M >= TMA_MIN_M = 256, K % 16 == 0): persistent, one
   program per SM walking the output tiles; A and W tiles loaded through TMA tensor
