@@ -30,8 +30,8 @@ M = 4096 34.8 / 40.5 / 27.3; encoder down (560, 16384 -> 2048) 59.0 / 71.9 / 33.
 M = 512 / 1024 up 8.37 / 9.00 and 12.9 / 14.0. It does not replace the smaller tiles
 (64-row tiles of the down projections at M = 512-1024: 15.5 against 11.8 us).
 
-Gluon kernels do not run in Triton's interpreter: off sm_90, or interpreting, the
-Triton TMA kernel runs (``usable``). One source of truth: common/fp8_wgmma.py, copied
+Gluon kernels do not run in Triton's interpreter: off sm_90, interpreting, or on a
+Triton release other than the verified one, the Triton TMA kernel runs (``available``). One source of truth: common/fp8_wgmma.py, copied
 by `flashrt sync` next to fp8_gemm.py.
 """
 
@@ -39,6 +39,7 @@ import functools
 import os
 
 import torch
+import triton
 import triton.language as tl
 
 from ._helpers import grouped_tile
@@ -69,10 +70,21 @@ PRODUCER_REGS = tl.constexpr(40)
 IN_RULE = True
 
 
+# Gluon is experimental and its API moves between Triton releases: the kernel runs only on
+# the release it was verified with (elsewhere the Triton TMA kernel, the same bits).
+VERIFIED_TRITON = (3, 6)
+
+
+def toolchain_ok():
+    """Gluon importable and Triton the verified release (major, minor)."""
+    return (gluon is not None
+            and tuple(int(v) for v in triton.__version__.split(".")[:2]) == VERIFIED_TRITON)
+
+
 def available(device):
-    """Whether this kernel can run on ``device``: an sm_90 GPU, Gluon present, no
-    interpreter."""
-    return (gluon is not None and device.type == "cuda" and torch.cuda.is_available()
+    """Whether this kernel can run on ``device``: an sm_90 GPU, the verified Triton with
+    Gluon, no interpreter."""
+    return (toolchain_ok() and device.type == "cuda" and torch.cuda.is_available()
             and os.environ.get("TRITON_INTERPRET") != "1"
             and _is_sm90(device.index if device.index is not None
                          else torch.cuda.current_device()))

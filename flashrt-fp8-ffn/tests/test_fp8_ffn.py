@@ -603,6 +603,17 @@ def test_gemm_config_at_132_sms(kernel, monkeypatch, M, K, N, want):
     assert cfg[:len(want)] == want, cfg
 
 
+def test_gluon_kernel_only_on_the_verified_triton(kernel, monkeypatch):
+    """Gluon's API moves between Triton releases: another release (or the interpreter,
+    or a CPU tensor) runs the Triton TMA kernel instead of fp8_wgmma's."""
+    ws = importlib.import_module(kernel.__name__ + ".fp8_wgmma")
+    assert not ws.available(torch.device("cpu"))
+    monkeypatch.setattr(ws.triton, "__version__", "3.7.0")
+    assert not ws.toolchain_ok()
+    monkeypatch.setattr(ws.triton, "__version__", "3.6.0")
+    assert ws.toolchain_ok() == (ws.gluon is not None)
+
+
 @pytest.mark.parametrize("gluon", [False, True], ids=["triton", "gluon"])
 def test_tma_tile_weighs_the_gluon_kernel(kernel, monkeypatch, gluon):
     """Where fp8_wgmma's kernel runs the 128 x 128 tiles (faster than the Triton kernel on
