@@ -131,9 +131,12 @@ ALPHA = 0.5
 # stages, programs per SM)
 GEMV = ((32, 32, 4, 4), (64, 32, 4, 4), (32, 64, 4, 4), (32, 32, 4, 8), (16, 32, 2, 8))
 DOT = ((64, 128, 4, 3, 2), (128, 128, 8, 3, 2), (64, 256, 4, 3, 2), (64, 128, 4, 3, 4))
+# --mma: the Gluon kernel's (warps, row reps, 64-element chunks per K step, programs per SM)
+MMA = ((4, 2, 1, 3), (4, 2, 1, 4), (4, 2, 1, 6), (4, 1, 1, 6), (8, 1, 1, 3), (8, 2, 1, 2),
+       (4, 2, 2, 3), (4, 1, 2, 4), (8, 1, 2, 2), (2, 2, 1, 8), (4, 4, 1, 2))
 
 
-def variants(sm, M, N, K, dev, a_fp4, tiles):
+def variants(sm, M, N, K, dev, a_fp4, tiles, mma=False):
     """(name, config, launch options) triples timed beside the default launch (config
     None: the launch rule; options: ``_launch_gemm``'s pdl / prefetch / early_release,
     unset: the rule's)."""
@@ -162,6 +165,10 @@ def variants(sm, M, N, K, dev, a_fp4, tiles):
                                                        dev, *g), {}) for g in GEMV if M <= 4]
         out += [("dot%dx%dw%ds%dp%d" % d, sm.dot_config(M, N, K // 16, dev, *d), {})
                 for d in DOT if M >= 2]
+    if mma and not a_fp4 and M <= 16:  # the Gluon mma.sync kernel (nvfp4_mma.py)
+        nm = importlib.import_module(sm.__name__.rsplit(".", 1)[0] + ".nvfp4_mma")
+        out += [("mma%dw%dr%dkc%dp%d" % ((16 * w * r, w, r, kc, p)),
+                 nm.mma_config(M, N, K // 2, dev, w, r, kc, p), {}) for w, r, kc, p in MMA]
     if tiles and dot_rows:  # warps per program on the rule's tile, and 128 rows x 8 warps
         out += [("w8", cfg[:6] + (8,) + cfg[7:], {}), ("w2", cfg[:6] + (2,) + cfg[7:], {}),
                 ("bn128w8", sm.dot_config(M, N, K // 16, dev, block_n=128, warps=8), {})]
@@ -186,7 +193,7 @@ def fp4_sets(M, N, K, dev, n, a_fp4):
     return sets
 
 
-def run_row(sm, ref, M, K, N, a_fp4, dev, tiles=False, only=()):
+def run_row(sm, ref, M, K, N, a_fp4, dev, tiles=False, only=(), mma=False):
     wbytes = N * K // 2 + N * K // 16
     sets = fp4_sets(M, N, K, dev, rotation_sets(wbytes), a_fp4)
     a, sa, w, s, _ = sets[0]
@@ -203,7 +210,7 @@ def run_row(sm, ref, M, K, N, a_fp4, dev, tiles=False, only=()):
         return lambda t: sm._launch_gemm(t[0], t[1], t[2], t[3], None, t[4], M, ALPHA, a_fp4,
                                          cfg, **options)
 
-    todo = [("default", None, {})] + [v for v in variants(sm, M, N, K, dev, a_fp4, tiles)
+    todo = [("default", None, {})] + [v for v in variants(sm, M, N, K, dev, a_fp4, tiles, mma)
                                       if not only or v[0] in only]
     for name, cfg, options in todo:
         fn = call(cfg, options)
@@ -276,6 +283,7 @@ def main():
     p.add_argument("--shapes", default="all", help="KxN list, e.g. 1024x8192,4096x1024")
     p.add_argument("--jobs", default="", help="op:M list, e.g. linear:1,matvec:4 (default JOBS)")
     p.add_argument("--tiles", action="store_true", help="also sweep the GEMV / dot tile shapes")
+    p.add_argument("--mma", action="store_true", help="also time the Gluon mma.sync kernel")
     p.add_argument("--variants", default="", help="only these variant names (comma list; "
                                                   "the default launch always runs)")
     args = p.parse_args()
@@ -297,7 +305,7 @@ def main():
             if time.time() - t0 > args.budget:
                 skipped.append(f"{op}:{M}:{K}x{N}")
                 continue
-            row = run_row(sm, ref, M, K, N, op == "matvec", dev, args.tiles, only)
+            row = run_row(sm, ref, M, K, N, op == "matvec", dev, args.tiles, only, args.mma)
             rows.append(row)
             print(summary(row), flush=True)
             (out / "tune_smallm.json").write_text(json.dumps(

@@ -332,25 +332,42 @@ def _all_codes_weight(rows, device):
     return w.to(device), cases.swizzle((r // turns).to(torch.uint8)).to(device)
 
 
-@pytest.mark.parametrize("path", ["gemv", "dot"])
+def _mma(kernel, device):
+    """The Gluon kernel's module, or a skip where it does not run."""
+    nm = importlib.import_module(f"{kernel.__name__}.nvfp4_mma")
+    if not nm.available(torch.device(device)):
+        pytest.skip("the Gluon mma.sync kernel runs on sm_90 GPUs with the verified Triton "
+                    "only (elsewhere the rule takes the tl.dot kernel, tested here too)")
+    return nm
+
+
+@pytest.mark.parametrize("path", ["gemv", "dot", "mma"])
 def test_every_code_and_scale_exact(kernel, device, path):
     """One-hot activations read the dequantized weight back exactly (bf16 holds every
-    E2M1 x UE4M3 product): subnormal codes and scales survive the bit decode."""
-    rows = _smallm(kernel).GEMV_MAX_ROWS if path == "gemv" else 16
+    E2M1 x UE4M3 product): subnormal codes and scales survive the bit decode, in each
+    kernel (the tl.dot and mma ones launched directly where the rule takes the other)."""
+    sm = _smallm(kernel)
+    dev = torch.device(device)
+    rows = sm.GEMV_MAX_ROWS if path == "gemv" else 16
     w, s = _all_codes_weight(rows, device)
     N = w.shape[0]
-    assert _smallm(kernel).gemm_config(rows, N, 8, torch.device(device))[0] == path
+    cfg = {"gemv": lambda: sm.gemm_config(rows, N, 8, dev),
+           "dot": lambda: sm.dot_config(rows, N, 1, dev),
+           "mma": lambda: _mma(kernel, device).mma_config(rows, N, 8, dev)}[path]()
+    assert cfg[0] == path
     ref = reference_of(kernel)
     deq = ref.dequantize(w, s, N, 16).t()[:rows]  # each value exact in bf16
     x = torch.eye(16, dtype=torch.bfloat16, device=device)[:rows]
     a = torch.where(x.bool(), 2, 0).to(torch.uint8)  # E2M1 code 2 = 1.0
     a = (a[:, 0::2] | (a[:, 1::2] << 4)).contiguous()
     sa = torch.full((512,), 0x38, dtype=torch.uint8, device=device)
-    y = kernel.nvfp4_weight_only_linear_bf16(x, w, s)
+    y = torch.empty(rows, N, dtype=torch.bfloat16, device=device)
+    sm._launch_gemm(x, None, w, s, None, y, rows, 1.0, False, cfg)
     z = kernel.nvfp4_w4a4_decode_matvec_bf16out(a, w, sa, s).reshape(rows, N)
     assert torch.equal(y.float(), deq)  # -0.0 weights sum to +0.0
     assert torch.equal(_bits(y), _bits(ref.nvfp4_weight_only_linear_bf16(x, w, s)))
     assert torch.equal(_bits(z), _bits(y))
+    assert torch.equal(_bits(kernel.nvfp4_weight_only_linear_bf16(x, w, s)), _bits(y))
 
 
 def test_dispatch_boundary_rows(kernel, device):
@@ -359,7 +376,10 @@ def test_dispatch_boundary_rows(kernel, device):
     N, K = 72, 1040  # ragged: 72 = 2 x 32 + 8 rows, 65 blocks of 16
     ref = reference_of(kernel)
     dev = torch.device(device)
-    for M, kind in ((sm.GEMV_MAX_ROWS, "gemv"), (sm.GEMV_MAX_ROWS + 1, "dot")):
+    after_gemv = "mma" if sm.uses_mma(sm.GEMV_MAX_ROWS + 1, dev) else "dot"
+    after_mma = sm.MMA_MAX_ROWS + 1
+    for M, kind in ((sm.GEMV_MAX_ROWS, "gemv"), (sm.GEMV_MAX_ROWS + 1, after_gemv),
+                    (sm.MMA_MAX_ROWS, after_gemv), (after_mma, "dot")):
         assert sm.gemm_config(M, N, K // 2, dev)[0] == kind
         (x, w, s), kw = cases.linear_inputs(M, N, K, device, _gen())
         got = kernel.nvfp4_weight_only_linear_bf16(x, w, s, **kw)
@@ -382,7 +402,7 @@ def test_dot_split_rule(kernel, device):
     sms = sm.sm_count(dev)
     for M, K, N in ((4, 16384, 2048), (16, 2048, 16384), (16, 4096, 1024), (20, 1040, 40),
                     (4, 64, 8192), (64, 4096, 4096)):
-        cfg = sm.gemm_config(M, N, K // 2, dev)
+        cfg = sm.dot_config(M, N, K // 16, dev)
         _, bm, bn, bk, n_split, per_split = cfg[:6]
         steps = -(-(K // 16) // (bk // 8))
         tiles = -(-N // bn) * -(-M // bm)
@@ -508,3 +528,85 @@ def test_weight_written_by_the_previous_kernel(kernel, M):
         s_buf.copy_(src_s)
         got = kernel.nvfp4_weight_only_linear_bf16(x, w_buf, s_buf, **kw)
     assert compare("gemm", got, want, **cases.gemm_tolerance(K, kw["alpha"], 1.0)["gemm"]).ok
+
+
+def test_mma_split_rule(kernel, device):
+    """The mma kernel's launch rule (host arithmetic, checked everywhere): 8 or 16
+    activation rows, K split evenly into >= min_steps steps per split, at most about
+    ``waves`` programs per SM, one split where the row tiles fill the GPU."""
+    nm = importlib.import_module(f"{kernel.__name__}.nvfp4_mma")
+    dev = torch.device(device)
+    sms = _smallm(kernel).sm_count(dev)
+    for M, K, N in ((2, 16384, 2048), (4, 2048, 16384), (9, 4096, 1024), (16, 1024, 8192),
+                    (16, 64, 72), (3, 1040, 40)):
+        _, bm, bn, kc, n_split, per_split, warps, row_reps = nm.mma_config(M, N, K // 2, dev)
+        assert bm == (8 if M <= 8 else 16) and bn == 16 * warps * row_reps
+        steps = -(-(K // 16) // (4 * kc))
+        tiles = -(-N // bn)
+        assert n_split == -(-steps // per_split) and (n_split - 1) * per_split < steps
+        assert n_split == 1 or per_split >= 2
+        assert n_split <= max(1, -(-nm.WAVES * sms // tiles)), (M, K, N)
+
+
+MMA_SHAPES = [(2, 200, 1024), (4, 136, 2048), (8, 1024, 1040), (9, 72, 4096),
+              (16, 264, 512), (16, 4096, 1024), (5, 128, 16)]
+# (warps, row reps, 64-element chunks per K step) beside the rule's; and the split forced
+# off (waves=0) or to one step per split
+MMA_TILES = [(4, 2, 1), (8, 1, 2), (4, 4, 1), (2, 2, 2)]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("M,N,K", MMA_SHAPES)
+def test_mma_kernel_matches_reference(kernel, M, N, K, monkeypatch):
+    """The Gluon kernel on ragged rows (N not a multiple of the tile), ragged K (K / 16
+    blocks not a multiple of the step), 1 to 16 activation rows (8-row and 16-row MMA
+    tiles), with and without split-K, bias and alpha, every tile shape it is swept over:
+    each launch matches the reference, repeats its bits and leaves its counters at 0."""
+    nm = _mma(kernel, "cuda")
+    sm = _smallm(kernel)
+    dev = torch.device("cuda")
+    counters = torch.zeros(4096, dtype=torch.int32, device=dev)
+    monkeypatch.setattr(sm._COUNTERS, "get", lambda d, count: counters)
+    ref = reference_of(kernel)
+    for bias in (True, False):
+        (x, w, s), kw = cases.linear_inputs(M, N, K, "cuda", _gen(), bias=bias)
+        want = ref.nvfp4_weight_only_linear_bf16(x, w, s, **kw)
+        tol = cases.gemm_tolerance(K, kw["alpha"], 1.0)["gemm"]
+        cfgs = [nm.mma_config(M, N, K // 2, dev), nm.mma_config(M, N, K // 2, dev, waves=0),
+                nm.mma_config(M, N, K // 2, dev, waves=64, min_steps=1)]
+        cfgs += [nm.mma_config(M, N, K // 2, dev, w_, r_, kc) for w_, r_, kc in MMA_TILES]
+        for cfg in cfgs:
+            outs = []
+            for _ in range(2):
+                out = torch.full((M, N), float("nan"), dtype=torch.bfloat16, device=dev)
+                sm._launch_gemm(x, None, w, s, kw.get("bias"), out, M, kw["alpha"], False, cfg)
+                outs.append(out)
+            assert torch.equal(_bits(outs[0]), _bits(outs[1])), cfg
+            assert bool((counters == 0).all()), cfg
+            v = compare("gemm", outs[0], want, **tol)
+            assert v.ok, f"{cfg}: {v.message}"
+
+
+@pytest.mark.gpu
+def test_mma_graph_replay_and_leading_dims(kernel):
+    """The rule's mma launch (split-K, pooled counters) captured in a CUDA graph replays
+    the eager bits; x with leading dimensions is read as its flattened rows."""
+    _mma(kernel, "cuda")
+    sm = _smallm(kernel)
+    M, N, K = 12, 1024, 4096
+    (x, w, s), kw = cases.linear_inputs(M, N, K, "cuda", _gen(), lead=(3, 4))
+    if not sm.uses_mma(M, torch.device("cuda")):
+        pytest.skip("the launch rule does not take the mma kernel yet (nvfp4_mma.IN_RULE)")
+    assert sm.gemm_config(M, N, K // 2, torch.device("cuda"))[0] == "mma"
+    eager = kernel.nvfp4_weight_only_linear_bf16(x, w, s, **kw)
+    out = torch.empty_like(eager)
+    g = torch.cuda.CUDAGraph()
+    kernel.nvfp4_weight_only_linear_bf16(x, w, s, out=out, **kw)  # warm up
+    with torch.cuda.graph(g):
+        kernel.nvfp4_weight_only_linear_bf16(x, w, s, out=out, **kw)
+    out.zero_()
+    g.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(_bits(out), _bits(eager))
+    flat = kernel.nvfp4_weight_only_linear_bf16(x.reshape(M, K), w, s, **kw)
+    assert torch.equal(_bits(flat.reshape(eager.shape)), _bits(eager))

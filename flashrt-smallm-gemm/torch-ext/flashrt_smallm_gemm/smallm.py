@@ -540,11 +540,30 @@ def dot_config(M, N, KB, device, block_n=None, block_kh=None, warps=None, stages
             scales or DOT_SCALES)
 
 
+# BF16-activation rows served by the Gluon mma.sync kernel (nvfp4_mma.py) where it runs
+# (sm_90, the verified Triton, 4-byte aligned weight words), past the GEMV's rows.
+MMA_MAX_ROWS = 16
+
+
+def uses_mma(M, device, a_fp4=False, words_aligned=True):
+    """Whether the launch rule takes the Gluon mma.sync kernel for these rows."""
+    if a_fp4 or not words_aligned or not GEMV_MAX_ROWS < M <= MMA_MAX_ROWS:
+        return False
+    from . import nvfp4_mma  # Gluon: imported where it may run
+
+    return nvfp4_mma.IN_RULE and nvfp4_mma.available(device)
+
+
 def gemm_config(M, N, KH, device, a_fp4=False, words_aligned=True):
     """The launch rule: the GEMV up to GEMV_MAX_ROWS / W4A4_GEMV_MAX_ROWS rows (it reads
-    int64 block words: 8-byte aligned operands), else the tl.dot kernel."""
+    int64 block words: 8-byte aligned operands); then, for BF16 activations up to
+    MMA_MAX_ROWS rows on sm_90, the Gluon mma.sync kernel; else the tl.dot kernel."""
     if M <= (W4A4_GEMV_MAX_ROWS if a_fp4 else GEMV_MAX_ROWS) and words_aligned:
         return gemv_config(M, N, KH // 8, device)
+    if uses_mma(M, device, a_fp4, words_aligned):
+        from . import nvfp4_mma
+
+        return nvfp4_mma.mma_config(M, N, KH, device)
     return dot_config(M, N, KH // 8, device)
 
 
@@ -597,7 +616,7 @@ def _launch_gemm(a, sfa, b, sfb, bias, out, M, alpha, a_fp4, cfg=None, pdl=None,
     else:
         a_arg, sfa_arg = bf16_words(a, "x"), b
     kind, bm, bn, bk, n_split, per_split, warps = cfg[:7]
-    tiles = cdiv(N, bn) * (1 if kind == "gemv" else cdiv(M, bm))
+    tiles = cdiv(N, bn) * (1 if kind in ("gemv", "mma") else cdiv(M, bm))
     split = n_split > 1
     ws = torch.empty(tiles * n_split * bm * bn if split else 1, dtype=_FP32, device=b.device)
     locks = _COUNTERS.get(b.device, tiles) if split else ws
@@ -605,7 +624,11 @@ def _launch_gemm(a, sfa, b, sfb, bias, out, M, alpha, a_fp4, cfg=None, pdl=None,
     prefetch = (pdl if prefetch is None else prefetch) and _prefetches(b, sfb)
     launch = {"launch_pdl": True} if pdl else {}
     with device_guard(b):
-        if kind == "gemv":
+        if kind == "mma":
+            from . import nvfp4_mma  # Gluon: imported where it runs
+
+            nvfp4_mma.launch(a_arg.view(_BF16), b, sfb, bias, out, M, alpha, cfg, ws, locks)
+        elif kind == "gemv":
             KB = KH // 8
             _gemv_kernel[(cdiv(N, bn) * n_split,)](
                 a_arg.view(torch.int64) if a_fp4 else a_arg, sfa_arg, b.view(torch.int64), sfb,

@@ -1,0 +1,314 @@
+"""NVFP4 weight-only linear for few rows on sm_90, written in Gluon: mma.sync from
+registers, no shared memory.
+
+Triton's ``tl.dot`` on Hopper picks wgmma for the weight tiles of ``smallm._dot_kernel``,
+and wgmma reads its second operand from shared memory: the activation tile goes through
+shared memory every K step, behind barriers, and the decode has to match a layout Triton
+chooses. Here both operands of a ``mma.sync.m16n8k16`` (``mma_v2``) are built in the
+registers of the thread that loaded them:
+
+* K order. The MMA's A operand thread (g, t) = (lane / 4, lane % 4) holds, of every 16-wide
+  k step, the k pairs 2t, 2t + 1 and 2t + 8, 2t + 9 of rows g and g + 8. Over a 64-wide
+  chunk (4 k steps, ``c``) that is 16 elements per row: the dot's index
+  k = 16c + 8a + 2t + b is mapped to the weight element 16t + 4c + 2a + b, so a thread
+  holds exactly the 16 elements of NVFP4 block t: 8 contiguous bytes (one 8-byte load)
+  and one scale byte per row. The order of k is free as long as the activation uses the
+  same one (it holds k pairs 2t, 2t + 1, 2t + 8, 2t + 9 of column g: 16 contiguous bf16 of
+  row g, two 16-byte loads).
+* Decode: smallm's element-wise PTX (byte permute, shifts, LOP3, one bf16x2 multiply by
+  the block scale): byte p of the block gives the bf16 pair (element 2p, 2p + 1), the
+  register pair the MMA operand wants. Exact: e2m1 x 2^-126 times the scale x 2^117 is
+  the weight x 2^-9 with <= 6 significant bits (spec §7.3); the 2^-9 is undone in the
+  output scale.
+* The joins / permutes that put the decoded values in k order move no data: the layouts
+  are written out so the conversion to the MMA operand layouts is a renaming of
+  registers (``assert_trivial``).
+
+Work split: a program owns 16 x WARPS x ROW_REPS weight rows (warp w: rows 16w + 16
+WARPS r), all activation rows (BM = 8 or 16), and ``chunks_per_split`` 64-wide K chunks;
+K is split over programs when the row tiles alone do not fill the GPU, with smallm's
+deterministic single-launch split-K (fp32 partials in a workspace, the last split to
+arrive sums them in split order). Loads of the next K step are issued before the
+current one is decoded (a register double buffer).
+"""
+
+import functools
+
+import torch
+import triton
+
+from ._host import cdiv, interpreting, sm_count
+
+try:
+    from triton.experimental import gluon
+    from triton.experimental.gluon import language as gl
+    from triton.experimental.gluon.language.nvidia.ampere import mma_v2
+except ImportError:  # a Triton without Gluon: smallm's Triton kernels run instead
+    gluon = None
+
+VERIFIED_TRITON = (3, 6)  # Gluon's API moves between releases: run only on this one
+CHUNK = 64  # K elements per MMA operand chunk (4 k steps of 16; one NVFP4 block per thread)
+
+
+def toolchain_ok():
+    return (gluon is not None
+            and tuple(int(p) for p in triton.__version__.split(".")[:2]) == VERIFIED_TRITON)
+
+
+# Whether the package rule (smallm.gemm_config) takes this kernel where it can run: set once
+# the package's GPU suite has passed with it.
+IN_RULE = False
+
+
+def available(device):
+    """Whether the kernel can run on ``device``: sm_90 (mma.sync and the layouts above are
+    written for it), not the interpreter (Gluon does not run there), the verified Triton."""
+    return (device.type == "cuda" and not interpreting() and toolchain_ok()
+            and torch.cuda.get_device_capability(device) == (9, 0))
+
+
+WAVES = 3  # programs per SM the K split aims at
+
+
+def mma_config(M, N, KH, device, warps=4, row_reps=2, kc=1, waves=WAVES, min_steps=2):
+    """("mma", BM, BN, KC, n_split, steps_per_split, warps, row_reps): 8 or 16 activation
+    rows, 16 x warps x row_reps weight rows per program, K steps of 64 kc elements, and
+    the most K splits that keep about ``waves`` programs per SM with >= ``min_steps``
+    steps per split."""
+    bm = 8 if M <= 8 else 16
+    bn = 16 * warps * row_reps
+    steps = cdiv(KH // 8, 4 * kc)
+    tiles = cdiv(N, bn)
+    want = max(1, min(max(1, steps // min_steps), cdiv(waves * sm_count(device), tiles)))
+    per_split = cdiv(steps, want)
+    return ("mma", bm, bn, kc, cdiv(steps, per_split), per_split, warps, row_reps)
+
+
+def launch(x, w, sfw, bias, out, M, alpha, cfg, ws, locks):
+    """out = alpha x @ W^T (+ bias) with ``cfg`` from ``mma_config``; x: bf16 [M, K]
+    (contiguous rows), w: uint8 [N, K / 2] (2-byte aligned), ``ws`` / ``locks``: the
+    split-K workspace and zeroed counters (one per row tile)."""
+    _, bm, bn, kc, n_split, per_split, warps, row_reps = cfg
+    N, KH = w.shape
+    mma, a_op, b_op, w_tile, x_tile = layouts(warps, row_reps, kc, bm)
+    _w4a16_mma_kernel[(cdiv(N, bn) * n_split,)](
+        x, w.view(torch.int32), sfw, bias if bias is not None else out, out, ws, locks,
+        M, N, KH, cdiv(KH // 8, 4), per_split, n_split, 2.0 ** 9, float(alpha),
+        HAS_BIAS=bias is not None, SPLIT=n_split > 1, EVEN_K=(KH // 8) % (4 * kc) == 0,
+        EVEN_N=N % bn == 0,
+        MMA=mma, A_OP=a_op, B_OP=b_op, W_TILE=w_tile, X_TILE=x_tile, BN=bn, BM=bm, KC=kc,
+        num_warps=warps)
+
+
+def _pow2_bases(count, unit, rank, dim):
+    """Bases for ``count`` (a power of two) steps of ``unit`` along ``dim``."""
+    bases, step = [], unit
+    while step < unit * count:
+        b = [0] * rank
+        b[dim] = step
+        bases.append(b)
+        step *= 2
+    return bases
+
+
+@functools.lru_cache(maxsize=None)
+def layouts(warps, row_reps, kc, bm):
+    """The kernel's layouts (host side; constexpr arguments): MMA accumulator, the two
+    operand layouts, the packed-weight tile [BN, 4 kc, 2] (int32 words: row, block,
+    int16 of the block), and the activation tile [BM, 4 kc, 16] (row, block, element)."""
+    mma = gl.NVMMADistributedLayout(version=[2, 0], warps_per_cta=[warps, 1],
+                                    instr_shape=[16, 8])
+    a_op = gl.DotOperandLayout(operand_index=0, parent=mma, k_width=2)
+    b_op = gl.DotOperandLayout(operand_index=1, parent=mma, k_width=2)
+    bn = 16 * warps * row_reps
+    lanes = [[0, 1, 0], [0, 2, 0], [1, 0, 0], [2, 0, 0], [4, 0, 0]]
+    w_tile = gl.DistributedLinearLayout(
+        reg_bases=[[0, 0, 1], [8, 0, 0]] + _pow2_bases(kc, 4, 3, 1)
+        + _pow2_bases(row_reps, 16 * warps, 3, 0),
+        lane_bases=lanes, warp_bases=_pow2_bases(warps, 16, 3, 0), block_bases=[],
+        shape=[bn, 4 * kc, 2])
+    x_tile = gl.DistributedLinearLayout(
+        reg_bases=[[0, 0, 1], [0, 0, 2], [0, 0, 4], [0, 0, 8]]
+        + ([[8, 0, 0]] if bm == 16 else []) + _pow2_bases(kc, 4, 3, 1),
+        lane_bases=lanes, warp_bases=[[0, 0, 0]] * (warps.bit_length() - 1), block_bases=[],
+        shape=[bm, 4 * kc, 16])
+    return mma, a_op, b_op, w_tile, x_tile
+
+
+# UE4M3 byte $1 -> bf16x2 word $0 = (s, s), s = scale x 2^117 (``_scale_pairs``)
+_SCALE_PAIR_PTX = """{
+.reg .b32 e2, x, y;
+.reg .pred p;
+mul.lo.u32 e2, $1, 0x00010001;
+shl.b32 x, e2, 4;
+and.b32 x, x, 0x07F007F0;
+shl.b32 y, e2, 8;
+lop3.b32 x, x, y, 0x80008000, 0xF8;
+mov.b32 y, 0x7F007F00;
+mul.rn.bf16x2 x, x, y;
+mov.b32 y, 0x76807680;
+mul.rn.bf16x2 x, x, y;
+and.b32 y, $1, 0x7F;
+setp.eq.u32 p, y, 0x7F;
+selp.b32 $0, 0, x, p;
+}"""
+
+if gluon is not None:
+    # smallm's PTX decode of an int16 pair ($4, pack = 2) times its block scale word $5
+    # (here an int32 element; $6, the pair's second one, is the same word). smallm imports
+    # this module lazily, so this import is not circular.
+    from .smallm import _E2M1_QUAD
+
+    _SCALE_PAIR = gl.constexpr(_SCALE_PAIR_PTX)
+
+    @gluon.jit
+    def _scale_pairs(e):
+        """UE4M3 scale bytes (int32 [..]) -> int32 bf16x2 words (s, s), s = the scale x 2^117
+        (exact; 0x7F / 0xFF -> 0): the bf16 pattern (mag << 4 | sign << 15) is the scale x
+        2^-120 (a bf16 subnormal when its exponent is 0), times 2^127 and 2^110."""
+        return gl.inline_asm_elementwise(_SCALE_PAIR, "=r,r", [e], dtype=gl.int32,
+                                         is_pure=True, pack=1)
+
+    @gluon.jit
+    def _load_step(w_ptr, sfw_ptr, x_ptr, o_w, p_sf, o_x, m_w, m_sf, m_x, i,
+                   MASK_W: gl.constexpr):
+        """Raw loads of K step ``i`` (units of 4 kc blocks): packed words, scale bytes,
+        activation tile (MASK_W: the weight's masks apply; else every row and block is in
+        range)."""
+        KC4: gl.constexpr = o_w.shape[1]
+        # scale byte of block (4 kc i + j): swizzled column (blk >> 2) * 512 + (blk & 3)
+        if MASK_W:
+            w = gl.load(w_ptr + o_w + i * (2 * KC4), mask=m_w, other=0)
+            s = gl.load(p_sf + i * (KC4 // 4) * 512, mask=m_sf, other=0)
+        else:
+            w = gl.load(w_ptr + o_w + i * (2 * KC4))
+            s = gl.load(p_sf + i * (KC4 // 4) * 512)
+        x = gl.load(x_ptr + o_x + i * (16 * KC4), mask=m_x, other=0.0)
+        return w, s, x
+
+    @gluon.jit
+    def _mma_step(w, s, x, acc, A_OP: gl.constexpr, B_OP: gl.constexpr):
+        BN: gl.constexpr = w.shape[0]
+        KC4: gl.constexpr = w.shape[1]
+        BM: gl.constexpr = x.shape[0]
+        BK: gl.constexpr = 16 * KC4
+        s = _scale_pairs(s.to(gl.int32))
+        s = gl.broadcast(gl.expand_dims(s, 2), w)[0]
+        # int32 words -> int16 pairs (loads and loop-carried registers stay 32-bit)
+        w = gl.reshape(gl.join(w.to(gl.int16), (w >> 16).to(gl.int16)), [BN, KC4, 4])
+        s = gl.reshape(gl.join(s, s), [BN, KC4, 4])
+        lo_a, hi_a, lo_b, hi_b = gl.inline_asm_elementwise(
+            _E2M1_QUAD, "=r,=r,=r,=r,r,r,r", [w, s],
+            dtype=(gl.bfloat16, gl.bfloat16, gl.bfloat16, gl.bfloat16), is_pure=True, pack=2)
+        # The asm's output register j of int16 pair (e', e' + 1) holds byte a, nibble b of
+        # both: elements (x, x + 4), x = 4 e' + 2a + b of the block. The k order makes that
+        # pair the MMA's k pair: element 8 e1 + 4 e0 + 2a + b of block t (e' = 2 e1 + e0)
+        # -> k = 32a + 16b + 8 e1 + 2t + e0 within each 64-wide chunk.
+        t = gl.join(gl.join(lo_a, hi_a), gl.join(lo_b, hi_b))  # [BN, 4 kc, 4e', 2b, 2a]
+        t = gl.reshape(t, [BN, KC4 // 4, 4, 2, 2, 2, 2])  # (row, chunk, t, e1, e0, b, a)
+        t = gl.reshape(gl.permute(t, [0, 1, 6, 5, 3, 2, 4]), [BN, BK])
+        a = gl.convert_layout(t, A_OP, assert_trivial=True)
+        # activation, the same order: element 8 e1 + 4 e0 + 2a + b of block t
+        xt = gl.reshape(x, [BM, KC4 // 4, 4, 2, 2, 2, 2])  # (row, chunk, t, e1, e0, a, b)
+        xt = gl.reshape(gl.permute(xt, [0, 1, 5, 6, 3, 2, 4]), [BM, BK])
+        b = gl.convert_layout(gl.permute(xt, [1, 0]), B_OP)
+        return mma_v2(a, b, acc)
+
+    @gluon.jit(do_not_specialize=["M", "steps_per_split", "n_split"])
+    def _w4a16_mma_kernel(
+        x_ptr, w_ptr, sfw_ptr, bias_ptr, out_ptr, ws_ptr, lock_ptr,
+        M, N, KH, n_col_super, steps_per_split, n_split, out_scale, alpha,
+        HAS_BIAS: gl.constexpr, SPLIT: gl.constexpr, EVEN_K: gl.constexpr, EVEN_N: gl.constexpr,
+        MMA: gl.constexpr, A_OP: gl.constexpr, B_OP: gl.constexpr,
+        W_TILE: gl.constexpr, X_TILE: gl.constexpr,
+        BN: gl.constexpr, BM: gl.constexpr, KC: gl.constexpr,
+    ):
+        """acc[n, m] = sum_k W[n, k] x[m, k]: program (tile, split) owns weight rows
+        [tile BN, + BN) and K steps [split steps_per_split, + steps_per_split) of 64 kc
+        elements each. x: bf16 [M, K]; w: NVFP4 bytes [N, KH] (KH = K / 2)."""
+        i_p = gl.program_id(0)
+        i_n = i_p // n_split
+        i_s = i_p % n_split
+        n_steps = gl.cdiv(KH // 8, 4 * KC)
+        st_lo = i_s * steps_per_split
+        st_hi = gl.minimum(n_steps, st_lo + steps_per_split)
+        # packed weight, int32 words: row r, block j, word e -> r KH/4 + 2 j + e
+        L_R: gl.constexpr = gl.SliceLayout(1, gl.SliceLayout(2, W_TILE))
+        L_J: gl.constexpr = gl.SliceLayout(0, gl.SliceLayout(2, W_TILE))
+        L_E: gl.constexpr = gl.SliceLayout(0, gl.SliceLayout(1, W_TILE))
+        r = i_n * BN + gl.arange(0, BN, layout=L_R)
+        j = gl.arange(0, 4 * KC, layout=L_J)
+        e = gl.arange(0, 2, layout=L_E)
+        r3 = gl.expand_dims(gl.expand_dims(r, 1), 2)
+        j3 = gl.expand_dims(gl.expand_dims(j, 0), 2)
+        e3 = gl.expand_dims(gl.expand_dims(e, 0), 1)
+        kb0 = st_lo * (4 * KC)  # first block of this split
+        o_w = r3.to(gl.int64) * (KH // 4) + (kb0 + j3) * 2 + e3
+        # scales: [BN, 4 kc] in the slice of the weight tile
+        r2 = gl.expand_dims(r, 1)
+        j2 = gl.expand_dims(j, 0)
+        blk = kb0 + j2
+        p_sf = (sfw_ptr + (r2 >> 7) * (n_col_super * 512) + (r2 & 31) * 16 + ((r2 >> 5) & 3) * 4
+                + (blk >> 2) * 512 + (blk & 3))
+        # activation [BM, 4 kc, 16]: row m, block j, element q -> m K + 16 j + q
+        L_XM: gl.constexpr = gl.SliceLayout(1, gl.SliceLayout(2, X_TILE))
+        L_XJ: gl.constexpr = gl.SliceLayout(0, gl.SliceLayout(2, X_TILE))
+        L_XQ: gl.constexpr = gl.SliceLayout(0, gl.SliceLayout(1, X_TILE))
+        m = gl.arange(0, BM, layout=L_XM)
+        m3 = gl.expand_dims(gl.expand_dims(m, 1), 2)
+        jx3 = gl.expand_dims(gl.expand_dims(gl.arange(0, 4 * KC, layout=L_XJ), 0), 2)
+        q3 = gl.expand_dims(gl.expand_dims(gl.arange(0, 16, layout=L_XQ), 0), 1)
+        o_x = m3 * (2 * KH) + (kb0 + jx3) * 16 + q3
+        kb_hi = st_hi * (4 * KC)
+        n_blocks = KH // 8
+        acc = gl.zeros([BN, BM], gl.float32, MMA)
+        n_local = st_hi - st_lo
+        if EVEN_K:
+            m_w = r3 < N
+            m_sf = r2 < N
+            m_x = m3 < M
+            w, s, x = _load_step(w_ptr, sfw_ptr, x_ptr, o_w, p_sf, o_x, m_w, m_sf, m_x, 0,
+                                 not EVEN_N)
+            for i in range(1, n_local):  # loads of step i issued before step i - 1's math
+                w1, s1, x1 = _load_step(w_ptr, sfw_ptr, x_ptr, o_w, p_sf, o_x, m_w, m_sf,
+                                        m_x, i, not EVEN_N)
+                acc = _mma_step(w, s, x, acc, A_OP, B_OP)
+                w, s, x = w1, s1, x1
+            acc = _mma_step(w, s, x, acc, A_OP, B_OP)
+        else:
+            for i in range(0, n_local):
+                kb = kb0 + i * (4 * KC)
+                m_w = (r3 < N) & (kb + j3 < n_blocks)
+                m_sf = (r2 < N) & (kb + j2 < n_blocks)
+                m_x = (m3 < M) & (kb + jx3 < n_blocks)
+                w, s, x = _load_step(w_ptr, sfw_ptr, x_ptr, o_w, p_sf, o_x, m_w, m_sf, m_x, i,
+                                     True)
+                acc = _mma_step(w, s, x, acc, A_OP, B_OP)
+        # epilogue: out[m, n] = bf16(alpha out_scale acc[n, m] (+ bias[n]))
+        o_n = i_n * BN + gl.arange(0, BN, layout=gl.SliceLayout(1, MMA))
+        o_m = gl.arange(0, BM, layout=gl.SliceLayout(0, MMA))
+        n2 = gl.expand_dims(o_n, 1)
+        m2 = gl.expand_dims(o_m, 0)
+        if SPLIT:
+            TILE: gl.constexpr = BN * BM
+            o_t = gl.expand_dims(gl.arange(0, BN, layout=gl.SliceLayout(1, MMA)), 1) * BM + m2
+            p_ws = ws_ptr + i_n.to(gl.int64) * n_split * TILE + o_t
+            gl.store(p_ws + i_s * TILE, acc)
+            gl.thread_barrier()
+            last = gl.atomic_add(lock_ptr + i_n, 1, sem="acq_rel", scope="gpu") == n_split - 1
+            if last:
+                acc = gl.load(p_ws, cache_modifier=".cg")
+                for sp in range(1, n_split):  # fixed order
+                    acc += gl.load(p_ws + sp * TILE, cache_modifier=".cg")
+                _store_out(acc, n2, m2, M, N, out_scale * alpha, bias_ptr, out_ptr, HAS_BIAS)
+                gl.atomic_xchg(lock_ptr + i_n, 0, sem="relaxed", scope="gpu")
+        else:
+            _store_out(acc, n2, m2, M, N, out_scale * alpha, bias_ptr, out_ptr, HAS_BIAS)
+
+    @gluon.jit
+    def _store_out(acc, n2, m2, M, N, scale, bias_ptr, out_ptr, HAS_BIAS: gl.constexpr):
+        y = acc * scale
+        if HAS_BIAS:
+            y += gl.load(bias_ptr + n2, mask=n2 < N, other=0.0).to(gl.float32)
+        gl.store(out_ptr + m2.to(gl.int64) * N + n2, y.to(gl.bfloat16),
+                 mask=(n2 < N) & (m2 < M))
