@@ -131,9 +131,11 @@ ALPHA = 0.5
 # stages, programs per SM)
 GEMV = ((32, 32, 4, 4), (64, 32, 4, 4), (32, 64, 4, 4), (32, 32, 4, 8), (16, 32, 2, 8))
 DOT = ((64, 128, 4, 3, 2), (128, 128, 8, 3, 2), (64, 256, 4, 3, 2), (64, 128, 4, 3, 4))
-# --mma: the Gluon kernel's (warps, row reps, 64-element chunks per K step, programs per SM)
-MMA = ((4, 2, 1, 3), (4, 2, 1, 4), (4, 2, 1, 6), (4, 1, 1, 6), (8, 1, 1, 3), (8, 2, 1, 2),
-       (4, 2, 2, 3), (4, 1, 2, 4), (8, 1, 2, 2), (2, 2, 1, 8), (4, 4, 1, 2))
+# --mma: the Gluon kernel's
+# (warps, row reps, 64-element chunks per K step, programs per SM, steps of loads in flight)
+MMA = ((4, 2, 1, 3, 2), (4, 2, 1, 3, 1), (4, 2, 1, 4, 2), (4, 2, 1, 6, 2), (4, 1, 1, 6, 2),
+       (8, 1, 1, 3, 2), (8, 2, 1, 2, 2), (4, 2, 2, 3, 1), (4, 2, 2, 3, 2), (4, 1, 2, 4, 1),
+       (8, 1, 2, 2, 1), (2, 2, 1, 8, 2), (4, 4, 1, 2, 2))
 
 
 def variants(sm, M, N, K, dev, a_fp4, tiles, mma=False):
@@ -146,7 +148,7 @@ def variants(sm, M, N, K, dev, a_fp4, tiles, mma=False):
            ("prefetchonly", None, {"pdl": False, "prefetch": True})]
     dot_rows = M > (sm.W4A4_GEMV_MAX_ROWS if a_fp4 else sm.GEMV_MAX_ROWS)
     if dot_rows:
-        cfg = sm.gemm_config(M, N, K // 2, dev, a_fp4)
+        cfg = sm.dot_config(M, N, K // 16, dev)  # the tl.dot kernel's rule
         # the decode the inline-PTX one replaced (the interpreter's form)
         out.append(("fp32decode", cfg[:8] + ("fp32",) + cfg[9:], {}))
         other = "words" if cfg[9] == "bytes" else "bytes"
@@ -165,10 +167,12 @@ def variants(sm, M, N, K, dev, a_fp4, tiles, mma=False):
                                                        dev, *g), {}) for g in GEMV if M <= 4]
         out += [("dot%dx%dw%ds%dp%d" % d, sm.dot_config(M, N, K // 16, dev, *d), {})
                 for d in DOT if M >= 2]
-    if mma and not a_fp4 and M <= 16:  # the Gluon mma.sync kernel (nvfp4_mma.py)
+    if mma and 2 <= M <= 16:  # the Gluon mma.sync kernel (nvfp4_mma.py), and the tl.dot one
         nm = importlib.import_module(sm.__name__.rsplit(".", 1)[0] + ".nvfp4_mma")
-        out += [("mma%dw%dr%dkc%dp%d" % ((16 * w * r, w, r, kc, p)),
-                 nm.mma_config(M, N, K // 2, dev, w, r, kc, p), {}) for w, r, kc, p in MMA]
+        out.append(("tldot", sm.dot_config(M, N, K // 16, dev), {}))
+        out += [("mma%dw%dr%dkc%dp%dd%d" % ((16 * w * r, w, r, kc, p, d)),
+                 nm.mma_config(M, N, K // 2, dev, w, r, kc, p, depth=d), {})
+                for w, r, kc, p, d in MMA]
     if tiles and dot_rows:  # warps per program on the rule's tile, and 128 rows x 8 warps
         out += [("w8", cfg[:6] + (8,) + cfg[7:], {}), ("w2", cfg[:6] + (2,) + cfg[7:], {}),
                 ("bn128w8", sm.dot_config(M, N, K // 16, dev, block_n=128, warps=8), {})]
@@ -211,7 +215,8 @@ def run_row(sm, ref, M, K, N, a_fp4, dev, tiles=False, only=(), mma=False):
                                          cfg, **options)
 
     todo = [("default", None, {})] + [v for v in variants(sm, M, N, K, dev, a_fp4, tiles, mma)
-                                      if not only or v[0] in only]
+                                      if not only or v[0] in only
+                                      or ("mma*" in only and v[0].startswith("mma"))]
     for name, cfg, options in todo:
         fn = call(cfg, options)
         try:
@@ -285,7 +290,8 @@ def main():
     p.add_argument("--tiles", action="store_true", help="also sweep the GEMV / dot tile shapes")
     p.add_argument("--mma", action="store_true", help="also time the Gluon mma.sync kernel")
     p.add_argument("--variants", default="", help="only these variant names (comma list; "
-                                                  "the default launch always runs)")
+                                                  "mma* = every mma one; the default launch "
+                                                  "always runs)")
     args = p.parse_args()
     t0 = time.time()
     dev = torch.device("cuda")

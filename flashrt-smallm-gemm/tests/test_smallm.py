@@ -371,7 +371,8 @@ def test_every_code_and_scale_exact(kernel, device, path):
 
 
 def test_dispatch_boundary_rows(kernel, device):
-    """The last GEMV row count and the first tl.dot one, for both products; all match."""
+    """The last GEMV row count, the first and last of the mma kernel (where it runs) and
+    the first tl.dot one, for both products; all match."""
     sm = _smallm(kernel)
     N, K = 72, 1040  # ragged: 72 = 2 x 32 + 8 rows, 65 blocks of 16
     ref = reference_of(kernel)
@@ -386,7 +387,9 @@ def test_dispatch_boundary_rows(kernel, device):
         want = ref.nvfp4_weight_only_linear_bf16(x, w, s, **kw)
         assert compare("gemm", got, want, **cases.gemm_tolerance(K, 0.5, 1.0)["gemm"]).ok
     tol = cases.gemm_tolerance(K, 0.25, cases.E2M1_MEAN_SQ * cases.SCALE_MEAN_SQ)["gemm"]
-    for M, kind in ((sm.W4A4_GEMV_MAX_ROWS, "gemv"), (sm.W4A4_GEMV_MAX_ROWS + 1, "dot")):
+    after_gemv = "mma" if sm.uses_mma(sm.W4A4_GEMV_MAX_ROWS + 1, dev, a_fp4=True) else "dot"
+    for M, kind in ((sm.W4A4_GEMV_MAX_ROWS, "gemv"), (sm.W4A4_GEMV_MAX_ROWS + 1, after_gemv),
+                    (after_mma, "dot")):
         assert sm.gemm_config(M, N, K // 2, dev, a_fp4=True)[0] == kind
         args, mkw = cases.matvec_inputs(M, N, K, device, _gen())
         got = kernel.nvfp4_w4a4_decode_matvec_bf16out(*args, **mkw)
@@ -460,7 +463,9 @@ def test_odd_weight_address_takes_the_byte_decode_same_bits(kernel, device, M, K
     odd = buf[1:].view(w.shape)
     odd.copy_(w)
     assert odd.data_ptr() % 2 == 1
-    assert _smallm(kernel).gemm_config(M, 72, K // 2, torch.device(device))[0] == "dot"
+    # an odd address is not word-aligned: the rule takes the tl.dot kernel
+    assert _smallm(kernel).gemm_config(M, 72, K // 2, torch.device(device),
+                                       words_aligned=False)[0] == "dot"
     got = kernel.nvfp4_weight_only_linear_bf16(x, odd, s, **kw)
     want = kernel.nvfp4_weight_only_linear_bf16(x, w, s, **kw)
     assert torch.equal(_bits(got), _bits(want))
@@ -533,57 +538,75 @@ def test_weight_written_by_the_previous_kernel(kernel, M):
 def test_mma_split_rule(kernel, device):
     """The mma kernel's launch rule (host arithmetic, checked everywhere): 8 or 16
     activation rows, K split evenly into >= min_steps steps per split, at most about
-    ``waves`` programs per SM, one split where the row tiles fill the GPU."""
+    ``waves`` programs per SM, one split where the row tiles fill the GPU; the tile from
+    ``tile_rule``."""
     nm = importlib.import_module(f"{kernel.__name__}.nvfp4_mma")
     dev = torch.device(device)
     sms = _smallm(kernel).sm_count(dev)
     for M, K, N in ((2, 16384, 2048), (4, 2048, 16384), (9, 4096, 1024), (16, 1024, 8192),
                     (16, 64, 72), (3, 1040, 40)):
-        _, bm, bn, kc, n_split, per_split, warps, row_reps = nm.mma_config(M, N, K // 2, dev)
+        cfg = nm.mma_config(M, N, K // 2, dev)
+        _, bm, bn, kc, n_split, per_split, warps, row_reps, depth = cfg
+        assert (warps, row_reps, kc, depth) == tuple(nm.tile_rule(bm, N, K)[i]
+                                                     for i in (0, 1, 2, 4)), cfg
+        waves = nm.tile_rule(bm, N, K)[3]
         assert bm == (8 if M <= 8 else 16) and bn == 16 * warps * row_reps
         steps = -(-(K // 16) // (4 * kc))
         tiles = -(-N // bn)
         assert n_split == -(-steps // per_split) and (n_split - 1) * per_split < steps
         assert n_split == 1 or per_split >= 2
-        assert n_split <= max(1, -(-nm.WAVES * sms // tiles)), (M, K, N)
+        assert n_split <= max(1, -(-waves * sms // tiles)), (M, K, N)
 
 
 MMA_SHAPES = [(2, 200, 1024), (4, 136, 2048), (8, 1024, 1040), (9, 72, 4096),
-              (16, 264, 512), (16, 4096, 1024), (5, 128, 16)]
-# (warps, row reps, 64-element chunks per K step) beside the rule's; and the split forced
-# off (waves=0) or to one step per split
-MMA_TILES = [(4, 2, 1), (8, 1, 2), (4, 4, 1), (2, 2, 2)]
+              (16, 264, 512), (16, 4096, 1024), (5, 128, 16), (13, 40, 528)]
+# (warps, row reps, 64-element chunks per K step, steps in flight) beside the rule's; and
+# the split forced off (waves=0) or to one step per split
+MMA_TILES = [(4, 2, 1, 1), (8, 1, 2, 2), (4, 4, 1, 2), (2, 2, 2, 1)]
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("op", ["linear", "matvec"])
 @pytest.mark.parametrize("M,N,K", MMA_SHAPES)
-def test_mma_kernel_matches_reference(kernel, M, N, K, monkeypatch):
+def test_mma_kernel_matches_reference(kernel, M, N, K, op, monkeypatch):
     """The Gluon kernel on ragged rows (N not a multiple of the tile), ragged K (K / 16
-    blocks not a multiple of the step), 1 to 16 activation rows (8-row and 16-row MMA
-    tiles), with and without split-K, bias and alpha, every tile shape it is swept over:
-    each launch matches the reference, repeats its bits and leaves its counters at 0."""
+    blocks not a multiple of the step), 2 to 16 activation rows (8-row and 16-row MMA
+    tiles), BF16 (with and without bias) and NVFP4 activations, with and without split-K,
+    every tile shape it is swept over: each launch matches the reference, repeats its
+    bits and leaves its counters at 0."""
     nm = _mma(kernel, "cuda")
     sm = _smallm(kernel)
     dev = torch.device("cuda")
     counters = torch.zeros(4096, dtype=torch.int32, device=dev)
     monkeypatch.setattr(sm._COUNTERS, "get", lambda d, count: counters)
     ref = reference_of(kernel)
-    for bias in (True, False):
-        (x, w, s), kw = cases.linear_inputs(M, N, K, "cuda", _gen(), bias=bias)
-        want = ref.nvfp4_weight_only_linear_bf16(x, w, s, **kw)
-        tol = cases.gemm_tolerance(K, kw["alpha"], 1.0)["gemm"]
-        cfgs = [nm.mma_config(M, N, K // 2, dev), nm.mma_config(M, N, K // 2, dev, waves=0),
-                nm.mma_config(M, N, K // 2, dev, waves=64, min_steps=1)]
-        cfgs += [nm.mma_config(M, N, K // 2, dev, w_, r_, kc) for w_, r_, kc in MMA_TILES]
+    problems = []
+    if op == "linear":
+        for bias in (True, False):
+            (x, w, s), kw = cases.linear_inputs(M, N, K, "cuda", _gen(), bias=bias)
+            problems.append(((x, None, w, s, kw.get("bias"), kw["alpha"], False),
+                             ref.nvfp4_weight_only_linear_bf16(x, w, s, **kw),
+                             cases.gemm_tolerance(K, kw["alpha"], 1.0)["gemm"]))
+    else:
+        (a, w, sa, s), kw = cases.matvec_inputs(M, N, K, "cuda", _gen())
+        problems.append(((a, sa, w, s, None, kw["alpha"], True),
+                         ref.nvfp4_w4a4_decode_matvec_bf16out(a, w, sa, s, **kw),
+                         cases.gemm_tolerance(K, kw["alpha"],
+                                              cases.E2M1_MEAN_SQ * cases.SCALE_MEAN_SQ)["gemm"]))
+    cfgs = [nm.mma_config(M, N, K // 2, dev), nm.mma_config(M, N, K // 2, dev, waves=0),
+            nm.mma_config(M, N, K // 2, dev, waves=64, min_steps=1)]
+    cfgs += [nm.mma_config(M, N, K // 2, dev, w_, r_, kc, depth=d)
+             for w_, r_, kc, d in MMA_TILES]
+    for (x, sx, w, s, bias, alpha, a_fp4), want, tol in problems:
         for cfg in cfgs:
             outs = []
             for _ in range(2):
                 out = torch.full((M, N), float("nan"), dtype=torch.bfloat16, device=dev)
-                sm._launch_gemm(x, None, w, s, kw.get("bias"), out, M, kw["alpha"], False, cfg)
+                sm._launch_gemm(x, sx, w, s, bias, out, M, alpha, a_fp4, cfg)
                 outs.append(out)
             assert torch.equal(_bits(outs[0]), _bits(outs[1])), cfg
             assert bool((counters == 0).all()), cfg
-            v = compare("gemm", outs[0], want, **tol)
+            v = compare("gemm", outs[0], want.reshape(M, N), **tol)
             assert v.ok, f"{cfg}: {v.message}"
 
 

@@ -55,9 +55,9 @@ def toolchain_ok():
             and tuple(int(p) for p in triton.__version__.split(".")[:2]) == VERIFIED_TRITON)
 
 
-# Whether the package rule (smallm.gemm_config) takes this kernel where it can run: set once
-# the package's GPU suite has passed with it.
-IN_RULE = False
+# Whether the package rule (smallm.gemm_config) takes this kernel where it can run (the
+# package's GPU suite passes with it: H200).
+IN_RULE = True
 
 
 def available(device):
@@ -67,37 +67,68 @@ def available(device):
             and torch.cuda.get_device_capability(device) == (9, 0))
 
 
-WAVES = 3  # programs per SM the K split aims at
+def tile_rule(bm, N, K):
+    """(warps, row_reps, kc, waves, depth) of the launch rule, from the H200 sweep
+    (benchmarks/tune_smallm.py --mma, record tune_smallm.2026-12-03.mma.json; µs at
+    K x N = 1024x8192 / 4096x1024 / 2048x16384 / 16384x2048, BF16 F.linear 6.8 / 7.7 /
+    18.4 / 21.3 at M = 4):
+
+    * 8 activation rows: 64 weight rows x 4 warps, 128-element steps, one step in
+      flight, ~4 programs per SM (M = 4: 6.0 / 5.9 / 13.9 / 12.4); where the weight is
+      wide and short (N >= 8192, K <= 4096) 128 rows, 64-element steps, two steps in
+      flight, ~3 per SM (2048x16384: 11.9);
+    * 16 rows: 128 rows x 4 warps, 64-element steps, ~3 per SM, one step in flight for
+      the large weights (M = 16 2048x16384 / 16384x2048: 13.9 / 16.9), 128-element steps
+      for 1024x8192 (7.1), the 8-row rule's tile at N <= 2048 (4096x1024: 6.9).
+
+    The other tiles of the sweep were within 2-40% of these on every shape."""
+    large = N * K >= (1 << 25)
+    if bm == 8:
+        return (4, 2, 1, 3, 2) if N >= 8192 and K <= 4096 else (4, 1, 2, 4, 1)
+    if large:
+        return (4, 2, 1, 3, 1)
+    return (4, 1, 2, 4, 1) if N <= 2048 else (4, 2, 2, 3, 1)
 
 
-def mma_config(M, N, KH, device, warps=4, row_reps=2, kc=1, waves=WAVES, min_steps=2):
-    """("mma", BM, BN, KC, n_split, steps_per_split, warps, row_reps): 8 or 16 activation
-    rows, 16 x warps x row_reps weight rows per program, K steps of 64 kc elements, and
-    the most K splits that keep about ``waves`` programs per SM with >= ``min_steps``
-    steps per split."""
+def mma_config(M, N, KH, device, warps=None, row_reps=None, kc=None, waves=None,
+               min_steps=2, depth=None):
+    """("mma", BM, BN, KC, n_split, steps_per_split, warps, row_reps, depth): 8 or 16
+    activation rows, 16 x warps x row_reps weight rows per program, K steps of 64 kc
+    elements with ``depth`` (1 or 2) steps of loads in flight, and the most K splits that
+    keep about ``waves`` programs per SM with >= ``min_steps`` steps per split. Unset
+    arguments come from ``tile_rule``."""
     bm = 8 if M <= 8 else 16
+    rule = tile_rule(bm, N, 2 * KH)
+    warps = warps or rule[0]
+    row_reps = row_reps or rule[1]
+    kc = kc or rule[2]
+    waves = rule[3] if waves is None else waves
+    depth = depth or rule[4]
     bn = 16 * warps * row_reps
     steps = cdiv(KH // 8, 4 * kc)
     tiles = cdiv(N, bn)
     want = max(1, min(max(1, steps // min_steps), cdiv(waves * sm_count(device), tiles)))
     per_split = cdiv(steps, want)
-    return ("mma", bm, bn, kc, cdiv(steps, per_split), per_split, warps, row_reps)
+    return ("mma", bm, bn, kc, cdiv(steps, per_split), per_split, warps, row_reps, depth)
 
 
-def launch(x, w, sfw, bias, out, M, alpha, cfg, ws, locks):
-    """out = alpha x @ W^T (+ bias) with ``cfg`` from ``mma_config``; x: bf16 [M, K]
-    (contiguous rows), w: uint8 [N, K / 2] (2-byte aligned), ``ws`` / ``locks``: the
-    split-K workspace and zeroed counters (one per row tile)."""
-    _, bm, bn, kc, n_split, per_split, warps, row_reps = cfg
+def launch(x, sfx, w, sfw, bias, out, M, alpha, cfg, ws, locks):
+    """out = alpha x @ W^T (+ bias) with ``cfg`` from ``mma_config``. x: bf16 pairs as
+    int32 [M, K / 2] (contiguous rows; ``sfx`` None) or NVFP4 bytes [M, K / 2] with
+    swizzled scales ``sfx`` (4-byte aligned); w: uint8 [N, K / 2] (4-byte aligned); ``ws`` /
+    ``locks``: the split-K workspace and zeroed counters (one per row tile)."""
+    _, bm, bn, kc, n_split, per_split, warps, row_reps, depth = cfg
     N, KH = w.shape
-    mma, a_op, b_op, w_tile, x_tile = layouts(warps, row_reps, kc, bm)
-    _w4a16_mma_kernel[(cdiv(N, bn) * n_split,)](
-        x, w.view(torch.int32), sfw, bias if bias is not None else out, out, ws, locks,
-        M, N, KH, cdiv(KH // 8, 4), per_split, n_split, 2.0 ** 9, float(alpha),
-        HAS_BIAS=bias is not None, SPLIT=n_split > 1, EVEN_K=(KH // 8) % (4 * kc) == 0,
-        EVEN_N=N % bn == 0,
+    a_fp4 = sfx is not None
+    mma, a_op, b_op, w_tile, x_tile = layouts(warps, row_reps, kc, bm, a_fp4)
+    _nvfp4_mma_kernel[(cdiv(N, bn) * n_split,)](
+        x.view(torch.int32), sfx if a_fp4 else sfw, w.view(torch.int32), sfw,
+        bias if bias is not None else out, out, ws, locks,
+        M, N, KH, cdiv(KH // 8, 4), per_split, n_split, 2.0 ** (18 if a_fp4 else 9),
+        float(alpha), A_FP4=a_fp4, HAS_BIAS=bias is not None, SPLIT=n_split > 1,
+        EVEN_K=(KH // 8) % (4 * kc) == 0, EVEN_N=N % bn == 0,
         MMA=mma, A_OP=a_op, B_OP=b_op, W_TILE=w_tile, X_TILE=x_tile, BN=bn, BM=bm, KC=kc,
-        num_warps=warps)
+        DEPTH=depth, num_warps=warps)
 
 
 def _pow2_bases(count, unit, rank, dim):
@@ -112,10 +143,12 @@ def _pow2_bases(count, unit, rank, dim):
 
 
 @functools.lru_cache(maxsize=None)
-def layouts(warps, row_reps, kc, bm):
+def layouts(warps, row_reps, kc, bm, a_fp4=False):
     """The kernel's layouts (host side; constexpr arguments): MMA accumulator, the two
-    operand layouts, the packed-weight tile [BN, 4 kc, 2] (int32 words: row, block,
-    int16 of the block), and the activation tile [BM, 4 kc, 16] (row, block, element)."""
+    operand layouts, the packed-weight tile [BN, 4 kc, 2] (int32 words: row, block, word
+    of the block), and the activation tile: bf16 pairs [BM, 4 kc, 8] (row, block, int32
+    pair) or, NVFP4, words [BM, 4 kc, 2]. Lanes (t, g) as in the MMA operands: t along the blocks of
+    a 64-wide chunk, g along the rows."""
     mma = gl.NVMMADistributedLayout(version=[2, 0], warps_per_cta=[warps, 1],
                                     instr_shape=[16, 8])
     a_op = gl.DotOperandLayout(operand_index=0, parent=mma, k_width=2)
@@ -127,11 +160,12 @@ def layouts(warps, row_reps, kc, bm):
         + _pow2_bases(row_reps, 16 * warps, 3, 0),
         lane_bases=lanes, warp_bases=_pow2_bases(warps, 16, 3, 0), block_bases=[],
         shape=[bn, 4 * kc, 2])
+    per_block = 2 if a_fp4 else 8  # int32 words of a block in a thread
     x_tile = gl.DistributedLinearLayout(
-        reg_bases=[[0, 0, 1], [0, 0, 2], [0, 0, 4], [0, 0, 8]]
+        reg_bases=_pow2_bases(per_block, 1, 3, 2)
         + ([[8, 0, 0]] if bm == 16 else []) + _pow2_bases(kc, 4, 3, 1),
         lane_bases=lanes, warp_bases=[[0, 0, 0]] * (warps.bit_length() - 1), block_bases=[],
-        shape=[bm, 4 * kc, 16])
+        shape=[bm, 4 * kc, per_block])
     return mma, a_op, b_op, w_tile, x_tile
 
 
@@ -170,11 +204,11 @@ if gluon is not None:
                                          is_pure=True, pack=1)
 
     @gluon.jit
-    def _load_step(w_ptr, sfw_ptr, x_ptr, o_w, p_sf, o_x, m_w, m_sf, m_x, i,
-                   MASK_W: gl.constexpr):
+    def _load_step(w_ptr, sfw_ptr, x_ptr, sfx_ptr, o_w, p_sf, o_x, p_sfx, m_w, m_sf, m_x,
+                   m_sfx, i, MASK_W: gl.constexpr, A_FP4: gl.constexpr):
         """Raw loads of K step ``i`` (units of 4 kc blocks): packed words, scale bytes,
-        activation tile (MASK_W: the weight's masks apply; else every row and block is in
-        range)."""
+        activation tile and, for NVFP4 activations (A_FP4), their scale bytes (else 0).
+        MASK_W: the weight's masks apply (else every row and block is in range)."""
         KC4: gl.constexpr = o_w.shape[1]
         # scale byte of block (4 kc i + j): swizzled column (blk >> 2) * 512 + (blk & 3)
         if MASK_W:
@@ -183,20 +217,25 @@ if gluon is not None:
         else:
             w = gl.load(w_ptr + o_w + i * (2 * KC4))
             s = gl.load(p_sf + i * (KC4 // 4) * 512)
-        x = gl.load(x_ptr + o_x + i * (16 * KC4), mask=m_x, other=0.0)
-        return w, s, x
+        if A_FP4:
+            x = gl.load(x_ptr + o_x + i * (2 * KC4), mask=m_x, other=0)
+            sx = gl.load(p_sfx + i * (KC4 // 4) * 512, mask=m_sfx, other=0)
+        else:
+            x = gl.load(x_ptr + o_x + i * (8 * KC4), mask=m_x, other=0)
+            sx = 0
+        return w, s, x, sx
 
     @gluon.jit
-    def _mma_step(w, s, x, acc, A_OP: gl.constexpr, B_OP: gl.constexpr):
-        BN: gl.constexpr = w.shape[0]
+    def _decode(w, s):
+        """Packed NVFP4 words [R, 4 kc, 2] (row, block, word) and their scale bytes [R, 4 kc]
+        -> bf16 [R, 64 kc] in the k order (elements x 2^-9, exact)."""
+        R: gl.constexpr = w.shape[0]
         KC4: gl.constexpr = w.shape[1]
-        BM: gl.constexpr = x.shape[0]
-        BK: gl.constexpr = 16 * KC4
         s = _scale_pairs(s.to(gl.int32))
         s = gl.broadcast(gl.expand_dims(s, 2), w)[0]
         # int32 words -> int16 pairs (loads and loop-carried registers stay 32-bit)
-        w = gl.reshape(gl.join(w.to(gl.int16), (w >> 16).to(gl.int16)), [BN, KC4, 4])
-        s = gl.reshape(gl.join(s, s), [BN, KC4, 4])
+        w = gl.reshape(gl.join(w.to(gl.int16), (w >> 16).to(gl.int16)), [R, KC4, 4])
+        s = gl.reshape(gl.join(s, s), [R, KC4, 4])
         lo_a, hi_a, lo_b, hi_b = gl.inline_asm_elementwise(
             _E2M1_QUAD, "=r,=r,=r,=r,r,r,r", [w, s],
             dtype=(gl.bfloat16, gl.bfloat16, gl.bfloat16, gl.bfloat16), is_pure=True, pack=2)
@@ -204,24 +243,36 @@ if gluon is not None:
         # both: elements (x, x + 4), x = 4 e' + 2a + b of the block. The k order makes that
         # pair the MMA's k pair: element 8 e1 + 4 e0 + 2a + b of block t (e' = 2 e1 + e0)
         # -> k = 32a + 16b + 8 e1 + 2t + e0 within each 64-wide chunk.
-        t = gl.join(gl.join(lo_a, hi_a), gl.join(lo_b, hi_b))  # [BN, 4 kc, 4e', 2b, 2a]
-        t = gl.reshape(t, [BN, KC4 // 4, 4, 2, 2, 2, 2])  # (row, chunk, t, e1, e0, b, a)
-        t = gl.reshape(gl.permute(t, [0, 1, 6, 5, 3, 2, 4]), [BN, BK])
-        a = gl.convert_layout(t, A_OP, assert_trivial=True)
-        # activation, the same order: element 8 e1 + 4 e0 + 2a + b of block t
-        xt = gl.reshape(x, [BM, KC4 // 4, 4, 2, 2, 2, 2])  # (row, chunk, t, e1, e0, a, b)
-        xt = gl.reshape(gl.permute(xt, [0, 1, 5, 6, 3, 2, 4]), [BM, BK])
+        t = gl.join(gl.join(lo_a, hi_a), gl.join(lo_b, hi_b))  # [R, 4 kc, 4e', 2b, 2a]
+        t = gl.reshape(t, [R, KC4 // 4, 4, 2, 2, 2, 2])  # (row, chunk, t, e1, e0, b, a)
+        return gl.reshape(gl.permute(t, [0, 1, 6, 5, 3, 2, 4]), [R, 16 * KC4])
+
+    @gluon.jit
+    def _mma_step(w, s, x, sx, acc, A_OP: gl.constexpr, B_OP: gl.constexpr,
+                  A_FP4: gl.constexpr):
+        a = gl.convert_layout(_decode(w, s), A_OP, assert_trivial=True)
+        if A_FP4:  # the same decode, the same k order
+            xt = _decode(x, sx)
+        else:  # bf16: element 8 e1 + 4 e0 + 2a + b of block t, as for the weight
+            BM: gl.constexpr = x.shape[0]
+            KC4: gl.constexpr = x.shape[1]
+            # int32 pairs -> bf16 elements (loads and loop-carried registers stay 32-bit)
+            xt = gl.join(x.to(gl.int16).to(gl.bfloat16, bitcast=True),
+                         (x >> 16).to(gl.int16).to(gl.bfloat16, bitcast=True))
+            xt = gl.reshape(xt, [BM, KC4 // 4, 4, 2, 2, 2, 2])  # (row, chunk, t, e1, e0, a, b)
+            xt = gl.reshape(gl.permute(xt, [0, 1, 5, 6, 3, 2, 4]), [BM, 16 * KC4])
         b = gl.convert_layout(gl.permute(xt, [1, 0]), B_OP)
         return mma_v2(a, b, acc)
 
     @gluon.jit(do_not_specialize=["M", "steps_per_split", "n_split"])
-    def _w4a16_mma_kernel(
-        x_ptr, w_ptr, sfw_ptr, bias_ptr, out_ptr, ws_ptr, lock_ptr,
+    def _nvfp4_mma_kernel(
+        x_ptr, sfx_ptr, w_ptr, sfw_ptr, bias_ptr, out_ptr, ws_ptr, lock_ptr,
         M, N, KH, n_col_super, steps_per_split, n_split, out_scale, alpha,
-        HAS_BIAS: gl.constexpr, SPLIT: gl.constexpr, EVEN_K: gl.constexpr, EVEN_N: gl.constexpr,
+        A_FP4: gl.constexpr, HAS_BIAS: gl.constexpr, SPLIT: gl.constexpr, EVEN_K: gl.constexpr,
+        EVEN_N: gl.constexpr,
         MMA: gl.constexpr, A_OP: gl.constexpr, B_OP: gl.constexpr,
         W_TILE: gl.constexpr, X_TILE: gl.constexpr,
-        BN: gl.constexpr, BM: gl.constexpr, KC: gl.constexpr,
+        BN: gl.constexpr, BM: gl.constexpr, KC: gl.constexpr, DEPTH: gl.constexpr,
     ):
         """acc[n, m] = sum_k W[n, k] x[m, k]: program (tile, split) owns weight rows
         [tile BN, + BN) and K steps [split steps_per_split, + steps_per_split) of 64 kc
@@ -250,16 +301,27 @@ if gluon is not None:
         blk = kb0 + j2
         p_sf = (sfw_ptr + (r2 >> 7) * (n_col_super * 512) + (r2 & 31) * 16 + ((r2 >> 5) & 3) * 4
                 + (blk >> 2) * 512 + (blk & 3))
-        # activation [BM, 4 kc, 16]: row m, block j, element q -> m K + 16 j + q
+        # activation: bf16 pairs as int32 [BM, 4 kc, 8] (row m, block j, pair q -> m K/2 +
+        # 8 j + q), or NVFP4 words [BM, 4 kc, 2] (m KH/4 + 2 j + q) and their scale bytes
         L_XM: gl.constexpr = gl.SliceLayout(1, gl.SliceLayout(2, X_TILE))
         L_XJ: gl.constexpr = gl.SliceLayout(0, gl.SliceLayout(2, X_TILE))
         L_XQ: gl.constexpr = gl.SliceLayout(0, gl.SliceLayout(1, X_TILE))
         m = gl.arange(0, BM, layout=L_XM)
+        jx = gl.arange(0, 4 * KC, layout=L_XJ)
         m3 = gl.expand_dims(gl.expand_dims(m, 1), 2)
-        jx3 = gl.expand_dims(gl.expand_dims(gl.arange(0, 4 * KC, layout=L_XJ), 0), 2)
-        q3 = gl.expand_dims(gl.expand_dims(gl.arange(0, 16, layout=L_XQ), 0), 1)
-        o_x = m3 * (2 * KH) + (kb0 + jx3) * 16 + q3
-        kb_hi = st_hi * (4 * KC)
+        jx3 = gl.expand_dims(gl.expand_dims(jx, 0), 2)
+        m2 = gl.expand_dims(m, 1)
+        jx2 = gl.expand_dims(jx, 0)
+        if A_FP4:
+            q3 = gl.expand_dims(gl.expand_dims(gl.arange(0, 2, layout=L_XQ), 0), 1)
+            o_x = m3 * (KH // 4) + (kb0 + jx3) * 2 + q3
+            blk_x = kb0 + jx2
+            p_sfx = (sfx_ptr + (m2 >> 7) * (n_col_super * 512) + (m2 & 31) * 16
+                     + ((m2 >> 5) & 3) * 4 + (blk_x >> 2) * 512 + (blk_x & 3))
+        else:
+            q3 = gl.expand_dims(gl.expand_dims(gl.arange(0, 8, layout=L_XQ), 0), 1)
+            o_x = m3 * KH + (kb0 + jx3) * 8 + q3
+            p_sfx = sfx_ptr
         n_blocks = KH // 8
         acc = gl.zeros([BN, BM], gl.float32, MMA)
         n_local = st_hi - st_lo
@@ -267,28 +329,46 @@ if gluon is not None:
             m_w = r3 < N
             m_sf = r2 < N
             m_x = m3 < M
-            w, s, x = _load_step(w_ptr, sfw_ptr, x_ptr, o_w, p_sf, o_x, m_w, m_sf, m_x, 0,
-                                 not EVEN_N)
-            for i in range(1, n_local):  # loads of step i issued before step i - 1's math
-                w1, s1, x1 = _load_step(w_ptr, sfw_ptr, x_ptr, o_w, p_sf, o_x, m_w, m_sf,
-                                        m_x, i, not EVEN_N)
-                acc = _mma_step(w, s, x, acc, A_OP, B_OP)
-                w, s, x = w1, s1, x1
-            acc = _mma_step(w, s, x, acc, A_OP, B_OP)
+            m_sfx = m2 < M
+            w, s, x, sx = _load_step(w_ptr, sfw_ptr, x_ptr, sfx_ptr, o_w, p_sf, o_x, p_sfx,
+                                     m_w, m_sf, m_x, m_sfx, 0, not EVEN_N, A_FP4)
+            if DEPTH == 1:
+                for i in range(1, n_local):  # loads of step i issued before step i - 1's math
+                    w1, s1, x1, sx1 = _load_step(w_ptr, sfw_ptr, x_ptr, sfx_ptr, o_w, p_sf, o_x,
+                                                 p_sfx, m_w, m_sf, m_x, m_sfx, i, not EVEN_N,
+                                                 A_FP4)
+                    acc = _mma_step(w, s, x, sx, acc, A_OP, B_OP, A_FP4)
+                    w, s, x, sx = w1, s1, x1, sx1
+                acc = _mma_step(w, s, x, sx, acc, A_OP, B_OP, A_FP4)
+            else:  # two steps in flight (a one-step split re-reads step 0, unused)
+                w1, s1, x1, sx1 = _load_step(w_ptr, sfw_ptr, x_ptr, sfx_ptr, o_w, p_sf, o_x,
+                                             p_sfx, m_w, m_sf, m_x, m_sfx,
+                                             gl.minimum(n_local - 1, 1), not EVEN_N, A_FP4)
+                for i in range(2, n_local):
+                    w2, s2, x2, sx2 = _load_step(w_ptr, sfw_ptr, x_ptr, sfx_ptr, o_w, p_sf, o_x,
+                                                 p_sfx, m_w, m_sf, m_x, m_sfx, i, not EVEN_N,
+                                                 A_FP4)
+                    acc = _mma_step(w, s, x, sx, acc, A_OP, B_OP, A_FP4)
+                    w, s, x, sx = w1, s1, x1, sx1
+                    w1, s1, x1, sx1 = w2, s2, x2, sx2
+                acc = _mma_step(w, s, x, sx, acc, A_OP, B_OP, A_FP4)
+                if n_local > 1:
+                    acc = _mma_step(w1, s1, x1, sx1, acc, A_OP, B_OP, A_FP4)
         else:
             for i in range(0, n_local):
                 kb = kb0 + i * (4 * KC)
                 m_w = (r3 < N) & (kb + j3 < n_blocks)
                 m_sf = (r2 < N) & (kb + j2 < n_blocks)
                 m_x = (m3 < M) & (kb + jx3 < n_blocks)
-                w, s, x = _load_step(w_ptr, sfw_ptr, x_ptr, o_w, p_sf, o_x, m_w, m_sf, m_x, i,
-                                     True)
-                acc = _mma_step(w, s, x, acc, A_OP, B_OP)
+                m_sfx = (m2 < M) & (kb + jx2 < n_blocks)
+                w, s, x, sx = _load_step(w_ptr, sfw_ptr, x_ptr, sfx_ptr, o_w, p_sf, o_x, p_sfx,
+                                         m_w, m_sf, m_x, m_sfx, i, True, A_FP4)
+                acc = _mma_step(w, s, x, sx, acc, A_OP, B_OP, A_FP4)
         # epilogue: out[m, n] = bf16(alpha out_scale acc[n, m] (+ bias[n]))
         o_n = i_n * BN + gl.arange(0, BN, layout=gl.SliceLayout(1, MMA))
         o_m = gl.arange(0, BM, layout=gl.SliceLayout(0, MMA))
         n2 = gl.expand_dims(o_n, 1)
-        m2 = gl.expand_dims(o_m, 0)
+        m2 = gl.expand_dims(o_m, 0)  # (reused name: the output's activation rows)
         if SPLIT:
             TILE: gl.constexpr = BN * BM
             o_t = gl.expand_dims(gl.arange(0, BN, layout=gl.SliceLayout(1, MMA)), 1) * BM + m2

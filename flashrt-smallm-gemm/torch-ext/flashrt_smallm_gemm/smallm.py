@@ -540,14 +540,15 @@ def dot_config(M, N, KB, device, block_n=None, block_kh=None, warps=None, stages
             scales or DOT_SCALES)
 
 
-# BF16-activation rows served by the Gluon mma.sync kernel (nvfp4_mma.py) where it runs
-# (sm_90, the verified Triton, 4-byte aligned weight words), past the GEMV's rows.
+# Rows served by the Gluon mma.sync kernel (nvfp4_mma.py) where it runs (sm_90, the
+# verified Triton, 8-byte aligned packed operands), past the GEMV's rows.
 MMA_MAX_ROWS = 16
 
 
 def uses_mma(M, device, a_fp4=False, words_aligned=True):
     """Whether the launch rule takes the Gluon mma.sync kernel for these rows."""
-    if a_fp4 or not words_aligned or not GEMV_MAX_ROWS < M <= MMA_MAX_ROWS:
+    first = (W4A4_GEMV_MAX_ROWS if a_fp4 else GEMV_MAX_ROWS) + 1
+    if not words_aligned or not first <= M <= MMA_MAX_ROWS:
         return False
     from . import nvfp4_mma  # Gluon: imported where it may run
 
@@ -556,8 +557,8 @@ def uses_mma(M, device, a_fp4=False, words_aligned=True):
 
 def gemm_config(M, N, KH, device, a_fp4=False, words_aligned=True):
     """The launch rule: the GEMV up to GEMV_MAX_ROWS / W4A4_GEMV_MAX_ROWS rows (it reads
-    int64 block words: 8-byte aligned operands); then, for BF16 activations up to
-    MMA_MAX_ROWS rows on sm_90, the Gluon mma.sync kernel; else the tl.dot kernel."""
+    int64 block words: 8-byte aligned operands); then, up to MMA_MAX_ROWS rows on sm_90,
+    the Gluon mma.sync kernel; else the tl.dot kernel."""
     if M <= (W4A4_GEMV_MAX_ROWS if a_fp4 else GEMV_MAX_ROWS) and words_aligned:
         return gemv_config(M, N, KH // 8, device)
     if uses_mma(M, device, a_fp4, words_aligned):
@@ -627,7 +628,8 @@ def _launch_gemm(a, sfa, b, sfb, bias, out, M, alpha, a_fp4, cfg=None, pdl=None,
         if kind == "mma":
             from . import nvfp4_mma  # Gluon: imported where it runs
 
-            nvfp4_mma.launch(a_arg.view(_BF16), b, sfb, bias, out, M, alpha, cfg, ws, locks)
+            nvfp4_mma.launch(a_arg, sfa if a_fp4 else None, b,
+                             sfb, bias, out, M, alpha, cfg, ws, locks)
         elif kind == "gemv":
             KB = KH // 8
             _gemv_kernel[(cdiv(N, bn) * n_split,)](
