@@ -97,6 +97,15 @@ rule's tile do not compile (TritonGPUOptimizeThreadLocality fails), 2 warps 15.3
 42.4 / 44.7, 128 rows x 8 warps 14.0 / 7.8 / 32.8 / 33.7 against the rule's 11.7 / 8.1 /
 26.6 / 28.1; M = 16 alike. No rule change.
 
+2026-12-03 (H200, ``tune_smallm.2026-12-03.mma.json``; ``--mma``): the Gluon mma.sync kernel
+(nvfp4_mma.py) over 13 tiles (``mma<rows>w<warps>r<row reps>kc<64-element chunks per
+step>p<programs per SM>d<steps in flight>``) beside ``tldot`` (the tl.dot kernel's rule),
+linear M = 4 / 10 / 16 and W4A4 M = 4 / 16. Linear M = 4: tldot 11.2 / 7.9 / 26.4 / 28.0,
+best mma 6.0 / 5.9 / 11.9 / 12.4 (BF16 F.linear 6.8 / 7.7 / 18.4 / 21.3); M = 16: tldot
+11.6 / 8.0 / 25.9 / 26.5, best mma 7.1 / 6.9 / 13.9 / 16.9. The rule (``tile_rule``) takes
+the best tile per shape class. ``tune_smallm.2026-12-03.mma-first.json``: an earlier form
+(16-bit loop-carried registers, fp32 scale decode), M = 4 best 5.9 / 6.1 / 13.2 / 13.5.
+
 Run on a GPU: ``python3 flashrt-smallm-gemm/benchmarks/tune_smallm.py --out DIR``
 (``--budget S`` stops timing new rows after S seconds; JSON is written after each row).
 """
