@@ -1,6 +1,11 @@
-"""Nsight Compute driver: the tl.dot kernel at M = 4 (K x N = 1024x8192, 2048x16384) and
-BF16 ``F.linear`` (cuBLAS) on the first shape, three calls each. The profile in
+"""Nsight Compute driver: the launch rule's kernel at M = 4 (K x N = 1024x8192, 2048x16384;
+the mma kernel on sm_90 since 2026-12-03, the tl.dot kernel before) and BF16 ``F.linear``
+(cuBLAS) on the first shape, three calls each. The profile in
 ``results/nvidia-h200/tuning/flashrt-smallm-gemm/ncu_dot_m4.2026-12-02.txt`` came from
+the command below. ``ncu_mma_m4.2026-12-03.txt`` (a probe form of the mma kernel; the file
+says which): the kernel regex ``_nvfp4_mma_kernel``, ``--launch-count 6``, the
+SourceCounters section added, the report saved with ``-o`` and its per-instruction stall
+samples printed with ``ncu -i <report> --page source --csv --print-source sass``.
 
     ncu --clock-control none --kernel-name regex:"_dot_kernel|nvjet|gemm" --launch-count 9 \\
         --section SpeedOfLight --section Occupancy --section WarpStateStats \\

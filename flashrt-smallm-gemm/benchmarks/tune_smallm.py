@@ -106,6 +106,24 @@ best mma 6.0 / 5.9 / 11.9 / 12.4 (BF16 F.linear 6.8 / 7.7 / 18.4 / 21.3); M = 16
 the best tile per shape class. ``tune_smallm.2026-12-03.mma-first.json``: an earlier form
 (16-bit loop-carried registers, fp32 scale decode), M = 4 best 5.9 / 6.1 / 13.2 / 13.5.
 
+Later that day (H200, ``tune_smallm.2026-12-03.decode-probe.json``; probe code, not kept):
+fewer instructions per K step on the rule's tiles, same bits (GPU suite passed on it).
+The e2m1 decode with each byte moved to bits 8..15 of its half (low nibble from two shifted
+copies, high nibble from one after a mask: 9 instructions per two bytes instead of 10,
+checked against the kept decode on every int16 input), the scale pair from two integer
+multiplies (8 instructions instead of 10), int32 scale registers, activation rows past M
+clamped instead of masked: 259 loop instructions per step instead of 291 (offline sm_90
+build, 64 x 64-element step). Names: ``default`` = all that, ``mmarollold`` = the same with
+the kept decode, ``mmaunroll`` / ``mmaunrollalt`` = the K loop unrolled so that each step's
+loads land in the registers they are used from (no loop-carried copies; rule depth / the
+other depth), ``mmarollalt`` = the other depth. Linear M = 4: default 6.3 / 6.1 / 12.2 /
+12.8, mmarollold 6.3 / 6.1 / 11.9 / 12.3, mmaunroll 7.1 / 6.4 / 12.7 / 13.9; M = 16 and
+W4A4 M = 4 alike (default 0.97-1.07x of mmarollold, unrolled 1.03-1.13x slower). The
+kernel is latency-bound, not issue-bound (``ncu_mma_m4.2026-12-03.txt``: 0.34-0.48 issued
+warps per scheduler-cycle, 52-66% of cycles with no eligible warp, ~3-4 programs per SM).
+Instruction count is not the lever; load latency per program (first loads, split-K
+arrival) is.
+
 Run on a GPU: ``python3 flashrt-smallm-gemm/benchmarks/tune_smallm.py --out DIR``
 (``--budget S`` stops timing new rows after S seconds; JSON is written after each row).
 """
