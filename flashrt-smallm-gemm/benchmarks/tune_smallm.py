@@ -121,8 +121,15 @@ other depth), ``mmarollalt`` = the other depth. Linear M = 4: default 6.3 / 6.1 
 W4A4 M = 4 alike (default 0.97-1.07x of mmarollold, unrolled 1.03-1.13x slower). The
 kernel is latency-bound, not issue-bound (``ncu_mma_m4.2026-12-03.txt``: 0.34-0.48 issued
 warps per scheduler-cycle, 52-66% of cycles with no eligible warp, ~3-4 programs per SM).
-Instruction count is not the lever; load latency per program (first loads, split-K
-arrival) is.
+Instruction count is not the lever.
+
+Then (``tune_smallm.2026-12-03.burst-probe.json``; probe code, not kept) the loads of the
+first 3 or 4 K steps issued at once (``burst<steps>kc<chunks>``, steps past a split load
+zeros; with ``free`` the rule's splits, else splits of at most that many steps), on the
+rule's warps and row reps: 1.0-1.8x slower on every shape (linear M = 4 best burst 6.5 /
+6.7 / 12.7 / 13.2 against the rule's 6.3 / 6.0 / 11.8 / 12.3). In the sm_90 build ptxas
+moves most of the burst's loads after the first step's MMA anyway (offline: 10-24 of 40
+loads issued before it), and the shorter splits add programs and split-K work.
 
 Run on a GPU: ``python3 flashrt-smallm-gemm/benchmarks/tune_smallm.py --out DIR``
 (``--budget S`` stops timing new rows after S seconds; JSON is written after each row).
