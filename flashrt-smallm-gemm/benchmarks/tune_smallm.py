@@ -131,6 +131,14 @@ rule's warps and row reps: 1.0-1.8x slower on every shape (linear M = 4 best bur
 moves most of the burst's loads after the first step's MMA anyway (offline: 10-24 of 40
 loads issued before it), and the shorter splits add programs and split-K work.
 
+Then (``tune_smallm.2026-12-03.pdl.json``) the mma kernel with programmatic dependent
+launch (``pdl``: + the L2 prefetch of the program's weight slice where smallm._prefetches
+allows it; ``pdlnoprefetch``), linear M = 4 / 10 / 16 and W4A4 M = 4 / 16. Linear M = 4:
+6.3 / 6.1 / 11.9 / 12.3 -> pdl 6.0 / 5.2 / 11.1 / 13.9, M = 16 7.1 / 6.9 / 13.9 / 16.9 ->
+6.0 / 6.3 / 12.7 / 19.2; W4A4 M = 4 6.9 / 6.5 / 12.4 / 14.8 -> 7.0 / 5.4 / 13.0 / 17.2.
+The prefetch adds 0-6%. Adopted where it won (``nvfp4_mma.uses_pdl_rule``: the linear at
+K <= 4096, the matvec at N <= 2048 and K <= 4096).
+
 Run on a GPU: ``python3 flashrt-smallm-gemm/benchmarks/tune_smallm.py --out DIR``
 (``--budget S`` stops timing new rows after S seconds; JSON is written after each row).
 """
@@ -178,6 +186,7 @@ def variants(sm, M, N, K, dev, a_fp4, tiles, mma=False):
     unset: the rule's)."""
     out = [("nopdl", None, {"pdl": False, "prefetch": False}),
            ("pdl", None, {"pdl": True, "prefetch": True}),
+           ("pdlnoprefetch", None, {"pdl": True, "prefetch": False}),
            ("pdllate", None, {"pdl": True, "prefetch": True, "early_release": False}),
            ("prefetchonly", None, {"pdl": False, "prefetch": True})]
     dot_rows = M > (sm.W4A4_GEMV_MAX_ROWS if a_fp4 else sm.GEMV_MAX_ROWS)

@@ -521,8 +521,9 @@ def test_weight_written_by_the_previous_kernel(kernel, M):
     """With programmatic dependent launch the GEMM starts while the previous kernel runs
     and prefetches its weight; every read comes after griddepcontrol.wait, so a weight
     (and scales) that kernel writes is still read correctly. (At 4096 x 1024 the launch
-    rule's grids are 256 programs for all three M, within PDL_MAX_PROGRAMS_PER_SM on a
-    132-SM H100 / H200, so these calls take the PDL launch.)"""
+    rule takes the PDL launch for all three M: the GEMV's 256 programs are within
+    PDL_MAX_PROGRAMS_PER_SM on a 132-SM H100 / H200, and nvfp4_mma.uses_pdl_rule holds
+    for the mma kernel at M = 4 and 16.)"""
     N, K = 4096, 1024
     (x, w, s), kw = cases.linear_inputs(M, N, K, "cuda", _gen())
     (_, w2, s2), _ = cases.linear_inputs(M, N, K, "cuda", torch.Generator().manual_seed(7))

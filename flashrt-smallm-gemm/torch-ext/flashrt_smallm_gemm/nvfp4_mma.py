@@ -29,7 +29,10 @@ WARPS r), all activation rows (BM = 8 or 16), and ``chunks_per_split`` 64-wide K
 K is split over programs when the row tiles alone do not fill the GPU, with smallm's
 deterministic single-launch split-K (fp32 partials in a workspace, the last split to
 arrive sums them in split order). Loads of the next K step are issued before the
-current one is decoded (a register double buffer).
+current one is decoded (a register double buffer). Where ``uses_pdl_rule`` holds the
+launch is a programmatic dependent one, as smallm's: the program bulk-prefetches its
+weight slice and scale chunks into L2, waits for the previous kernel
+(``griddepcontrol.wait``, before any read) and lets the next one launch.
 """
 
 import functools
@@ -58,6 +61,17 @@ def toolchain_ok():
 # Whether the package rule (smallm.gemm_config) takes this kernel where it can run (the
 # package's GPU suite passes with it: H200).
 IN_RULE = True
+
+
+def uses_pdl_rule(N, K, a_fp4):
+    """Whether the rule launches it with programmatic dependent launch (+ the L2 prefetch
+    where smallm._prefetches allows it). H200 sweep (tune_smallm.py, record
+    tune_smallm.2026-12-03.pdl.json; graph replay, µs without -> with): weight-only linear
+    M = 4 / 10 / 16 at K <= 4096 5-16% faster (M = 4: 1024x8192 6.3 -> 6.0, 4096x1024
+    6.1 -> 5.2, 2048x16384 11.9 -> 11.1), at 16384x2048 13-14% slower (12.3 -> 13.9); the
+    W4A4 matvec faster only at 4096x1024 (6.5 -> 5.4 at M = 4), 1-33% slower on the other
+    shapes."""
+    return K <= 4096 and (not a_fp4 or N <= 2048)
 
 
 def available(device):
@@ -112,15 +126,20 @@ def mma_config(M, N, KH, device, warps=None, row_reps=None, kc=None, waves=None,
     return ("mma", bm, bn, kc, cdiv(steps, per_split), per_split, warps, row_reps, depth)
 
 
-def launch(x, sfx, w, sfw, bias, out, M, alpha, cfg, ws, locks):
+def launch(x, sfx, w, sfw, bias, out, M, alpha, cfg, ws, locks, pdl=False, prefetch=False):
     """out = alpha x @ W^T (+ bias) with ``cfg`` from ``mma_config``. x: bf16 pairs as
     int32 [M, K / 2] (contiguous rows; ``sfx`` None) or NVFP4 bytes [M, K / 2] with
     swizzled scales ``sfx`` (4-byte aligned); w: uint8 [N, K / 2] (4-byte aligned); ``ws`` /
-    ``locks``: the split-K workspace and zeroed counters (one per row tile)."""
+    ``locks``: the split-K workspace and zeroed counters (one per row tile). ``pdl``:
+    programmatic dependent launch (every read after griddepcontrol.wait); ``prefetch``:
+    with it, the program's weight slice and scale chunks bulk-prefetched into L2 before
+    the wait (16-byte aligned rows and scales: smallm._prefetches)."""
     _, bm, bn, kc, n_split, per_split, warps, row_reps, depth = cfg
     N, KH = w.shape
     a_fp4 = sfx is not None
     mma, a_op, b_op, w_tile, x_tile = layouts(warps, row_reps, kc, bm, a_fp4)
+    pf = gl.BlockedLayout(size_per_thread=[1], threads_per_warp=[32], warps_per_cta=[warps],
+                          order=[0])
     _nvfp4_mma_kernel[(cdiv(N, bn) * n_split,)](
         x.view(torch.int32), sfx if a_fp4 else sfw, w.view(torch.int32), sfw,
         bias if bias is not None else out, out, ws, locks,
@@ -128,7 +147,8 @@ def launch(x, sfx, w, sfw, bias, out, M, alpha, cfg, ws, locks):
         float(alpha), A_FP4=a_fp4, HAS_BIAS=bias is not None, SPLIT=n_split > 1,
         EVEN_K=(KH // 8) % (4 * kc) == 0, EVEN_N=N % bn == 0,
         MMA=mma, A_OP=a_op, B_OP=b_op, W_TILE=w_tile, X_TILE=x_tile, BN=bn, BM=bm, KC=kc,
-        DEPTH=depth, num_warps=warps)
+        DEPTH=depth, PDL=pdl, PREFETCH=pdl and prefetch, PF=pf, num_warps=warps,
+        **({"launch_pdl": True} if pdl else {}))
 
 
 def _pow2_bases(count, unit, rank, dim):
@@ -204,6 +224,14 @@ if gluon is not None:
                                          is_pure=True, pack=1)
 
     @gluon.jit
+    def _prefetch_l2(ptr, nbytes, pred):
+        """Bulk L2 prefetch of ``nbytes`` (int32, a multiple of 16) from each address of
+        ``ptr`` (16-byte aligned) where ``pred`` is non-zero: a cache hint, nothing is read."""
+        gl.inline_asm_elementwise(
+            "{ .reg .pred p; setp.ne.u32 p, $3, 0; @p cp.async.bulk.prefetch.L2.global [$1], $2; }"
+            " // $0", "=r,l,r,r", [ptr, nbytes, pred], dtype=gl.int32, is_pure=False, pack=1)
+
+    @gluon.jit
     def _load_step(w_ptr, sfw_ptr, x_ptr, sfx_ptr, o_w, p_sf, o_x, p_sfx, m_w, m_sf, m_x,
                    m_sfx, i, MASK_W: gl.constexpr, A_FP4: gl.constexpr):
         """Raw loads of K step ``i`` (units of 4 kc blocks): packed words, scale bytes,
@@ -273,6 +301,7 @@ if gluon is not None:
         MMA: gl.constexpr, A_OP: gl.constexpr, B_OP: gl.constexpr,
         W_TILE: gl.constexpr, X_TILE: gl.constexpr,
         BN: gl.constexpr, BM: gl.constexpr, KC: gl.constexpr, DEPTH: gl.constexpr,
+        PDL: gl.constexpr, PREFETCH: gl.constexpr, PF: gl.constexpr,
     ):
         """acc[n, m] = sum_k W[n, k] x[m, k]: program (tile, split) owns weight rows
         [tile BN, + BN) and K steps [split steps_per_split, + steps_per_split) of 64 kc
@@ -325,6 +354,21 @@ if gluon is not None:
         n_blocks = KH // 8
         acc = gl.zeros([BN, BM], gl.float32, MMA)
         n_local = st_hi - st_lo
+        if PREFETCH:  # a cache hint: the weight rows' slice, then the tile's scale chunks
+            r_pf = i_n * BN + gl.arange(0, BN, layout=PF)  # a row per thread
+            w_bytes = w_ptr.to(gl.pointer_type(gl.uint8), bitcast=True)
+            one = gl.full([BN], 1, gl.int32, PF)
+            _prefetch_l2(w_bytes + gl.minimum(r_pf, N - 1).to(gl.int64) * KH + kb0 * 8,
+                         one * (n_local * (32 * KC)), (r_pf < N).to(gl.int32))
+            # the tile's rows lie in one 128-row block: one contiguous run of 512-byte chunks
+            p_first = sfw_ptr + (i_n * BN >> 7) * (n_col_super * 512) + (kb0 >> 2) * 512
+            _prefetch_l2(p_first + 0 * r_pf, one * (((n_local * 4 * KC + 3) >> 2) * 512),
+                         (r_pf == i_n * BN).to(gl.int32))
+        if PDL:  # the previous kernel's writes are visible after this; let the next launch
+            gl.inline_asm_elementwise("griddepcontrol.wait; // dummy $0", "=r", [],
+                                      dtype=gl.int32, is_pure=False, pack=1)
+            gl.inline_asm_elementwise("griddepcontrol.launch_dependents; // dummy $0", "=r", [],
+                                      dtype=gl.int32, is_pure=False, pack=1)
         if EVEN_K:
             m_w = r3 < N
             m_sf = r2 < N

@@ -626,15 +626,19 @@ def _launch_gemm(a, sfa, b, sfb, bias, out, M, alpha, a_fp4, cfg=None, pdl=None,
     split = n_split > 1
     ws = torch.empty(tiles * n_split * bm * bn if split else 1, dtype=_FP32, device=b.device)
     locks = _COUNTERS.get(b.device, tiles) if split else ws
-    pdl = _uses_pdl(tiles * n_split, b.device) if pdl is None else pdl
+    if kind == "mma":
+        from . import nvfp4_mma  # Gluon: imported where it runs
+
+        rule = nvfp4_mma.uses_pdl_rule(N, 2 * KH, a_fp4) and uses_pdl(b.device)
+    else:
+        rule = _uses_pdl(tiles * n_split, b.device)
+    pdl = rule if pdl is None else pdl
     prefetch = (pdl if prefetch is None else prefetch) and _prefetches(b, sfb)
     launch = {"launch_pdl": True} if pdl else {}
     with device_guard(b):
         if kind == "mma":
-            from . import nvfp4_mma  # Gluon: imported where it runs
-
-            nvfp4_mma.launch(a_arg, sfa if a_fp4 else None, b,
-                             sfb, bias, out, M, alpha, cfg, ws, locks)
+            nvfp4_mma.launch(a_arg, sfa if a_fp4 else None, b, sfb, bias, out, M, alpha, cfg,
+                             ws, locks, pdl=pdl, prefetch=prefetch)
         elif kind == "gemv":
             KB = KH // 8
             _gemv_kernel[(cdiv(N, bn) * n_split,)](
