@@ -360,7 +360,9 @@ if gluon is not None:
             one = gl.full([BN], 1, gl.int32, PF)
             _prefetch_l2(w_bytes + gl.minimum(r_pf, N - 1).to(gl.int64) * KH + kb0 * 8,
                          one * (n_local * (32 * KC)), (r_pf < N).to(gl.int32))
-            # the tile's rows lie in one 128-row block: one contiguous run of 512-byte chunks
+            # the scale chunks of the 128-row block holding the tile's first row: one
+            # contiguous run (all the tile's scales for the rule's 64 / 128-row tiles; the
+            # sweep's 256-row tile gets its first block's only, a hint either way)
             p_first = sfw_ptr + (i_n * BN >> 7) * (n_col_super * 512) + (kb0 >> 2) * 512
             _prefetch_l2(p_first + 0 * r_pf, one * (((n_local * 4 * KC + 3) >> 2) * 512),
                          (r_pf == i_n * BN).to(gl.int32))
