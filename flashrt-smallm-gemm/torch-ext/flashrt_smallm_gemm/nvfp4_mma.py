@@ -46,6 +46,7 @@ try:
     from triton.experimental import gluon
     from triton.experimental.gluon import language as gl
     from triton.experimental.gluon.language.nvidia.ampere import mma_v2
+    from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 except ImportError:  # a Triton without Gluon: smallm's Triton kernels run instead
     gluon = None
 
@@ -138,8 +139,6 @@ def launch(x, sfx, w, sfw, bias, out, M, alpha, cfg, ws, locks, pdl=False, prefe
     N, KH = w.shape
     a_fp4 = sfx is not None
     mma, a_op, b_op, w_tile, x_tile = layouts(warps, row_reps, kc, bm, a_fp4)
-    pf = gl.BlockedLayout(size_per_thread=[1], threads_per_warp=[32], warps_per_cta=[warps],
-                          order=[0])
     _nvfp4_mma_kernel[(cdiv(N, bn) * n_split,)](
         x.view(torch.int32), sfx if a_fp4 else sfw, w.view(torch.int32), sfw,
         bias if bias is not None else out, out, ws, locks,
@@ -147,7 +146,7 @@ def launch(x, sfx, w, sfw, bias, out, M, alpha, cfg, ws, locks, pdl=False, prefe
         float(alpha), A_FP4=a_fp4, HAS_BIAS=bias is not None, SPLIT=n_split > 1,
         EVEN_K=(KH // 8) % (4 * kc) == 0, EVEN_N=N % bn == 0,
         MMA=mma, A_OP=a_op, B_OP=b_op, W_TILE=w_tile, X_TILE=x_tile, BN=bn, BM=bm, KC=kc,
-        DEPTH=depth, PDL=pdl, PREFETCH=pdl and prefetch, PF=pf, num_warps=warps,
+        DEPTH=depth, PDL=pdl, PREFETCH=pdl and prefetch, PF=_row_layout(warps), num_warps=warps,
         **({"launch_pdl": True} if pdl else {}))
 
 
@@ -160,6 +159,13 @@ def _pow2_bases(count, unit, rank, dim):
         bases.append(b)
         step *= 2
     return bases
+
+
+@functools.lru_cache(maxsize=None)
+def _row_layout(warps):
+    """One element per thread over the program (the prefetch's weight rows)."""
+    return gl.BlockedLayout(size_per_thread=[1], threads_per_warp=[32], warps_per_cta=[warps],
+                            order=[0])
 
 
 @functools.lru_cache(maxsize=None)
@@ -367,10 +373,8 @@ if gluon is not None:
             _prefetch_l2(p_first + 0 * r_pf, one * (((n_local * 4 * KC + 3) >> 2) * 512),
                          (r_pf == i_n * BN).to(gl.int32))
         if PDL:  # the previous kernel's writes are visible after this; let the next launch
-            gl.inline_asm_elementwise("griddepcontrol.wait; // dummy $0", "=r", [],
-                                      dtype=gl.int32, is_pure=False, pack=1)
-            gl.inline_asm_elementwise("griddepcontrol.launch_dependents; // dummy $0", "=r", [],
-                                      dtype=gl.int32, is_pure=False, pack=1)
+            gdc_wait()
+            gdc_launch_dependents()
         if EVEN_K:
             m_w = r3 < N
             m_sf = r2 < N
