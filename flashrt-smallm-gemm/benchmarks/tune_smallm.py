@@ -179,6 +179,11 @@ MMA = ((4, 2, 1, 3, 2), (4, 2, 1, 3, 1), (4, 2, 1, 4, 2), (4, 2, 1, 6, 2), (4, 1
        (8, 1, 1, 3, 2), (8, 2, 1, 2, 2), (4, 2, 2, 3, 1), (4, 2, 2, 3, 2), (4, 1, 2, 4, 1),
        (8, 1, 2, 2, 1), (2, 2, 1, 8, 2), (4, 4, 1, 2, 2))
 
+# --mma, weight-only linear: the TMA-ring kernel's
+# (warps, 64-element chunks per K step, stages, programs per SM, min steps per split)
+RING = ((4, 2, 4, 3, 4), (4, 2, 4, 3, 2), (4, 2, 6, 2, 4), (4, 2, 4, 4, 2), (8, 2, 4, 2, 4),
+        (4, 4, 3, 2, 3), (4, 4, 4, 2, 4), (4, 1, 8, 3, 4), (8, 4, 3, 2, 2), (4, 2, 3, 4, 2))
+
 
 def variants(sm, M, N, K, dev, a_fp4, tiles, mma=False):
     """(name, config, launch options) triples timed beside the default launch (config
@@ -189,6 +194,8 @@ def variants(sm, M, N, K, dev, a_fp4, tiles, mma=False):
            ("pdlnoprefetch", None, {"pdl": True, "prefetch": False}),
            ("pdllate", None, {"pdl": True, "prefetch": True, "early_release": False}),
            ("prefetchonly", None, {"pdl": False, "prefetch": True})]
+    if mma and 2 <= M <= 16:  # the mma kernel's split-K sum: partial loads in flight per batch
+        out += [("sum%d" % b, None, {"sum_batch": b}) for b in (1, 4, 8, 16)]
     dot_rows = M > (sm.W4A4_GEMV_MAX_ROWS if a_fp4 else sm.GEMV_MAX_ROWS)
     if dot_rows:
         cfg = sm.dot_config(M, N, K // 16, dev)  # the tl.dot kernel's rule
@@ -216,6 +223,11 @@ def variants(sm, M, N, K, dev, a_fp4, tiles, mma=False):
         out += [("mma%dw%dr%dkc%dp%dd%d" % ((16 * w * r, w, r, kc, p, d)),
                  nm.mma_config(M, N, K // 2, dev, w, r, kc, p, depth=d), {})
                 for w, r, kc, p, d in MMA]
+    if mma and 2 <= M <= 16 and not a_fp4:  # the mma kernel fed by a TMA ring (nvfp4_ring.py)
+        nr = importlib.import_module(sm.__name__.rsplit(".", 1)[0] + ".nvfp4_ring")
+        out += [("ringw%dkc%dst%dp%dm%d" % (w, kc, st, p, ms),
+                 nr.ring_config(M, N, K // 2, dev, w, kc, st, p, ms), {})
+                for w, kc, st, p, ms in RING]
     if tiles and dot_rows:  # warps per program on the rule's tile, and 128 rows x 8 warps
         out += [("w8", cfg[:6] + (8,) + cfg[7:], {}), ("w2", cfg[:6] + (2,) + cfg[7:], {}),
                 ("bn128w8", sm.dot_config(M, N, K // 16, dev, block_n=128, warps=8), {})]
@@ -259,7 +271,8 @@ def run_row(sm, ref, M, K, N, a_fp4, dev, tiles=False, only=(), mma=False):
 
     todo = [("default", None, {})] + [v for v in variants(sm, M, N, K, dev, a_fp4, tiles, mma)
                                       if not only or v[0] in only
-                                      or ("mma*" in only and v[0].startswith("mma"))]
+                                      or ("mma*" in only and v[0].startswith("mma"))
+                                      or ("ring*" in only and v[0].startswith("ring"))]
     for name, cfg, options in todo:
         fn = call(cfg, options)
         try:

@@ -612,6 +612,33 @@ def test_mma_kernel_matches_reference(kernel, M, N, K, op, monkeypatch):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("M,N,K", [(4, 200, 4160), (16, 72, 2112)])
+def test_mma_split_sum_batches_keep_the_bits(kernel, M, N, K, monkeypatch):
+    """The last split sums the partials in split order whatever number of them has its
+    loads in flight at once (``sum_batch``): 1, 3, 8 (the rule's) and 16 give the same
+    bits, with more splits than one batch and a count that is not a multiple of it."""
+    nm = _mma(kernel, "cuda")
+    sm = _smallm(kernel)
+    dev = torch.device("cuda")
+    counters = torch.zeros(4096, dtype=torch.int32, device=dev)
+    monkeypatch.setattr(sm._COUNTERS, "get", lambda d, count: counters)
+    (x, w, s), kw = cases.linear_inputs(M, N, K, "cuda", _gen())
+    cfg = nm.mma_config(M, N, K // 2, dev, waves=64, min_steps=1)
+    assert cfg[4] > 16 and cfg[4] % 8, cfg  # n_split
+    outs = []
+    for batch in (1, 3, 8, 16):
+        out = torch.full((M, N), float("nan"), dtype=torch.bfloat16, device=dev)
+        sm._launch_gemm(x, None, w, s, kw["bias"], out, M, kw["alpha"], False, cfg,
+                        sum_batch=batch)
+        outs.append(_bits(out))
+        assert bool((counters == 0).all()), batch
+    assert all(torch.equal(outs[0], o) for o in outs[1:])
+    want = reference_of(kernel).nvfp4_weight_only_linear_bf16(x, w, s, **kw)
+    assert compare("gemm", outs[0].view(torch.bfloat16), want,
+                   **cases.gemm_tolerance(K, kw["alpha"], 1.0)["gemm"]).ok
+
+
+@pytest.mark.gpu
 def test_mma_graph_replay_and_leading_dims(kernel):
     """The rule's mma launch (split-K, pooled counters) captured in a CUDA graph replays
     the eager bits; x with leading dimensions is read as its flattened rows."""

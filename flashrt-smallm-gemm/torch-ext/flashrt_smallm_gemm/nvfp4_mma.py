@@ -51,6 +51,7 @@ except ImportError:  # a Triton without Gluon: smallm's Triton kernels run inste
     gluon = None
 
 VERIFIED_TRITON = (3, 6)  # Gluon's API moves between releases: run only on this one
+SUM_BATCH = 8  # split-K partials whose loads the last split has in flight at once (its sum)
 CHUNK = 64  # K elements per MMA operand chunk (4 k steps of 16; one NVFP4 block per thread)
 
 
@@ -127,7 +128,8 @@ def mma_config(M, N, KH, device, warps=None, row_reps=None, kc=None, waves=None,
     return ("mma", bm, bn, kc, cdiv(steps, per_split), per_split, warps, row_reps, depth)
 
 
-def launch(x, sfx, w, sfw, bias, out, M, alpha, cfg, ws, locks, pdl=False, prefetch=False):
+def launch(x, sfx, w, sfw, bias, out, M, alpha, cfg, ws, locks, pdl=False, prefetch=False,
+           sum_batch=SUM_BATCH):
     """out = alpha x @ W^T (+ bias) with ``cfg`` from ``mma_config``. x: bf16 pairs as
     int32 [M, K / 2] (contiguous rows; ``sfx`` None) or NVFP4 bytes [M, K / 2] with
     swizzled scales ``sfx`` (4-byte aligned); w: uint8 [N, K / 2] (4-byte aligned); ``ws`` /
@@ -146,7 +148,8 @@ def launch(x, sfx, w, sfw, bias, out, M, alpha, cfg, ws, locks, pdl=False, prefe
         float(alpha), A_FP4=a_fp4, HAS_BIAS=bias is not None, SPLIT=n_split > 1,
         EVEN_K=(KH // 8) % (4 * kc) == 0, EVEN_N=N % bn == 0,
         MMA=mma, A_OP=a_op, B_OP=b_op, W_TILE=w_tile, X_TILE=x_tile, BN=bn, BM=bm, KC=kc,
-        DEPTH=depth, PDL=pdl, PREFETCH=pdl and prefetch, PF=_row_layout(warps), num_warps=warps,
+        DEPTH=depth, PDL=pdl, PREFETCH=pdl and prefetch, PF=_row_layout(warps),
+        SUM_BATCH=sum_batch, num_warps=warps,
         **({"launch_pdl": True} if pdl else {}))
 
 
@@ -307,7 +310,7 @@ if gluon is not None:
         MMA: gl.constexpr, A_OP: gl.constexpr, B_OP: gl.constexpr,
         W_TILE: gl.constexpr, X_TILE: gl.constexpr,
         BN: gl.constexpr, BM: gl.constexpr, KC: gl.constexpr, DEPTH: gl.constexpr,
-        PDL: gl.constexpr, PREFETCH: gl.constexpr, PF: gl.constexpr,
+        PDL: gl.constexpr, PREFETCH: gl.constexpr, PF: gl.constexpr, SUM_BATCH: gl.constexpr,
     ):
         """acc[n, m] = sum_k W[n, k] x[m, k]: program (tile, split) owns weight rows
         [tile BN, + BN) and K steps [split steps_per_split, + steps_per_split) of 64 kc
@@ -414,11 +417,22 @@ if gluon is not None:
                 w, s, x, sx = _load_step(w_ptr, sfw_ptr, x_ptr, sfx_ptr, o_w, p_sf, o_x, p_sfx,
                                          m_w, m_sf, m_x, m_sfx, i, True, A_FP4)
                 acc = _mma_step(w, s, x, sx, acc, A_OP, B_OP, A_FP4)
-        # epilogue: out[m, n] = bf16(alpha out_scale acc[n, m] (+ bias[n]))
+        _finish(acc, i_n, i_s, n_split, M, N, out_scale * alpha, bias_ptr, out_ptr, ws_ptr,
+                lock_ptr, HAS_BIAS, SPLIT, SUM_BATCH)
+
+    @gluon.jit
+    def _finish(acc, i_n, i_s, n_split, M, N, scale, bias_ptr, out_ptr, ws_ptr, lock_ptr,
+                HAS_BIAS: gl.constexpr, SPLIT: gl.constexpr, SUM_BATCH: gl.constexpr):
+        """out[m, n] = bf16(scale acc[n, m] (+ bias[n])) of row tile ``i_n``; with SPLIT the
+        fp32 partial of split ``i_s`` goes to the workspace and the last split to arrive
+        sums them in split order (deterministic) and resets the tile's counter."""
+        MMA: gl.constexpr = acc.type.layout
+        BN: gl.constexpr = acc.shape[0]
+        BM: gl.constexpr = acc.shape[1]
         o_n = i_n * BN + gl.arange(0, BN, layout=gl.SliceLayout(1, MMA))
         o_m = gl.arange(0, BM, layout=gl.SliceLayout(0, MMA))
         n2 = gl.expand_dims(o_n, 1)
-        m2 = gl.expand_dims(o_m, 0)  # (reused name: the output's activation rows)
+        m2 = gl.expand_dims(o_m, 0)
         if SPLIT:
             TILE: gl.constexpr = BN * BM
             o_t = gl.expand_dims(gl.arange(0, BN, layout=gl.SliceLayout(1, MMA)), 1) * BM + m2
@@ -428,12 +442,18 @@ if gluon is not None:
             last = gl.atomic_add(lock_ptr + i_n, 1, sem="acq_rel", scope="gpu") == n_split - 1
             if last:
                 acc = gl.load(p_ws, cache_modifier=".cg")
-                for sp in range(1, n_split):  # fixed order
-                    acc += gl.load(p_ws + sp * TILE, cache_modifier=".cg")
-                _store_out(acc, n2, m2, M, N, out_scale * alpha, bias_ptr, out_ptr, HAS_BIAS)
+                # fixed order; SUM_BATCH partials' loads in flight at once (one L2 round
+                # trip per batch, not per split)
+                for sp0 in range(1, n_split, SUM_BATCH):
+                    for u in gl.static_range(SUM_BATCH):
+                        live = sp0 + u < n_split
+                        part = gl.load(p_ws + (sp0 + u) * TILE, mask=(o_t < TILE) & live,
+                                       other=0.0, cache_modifier=".cg")
+                        acc = gl.where(live, acc + part, acc)
+                _store_out(acc, n2, m2, M, N, scale, bias_ptr, out_ptr, HAS_BIAS)
                 gl.atomic_xchg(lock_ptr + i_n, 0, sem="relaxed", scope="gpu")
         else:
-            _store_out(acc, n2, m2, M, N, out_scale * alpha, bias_ptr, out_ptr, HAS_BIAS)
+            _store_out(acc, n2, m2, M, N, scale, bias_ptr, out_ptr, HAS_BIAS)
 
     @gluon.jit
     def _store_out(acc, n2, m2, M, N, scale, bias_ptr, out_ptr, HAS_BIAS: gl.constexpr):
