@@ -11,7 +11,8 @@ device copy moving the weight bytes (the streaming limit).
 
 Variants beside the default (the launch rule): launch options ``nopdl`` / ``pdl`` (PDL +
 L2 prefetch on every call) / ``pdllate`` (dependents released after the K loop) /
-``prefetchonly``; for the tl.dot kernel ``fp32decode`` and ``p6min1`` (up to 6 programs
+``prefetchonly``; with ``--mma`` ``sum<b>`` (the mma kernel's split-K sum with b partials'
+loads in flight); for the tl.dot kernel ``fp32decode`` and ``p6min1`` (up to 6 programs
 per SM, one K step per split allowed). ``--tiles`` adds ``gemv4`` (the GEMV at 2-4 BF16
 rows), ``gemv32x64`` / ``dot64x256`` (twice the K of a step) and re-runs the tile
 sweep of earlier rounds, which chose the GEMV's 32 x 32 blocks, 4 warps, 4 programs
@@ -139,6 +140,23 @@ allows it; ``pdlnoprefetch``), linear M = 4 / 10 / 16 and W4A4 M = 4 / 16. Linea
 The prefetch adds 0-6%. Adopted where it won (``nvfp4_mma.uses_pdl_rule``: the linear at
 K <= 4096, the matvec at N <= 2048 and K <= 4096).
 
+Then (``tune_smallm.2026-12-03.ring-probe.json``, ``...ring-probe-first.json``; probe code,
+commit b7b9411, not kept) the mma kernel fed by a TMA ring: one thread issues the TMA copies
+of the weight tile [128 rows, 32 kc bytes] (swizzled to its width) and the step's scale
+chunks 3-8 steps ahead into shared memory (an mbarrier per slot); the warps read their
+operand registers from the slot in the mma kernel's layouts (same bits as nvfp4_mma on every
+shape checked, ragged N and K included). Ten (warps, kc, stages, programs per SM, min steps)
+tiles, linear M = 4 / 10 / 16: best ring 6.9 / 6.6 / 12.1 / 13.1 at M = 4 against the rule's
+5.9 / 4.8 / 11.3 / 12.1, 0.73-1.02x on every row (the one 1.02: M = 16 16384x2048, 16.8 vs
+17.1). The rule's kernel timed with every weight L2-resident (``default_l2_hot_us``) is only
+3-10% faster than with weights streamed from DRAM (2048x16384 M = 4 10.3 vs 11.2, 16384x2048
+M = 16 16.9 vs 16.9): bytes in flight are not what bounds it, so more of them do not help;
+the ring's per-step CTA barriers (4 bar.sync and a proxy fence per step in the sm_90 build)
+cost more. The same runs (``sum<b>``, ``tune_smallm.2026-12-03.sum-batch.json``) chose the
+split-K sum with 8 partials' loads in flight (``nvfp4_mma.SUM_BATCH``): 5-13% faster where
+the rule splits K 24-32 ways (4096x1024, 16384x2048), within 2% elsewhere; 16 is slower at
+2048x16384.
+
 Run on a GPU: ``python3 flashrt-smallm-gemm/benchmarks/tune_smallm.py --out DIR``
 (``--budget S`` stops timing new rows after S seconds; JSON is written after each row).
 """
@@ -179,12 +197,6 @@ MMA = ((4, 2, 1, 3, 2), (4, 2, 1, 3, 1), (4, 2, 1, 4, 2), (4, 2, 1, 6, 2), (4, 1
        (8, 1, 1, 3, 2), (8, 2, 1, 2, 2), (4, 2, 2, 3, 1), (4, 2, 2, 3, 2), (4, 1, 2, 4, 1),
        (8, 1, 2, 2, 1), (2, 2, 1, 8, 2), (4, 4, 1, 2, 2))
 
-# --mma, weight-only linear: the TMA-ring kernel's
-# (warps, 64-element chunks per K step, stages, programs per SM, min steps per split)
-RING = ((4, 2, 4, 3, 4), (4, 2, 4, 3, 2), (4, 2, 6, 2, 4), (4, 2, 4, 4, 2), (8, 2, 4, 2, 4),
-        (4, 4, 3, 2, 3), (4, 4, 4, 2, 4), (4, 1, 8, 3, 4), (8, 4, 3, 2, 2), (4, 2, 3, 4, 2))
-
-
 def variants(sm, M, N, K, dev, a_fp4, tiles, mma=False):
     """(name, config, launch options) triples timed beside the default launch (config
     None: the launch rule; options: ``_launch_gemm``'s pdl / prefetch / early_release,
@@ -223,11 +235,6 @@ def variants(sm, M, N, K, dev, a_fp4, tiles, mma=False):
         out += [("mma%dw%dr%dkc%dp%dd%d" % ((16 * w * r, w, r, kc, p, d)),
                  nm.mma_config(M, N, K // 2, dev, w, r, kc, p, depth=d), {})
                 for w, r, kc, p, d in MMA]
-    if mma and 2 <= M <= 16 and not a_fp4:  # the mma kernel fed by a TMA ring (nvfp4_ring.py)
-        nr = importlib.import_module(sm.__name__.rsplit(".", 1)[0] + ".nvfp4_ring")
-        out += [("ringw%dkc%dst%dp%dm%d" % (w, kc, st, p, ms),
-                 nr.ring_config(M, N, K // 2, dev, w, kc, st, p, ms), {})
-                for w, kc, st, p, ms in RING]
     if tiles and dot_rows:  # warps per program on the rule's tile, and 128 rows x 8 warps
         out += [("w8", cfg[:6] + (8,) + cfg[7:], {}), ("w2", cfg[:6] + (2,) + cfg[7:], {}),
                 ("bn128w8", sm.dot_config(M, N, K // 16, dev, block_n=128, warps=8), {})]
@@ -271,8 +278,7 @@ def run_row(sm, ref, M, K, N, a_fp4, dev, tiles=False, only=(), mma=False):
 
     todo = [("default", None, {})] + [v for v in variants(sm, M, N, K, dev, a_fp4, tiles, mma)
                                       if not only or v[0] in only
-                                      or ("mma*" in only and v[0].startswith("mma"))
-                                      or ("ring*" in only and v[0].startswith("ring"))]
+                                      or ("mma*" in only and v[0].startswith("mma"))]
     for name, cfg, options in todo:
         fn = call(cfg, options)
         try:

@@ -609,7 +609,8 @@ def _prefetches(b, sfb):
 def _launch_gemm(a, sfa, b, sfb, bias, out, M, alpha, a_fp4, cfg=None, pdl=None, prefetch=None,
                  early_release=True, **mma_options):
     """out = alpha * A @ W^T (+ bias). ``cfg`` overrides the launch rule; ``pdl``,
-    ``prefetch`` and ``early_release`` the launch options (tuning; see ``_uses_pdl``)."""
+    ``prefetch`` and ``early_release`` the launch options (tuning; see ``_uses_pdl``);
+    ``mma_options`` go to ``nvfp4_mma.launch`` (``sum_batch``)."""
     N, KH = b.shape
     if cfg is None:
         cfg = gemm_config(M, N, KH, b.device, a_fp4,
@@ -622,7 +623,7 @@ def _launch_gemm(a, sfa, b, sfb, bias, out, M, alpha, a_fp4, cfg=None, pdl=None,
     else:
         a_arg, sfa_arg = bf16_words(a, "x"), b
     kind, bm, bn, bk, n_split, per_split, warps = cfg[:7]
-    tiles = cdiv(N, bn) * (1 if kind in ("gemv", "mma", "ring") else cdiv(M, bm))
+    tiles = cdiv(N, bn) * (1 if kind in ("gemv", "mma") else cdiv(M, bm))
     split = n_split > 1
     ws = torch.empty(tiles * n_split * bm * bn if split else 1, dtype=_FP32, device=b.device)
     locks = _COUNTERS.get(b.device, tiles) if split else ws
@@ -630,19 +631,13 @@ def _launch_gemm(a, sfa, b, sfb, bias, out, M, alpha, a_fp4, cfg=None, pdl=None,
         from . import nvfp4_mma  # Gluon: imported where it runs
 
         rule = nvfp4_mma.uses_pdl_rule(N, 2 * KH, a_fp4) and uses_pdl(b.device)
-    elif kind == "ring":
-        rule = False  # not written for it
     else:
         rule = _uses_pdl(tiles * n_split, b.device)
     pdl = rule if pdl is None else pdl
     prefetch = (pdl if prefetch is None else prefetch) and _prefetches(b, sfb)
     launch = {"launch_pdl": True} if pdl else {}
     with device_guard(b):
-        if kind == "ring":
-            from . import nvfp4_ring  # Gluon: imported where it runs
-
-            nvfp4_ring.launch(a_arg, b, sfb, bias, out, M, alpha, cfg, ws, locks)
-        elif kind == "mma":
+        if kind == "mma":
             nvfp4_mma.launch(a_arg, sfa if a_fp4 else None, b, sfb, bias, out, M, alpha, cfg,
                              ws, locks, pdl=pdl, prefetch=prefetch, **mma_options)
         elif kind == "gemv":
