@@ -12,7 +12,8 @@ device copy moving the weight bytes (the streaming limit).
 Variants beside the default (the launch rule): launch options ``nopdl`` / ``pdl`` (PDL +
 L2 prefetch on every call) / ``pdllate`` (dependents released after the K loop) /
 ``prefetchonly``; with ``--mma`` ``sum<b>`` (the mma kernel's split-K sum with b partials'
-loads in flight); for the tl.dot kernel ``fp32decode`` and ``p6min1`` (up to 6 programs
+loads in flight) and ``steps<p>`` (the rule's tile with p K steps per program); for the
+tl.dot kernel ``fp32decode`` and ``p6min1`` (up to 6 programs
 per SM, one K step per split allowed). ``--tiles`` adds ``gemv4`` (the GEMV at 2-4 BF16
 rows), ``gemv32x64`` / ``dot64x256`` (twice the K of a step) and re-runs the tile
 sweep of earlier rounds, which chose the GEMV's 32 x 32 blocks, 4 warps, 4 programs
@@ -208,6 +209,12 @@ def variants(sm, M, N, K, dev, a_fp4, tiles, mma=False):
            ("prefetchonly", None, {"pdl": False, "prefetch": True})]
     if mma and 2 <= M <= 16:  # the mma kernel's split-K sum: partial loads in flight per batch
         out += [("sum%d" % b, None, {"sum_batch": b}) for b in (1, 4, 8, 16)]
+        # the rule's tile with p K steps per program (time against steps per program)
+        cfg = sm.gemm_config(M, N, K // 2, dev, a_fp4)
+        if cfg[0] == "mma":
+            steps = -(-(K // 16) // (4 * cfg[3]))
+            out += [("steps%d" % p, cfg[:4] + (-(-steps // p), p) + cfg[6:], {})
+                    for p in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64) if p <= steps]
     dot_rows = M > (sm.W4A4_GEMV_MAX_ROWS if a_fp4 else sm.GEMV_MAX_ROWS)
     if dot_rows:
         cfg = sm.dot_config(M, N, K // 16, dev)  # the tl.dot kernel's rule

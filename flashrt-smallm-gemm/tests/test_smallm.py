@@ -544,8 +544,8 @@ def test_mma_split_rule(kernel, device):
     nm = importlib.import_module(f"{kernel.__name__}.nvfp4_mma")
     dev = torch.device(device)
     sms = _smallm(kernel).sm_count(dev)
-    for M, K, N in ((2, 16384, 2048), (4, 2048, 16384), (9, 4096, 1024), (16, 1024, 8192),
-                    (16, 64, 72), (3, 1040, 40)):
+    for M, K, N in ((2, 16384, 2048), (4, 2048, 16384), (4, 1024, 8192), (9, 4096, 1024),
+                    (16, 1024, 8192), (16, 64, 72), (3, 1040, 40)):
         cfg = nm.mma_config(M, N, K // 2, dev)
         _, bm, bn, kc, n_split, per_split, warps, row_reps, depth = cfg
         assert (warps, row_reps, kc, depth) == tuple(nm.tile_rule(bm, N, K)[i]

@@ -38,6 +38,7 @@ weight slice and scale chunks into L2, waits for the previous kernel
 """
 
 import functools
+import math
 
 import torch
 import triton
@@ -94,7 +95,9 @@ def tile_rule(bm, N, K):
     * 8 activation rows: 64 weight rows x 4 warps, 128-element steps, one step in
       flight, ~4 programs per SM (M = 4: 6.0 / 5.9 / 13.9 / 12.4); where the weight is
       wide and short (N >= 8192, K <= 4096) 128 rows, 64-element steps, two steps in
-      flight, ~3 per SM (2048x16384: 11.9);
+      flight, ~3.5 per SM (2048x16384: 11.9; 3.5 rather than the sweep's 3 from the
+      steps-per-program sweep, tune_smallm.2026-12-03.steps.json: at 1024x8192 8 splits
+      of 2 steps, 5.0 µs, against 6 of 3, 5.8; 2048x16384 keeps 4 of 8, 11.2);
     * 16 rows: 128 rows x 4 warps, 64-element steps, ~3 per SM, one step in flight for
       the large weights (M = 16 2048x16384 / 16384x2048: 13.9 / 16.9), 128-element steps
       for 1024x8192 (7.1), the 8-row rule's tile at N <= 2048 (4096x1024: 6.9).
@@ -102,7 +105,7 @@ def tile_rule(bm, N, K):
     The other tiles of the sweep were within 2-40% of these on every shape."""
     large = N * K >= (1 << 25)
     if bm == 8:
-        return (4, 2, 1, 3, 2) if N >= 8192 and K <= 4096 else (4, 1, 2, 4, 1)
+        return (4, 2, 1, 3.5, 2) if N >= 8192 and K <= 4096 else (4, 1, 2, 4, 1)
     if large:
         return (4, 2, 1, 3, 1)
     return (4, 1, 2, 4, 1) if N <= 2048 else (4, 2, 2, 3, 1)
@@ -125,7 +128,7 @@ def mma_config(M, N, KH, device, warps=None, row_reps=None, kc=None, waves=None,
     bn = 16 * warps * row_reps
     steps = cdiv(KH // 8, 4 * kc)
     tiles = cdiv(N, bn)
-    want = max(1, min(max(1, steps // min_steps), cdiv(waves * sm_count(device), tiles)))
+    want = max(1, min(max(1, steps // min_steps), math.ceil(waves * sm_count(device) / tiles)))
     per_split = cdiv(steps, want)
     return ("mma", bm, bn, kc, cdiv(steps, per_split), per_split, warps, row_reps, depth)
 
