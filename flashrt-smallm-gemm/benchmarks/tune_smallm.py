@@ -158,6 +158,15 @@ split-K sum with 8 partials' loads in flight (``nvfp4_mma.SUM_BATCH``): 5-13% fa
 the rule splits K 24-32 ways (4096x1024, 16384x2048), within 2% elsewhere; 16 is slower at
 2048x16384.
 
+Then (``tune_smallm.2026-12-03.steps.json``) ``steps<p>``: the rule's tile with p K steps
+per program, linear M = 4 / 16. At 2048x16384 M = 4: p = 32 / 16 / 8 / 4 (128 / 256 / 512 /
+1024 programs) 19.2 / 14.0 / 11.2 / 13.3 µs; the rule's p was the best on every shape but
+1024x8192 M = 4 (p = 2: 5.0 against the rule's 3: 5.8) and 4096x1024 M = 16 (p = 4: 5.7
+against 2: 6.1, not adopted: within the run-to-run spread of 10- and 16-row rows). The
+8-row wide-short tile class now keeps ~3.5 programs per SM (``tile_rule``);
+``tune_smallm.2026-12-03.steps-rule.json`` checks it: 1024x8192 5.1 (linear M = 4), 6.4
+(W4A4 M = 4), 5.3 (M = 8); 2048x16384 unchanged (11.2 / 12.7 / 11.4).
+
 Run on a GPU: ``python3 flashrt-smallm-gemm/benchmarks/tune_smallm.py --out DIR``
 (``--budget S`` stops timing new rows after S seconds; JSON is written after each row).
 """
