@@ -207,6 +207,7 @@ MMA = ((4, 2, 1, 3, 2), (4, 2, 1, 3, 1), (4, 2, 1, 4, 2), (4, 2, 1, 6, 2), (4, 1
        (8, 1, 1, 3, 2), (8, 2, 1, 2, 2), (4, 2, 2, 3, 1), (4, 2, 2, 3, 2), (4, 1, 2, 4, 1),
        (8, 1, 2, 2, 1), (2, 2, 1, 8, 2), (4, 4, 1, 2, 2))
 
+
 def variants(sm, M, N, K, dev, a_fp4, tiles, mma=False):
     """(name, config, launch options) triples timed beside the default launch (config
     None: the launch rule; options: ``_launch_gemm``'s pdl / prefetch / early_release,
@@ -216,14 +217,14 @@ def variants(sm, M, N, K, dev, a_fp4, tiles, mma=False):
            ("pdlnoprefetch", None, {"pdl": True, "prefetch": False}),
            ("pdllate", None, {"pdl": True, "prefetch": True, "early_release": False}),
            ("prefetchonly", None, {"pdl": False, "prefetch": True})]
-    if mma and 2 <= M <= 16:  # the mma kernel's split-K sum: partial loads in flight per batch
+    rule = sm.gemm_config(M, N, K // 2, dev, a_fp4)
+    if mma and rule[0] == "mma":
+        # its split-K sum with b partials' loads in flight, and its tile with p K steps per
+        # program (time against steps per program)
         out += [("sum%d" % b, None, {"sum_batch": b}) for b in (1, 4, 8, 16)]
-        # the rule's tile with p K steps per program (time against steps per program)
-        cfg = sm.gemm_config(M, N, K // 2, dev, a_fp4)
-        if cfg[0] == "mma":
-            steps = -(-(K // 16) // (4 * cfg[3]))
-            out += [("steps%d" % p, cfg[:4] + (-(-steps // p), p) + cfg[6:], {})
-                    for p in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64) if p <= steps]
+        steps = sm.cdiv(K // 16, 4 * rule[3])
+        out += [("steps%d" % p, rule[:4] + (sm.cdiv(steps, p), p) + rule[6:], {})
+                for p in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64) if p <= steps]
     dot_rows = M > (sm.W4A4_GEMV_MAX_ROWS if a_fp4 else sm.GEMV_MAX_ROWS)
     if dot_rows:
         cfg = sm.dot_config(M, N, K // 16, dev)  # the tl.dot kernel's rule

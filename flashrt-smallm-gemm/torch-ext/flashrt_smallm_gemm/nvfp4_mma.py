@@ -32,10 +32,10 @@ arrive sums them in split order, with the loads of SUM_BATCH partials in flight 
 4096x1024 M = 4, 32 splits, 5.3 -> 4.8 µs, 16384x2048 M = 16 19.2 -> 17.1, the other
 rule shapes within 1%; H200, tune_smallm.2026-12-03.sum-batch.json / ring-probe.json).
 Loads of the next K step are issued before the current one is decoded (a register
-double buffer). Where ``uses_pdl_rule`` holds the
-launch is a programmatic dependent one, as smallm's: the program bulk-prefetches its
-weight slice and scale chunks into L2, waits for the previous kernel
-(``griddepcontrol.wait``, before any read) and lets the next one launch.
+double buffer). Where ``uses_pdl_rule`` holds the launch is a programmatic dependent
+one, as smallm's: the program bulk-prefetches its weight slice and scale chunks into L2,
+waits for the previous kernel (``griddepcontrol.wait``, before any read) and lets the
+next one launch.
 """
 
 import functools
