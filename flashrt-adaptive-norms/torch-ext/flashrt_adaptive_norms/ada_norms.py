@@ -30,9 +30,9 @@ import torch
 import triton
 import triton.language as tl
 
-from ._helpers import load_row_vector, quantize_fp8_e4m3, row_tile
-from ._host import (RowConfig, check_rows_even_dim,
-                    check_same_device, check_shape, check_tensor, device_guard, few_rows,
+from ._helpers import enter_dependent_launch, load_row_vector, quantize_fp8_e4m3, row_tile
+from ._host import (RowConfig, check_rows_even_dim, check_same_device, check_shape,
+                    check_tensor, dependent_launch, device_guard, few_rows,
                     launch_directly, next_power_of_2, row_grid, sm_count)
 from ._host import FEW_ROWS_PER_SM  # noqa: F401  (the row rule's boundary, for callers)
 from ._ops import add_op_namespace_prefix
@@ -213,12 +213,13 @@ def _ada_norm_kernel(
     n_rows, D, eps,
     FUSED: tl.constexpr, BROADCAST: tl.constexpr, CHUNKED: tl.constexpr,
     PERSISTENT: tl.constexpr, LATE_STYLE: tl.constexpr, BLOCK_R: tl.constexpr,
-    BLOCK_D: tl.constexpr,
+    BLOCK_D: tl.constexpr, PDL: tl.constexpr = False,
 ):
     """One tile of BLOCK_R rows per program, a persistent loop over tiles (LATE_STYLE
     unused), or one wide row in BLOCK_D chunks (CHUNKED). Every load of a tile is issued
     before its reduction, so their latencies overlap; LATE_STYLE: the weight, scale and
     shift after it, the gate chunk copied to gate_out first."""
+    enter_dependent_launch(PDL)
     inv_scale = 1.0
     if FUSED:
         inv_scale = tl.math.div_rn(1.0, tl.load(scale_ptr).to(tl.float32))
@@ -281,6 +282,7 @@ def _launch(residual, x, gate, weight, style, scale, out, gate_out, eps, cfg=Non
             FUSED=residual is not None, BROADCAST=broadcast, CHUNKED=cfg.chunked,
             PERSISTENT=cfg.persistent > 0, LATE_STYLE=late_style, BLOCK_R=cfg.block_r,
             BLOCK_D=cfg.block_d, num_warps=cfg.num_warps, enable_fp_fusion=False,
+            **dependent_launch(x.device),
         )
 
 

@@ -164,6 +164,14 @@ def uses_pdl(device) -> bool:
             and torch.cuda.get_device_capability(device)[0] >= 9)
 
 
+def dependent_launch(device) -> dict:
+    """Launch options of a kernel that starts with ``enter_dependent_launch(PDL)``:
+    programmatic dependent launch where ``uses_pdl`` (the constexpr and the launch flag
+    always together: a kernel launched early must wait), nothing else elsewhere. Its
+    launch then overlaps the kernel before it, in a stream or a CUDA graph."""
+    return {"PDL": True, "launch_pdl": True} if uses_pdl(device) else {"PDL": False}
+
+
 def check_tensor(t, name, dtype, *, contiguous=True):
     """Type, device, dtype and contiguity of one tensor argument."""
     if not isinstance(t, torch.Tensor):

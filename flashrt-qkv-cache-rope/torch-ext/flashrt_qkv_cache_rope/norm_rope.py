@@ -30,9 +30,9 @@ import triton.language as tl
 
 from ._common import (BF16, FP32, I32, check_freqs, check_qkv_common, row_config,
                       vector_config)
-from ._helpers import rms_inv, rope_pair
+from ._helpers import enter_dependent_launch, rms_inv, rope_pair
 from ._host import (cdiv, check_int, check_same_device, check_shape, check_tensor,
-                    device_guard, launch_directly)
+                    dependent_launch, device_guard, launch_directly)
 from ._ops import add_op_namespace_prefix
 
 HD128 = 128  # decode / per-head / strided kernels are fixed to head_dim 128 (spec)
@@ -49,6 +49,7 @@ def _head_norm_rope_kernel(
     n_rows, xa_rs, xb_rs, xb_off, v_rs, v_off, oa_rs, ob_rs, tab_rs, max_dst, eps,
     NA: tl.constexpr, NB: tl.constexpr, HAS_V: tl.constexpr, HAS_POS: tl.constexpr,
     FULL_TABLE: tl.constexpr, BLOCK_V: tl.constexpr, HD: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
     """BLOCK_V head vectors (row r, head h) per program.
 
@@ -57,6 +58,7 @@ def _head_norm_rope_kernel(
     with d = r, or d = pos[0] (HAS_POS, written only when 0 <= d < max_dst);
     V (HAS_V) = v[r*v_rs + v_off + hb*HD] copied bit for bit to vo at the B address.
     """
+    enter_dependent_launch(PDL)
     HALF: tl.constexpr = HD // 2
     H: tl.constexpr = NA + NB
     i_v = tl.program_id(0).to(tl.int64) * BLOCK_V + tl.arange(0, BLOCK_V)
@@ -117,6 +119,7 @@ def _wan_qkv_kernel(
     n_rows, seq_tokens, rope_len, out_tokens, out_off, eps,
     P: tl.constexpr, HALF_HD: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr,
     EARLY_LOADS: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_V: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
     """BLOCK_T token rows x {Q, K} (+ V) per program.
 
@@ -125,6 +128,7 @@ def _wan_qkv_kernel(
     shuffles; bf16 -> fp32 is a 16-bit shift. Input row i = b*seq_tokens + t is
     stored at output row b*out_tokens + out_off + t.
     """
+    enter_dependent_launch(PDL)
     i_t = tl.program_id(0).to(tl.int64) * BLOCK_T + tl.arange(0, BLOCK_T)
     m_t = i_t < n_rows
     o_s = tl.arange(0, 2)  # section: 0 = Q, 1 = K
@@ -200,7 +204,7 @@ def _launch_heads(*, n_rows, NA, NB, xa, xb, wa, wb, cos, sin, oa, ob, eps, xa_r
             oa if vo is None else vo, cos if pos is None else pos,
             n_rows, xa_rs, xb_rs, xb_off, v_rs, v_off, oa_rs, ob_rs, tab_rs, max_dst, eps,
             NA=NA, NB=NB, HAS_V=v is not None, HAS_POS=pos is not None, FULL_TABLE=full_table,
-            BLOCK_V=block_v, HD=HD128, num_warps=num_warps,
+            BLOCK_V=block_v, HD=HD128, num_warps=num_warps, **dependent_launch(xa.device),
         )
 
 
@@ -217,7 +221,7 @@ def _launch_wan(packed, bias, wq, wk, freqs_re, freqs_im, q, k, v, heads, head_d
             q32 if v32 is None else v32, B * L, L, rope_len, L if out_tokens is None else out_tokens,
             out_off, eps, P=D // 2, HALF_HD=head_dim // 2, BLOCK_T=block_t, BLOCK_P=block_p,
             EARLY_LOADS=early, HAS_BIAS=bias is not None, HAS_V=v is not None,
-            num_warps=num_warps,
+            num_warps=num_warps, **dependent_launch(packed.device),
         )
 
 

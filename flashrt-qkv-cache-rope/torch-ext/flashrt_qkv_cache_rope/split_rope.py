@@ -27,9 +27,9 @@ import triton.language as tl
 
 from ._common import BF16, FP16, FP32, I32, check_gqa_packed, check_packed3, \
     vector_config
-from ._helpers import rope_half, rope_pair
+from ._helpers import enter_dependent_launch, rope_half, rope_pair
 from ._host import (cdiv, check_int, check_same_device, check_shape, check_tensor,
-                    device_guard, launch_directly, next_power_of_2)
+                    dependent_launch, device_guard, launch_directly, next_power_of_2)
 from ._ops import add_op_namespace_prefix
 
 
@@ -40,8 +40,9 @@ from ._ops import add_op_namespace_prefix
 
 @triton.jit(do_not_specialize=["n_rows"])
 def _split_kernel(x_ptr, q_ptr, k_ptr, v_ptr, n_rows, D,
-                  BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
+                  BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr, PDL: tl.constexpr = False):
     """Grid (row blocks, 3 sections, column blocks): a contiguous copy per tile."""
+    enter_dependent_launch(PDL)
     i_t = tl.program_id(0).to(tl.int64) * BLOCK_T + tl.arange(0, BLOCK_T)
     sec = tl.program_id(1)
     o_c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -59,8 +60,9 @@ def _split_kernel(x_ptr, q_ptr, k_ptr, v_ptr, n_rows, D,
 @triton.jit(do_not_specialize=["n_rows"])
 def _bias_rope_kernel(x_ptr, bias_ptr, cos_ptr, sin_ptr, q_ptr, k_ptr, v_ptr, n_rows, tab_rs,
                       QH: tl.constexpr, KVH: tl.constexpr, HD: tl.constexpr,
-                      BLOCK_V: tl.constexpr, BLOCK_H: tl.constexpr):
+                      BLOCK_V: tl.constexpr, BLOCK_H: tl.constexpr, PDL: tl.constexpr = False):
     """BLOCK_V head vectors per program; vector i = r*H + h sits at x[i*HD]."""
+    enter_dependent_launch(PDL)
     HALF: tl.constexpr = HD // 2
     H: tl.constexpr = QH + 2 * KVH
     i_v = tl.program_id(0).to(tl.int64) * BLOCK_V + tl.arange(0, BLOCK_V)
@@ -100,12 +102,14 @@ def _bias_rope_kernel(x_ptr, bias_ptr, cos_ptr, sin_ptr, q_ptr, k_ptr, v_ptr, n_
 def _rope_kvcache_kernel(x_ptr, rope_ptr, q_ptr, k_ptr, v_ptr, pos_ptr,
                          n_rows, seq, cache_offset, max_s,
                          QH: tl.constexpr, KVH: tl.constexpr, HD: tl.constexpr,
-                         HAS_POS: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_D: tl.constexpr):
+                         HAS_POS: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_D: tl.constexpr,
+                         PDL: tl.constexpr = False):
     """BLOCK_V head vectors per program; pairs (2p, 2p+1) rotated by rope[s, 2p:2p+2].
 
     Head vectors and table rows are loaded whole (contiguous, vector-width
     accesses) and split into their even / odd elements in registers.
     """
+    enter_dependent_launch(PDL)
     H: tl.constexpr = QH + 2 * KVH
     i_v = tl.program_id(0).to(tl.int64) * BLOCK_V + tl.arange(0, BLOCK_V)
     m_v = i_v < n_rows * H
@@ -159,7 +163,7 @@ def _run_split(packed, heads, head_dim, q, k, v):
     grid = (cdiv(B * S, block_t), 3, cdiv(D, block_c))
     with device_guard(packed):
         _split_kernel[grid](packed, q, k, v, B * S, D, BLOCK_T=block_t, BLOCK_C=block_c,
-                            num_warps=num_warps)
+                            num_warps=num_warps, **dependent_launch(packed.device))
 
 
 def _run_bias_rope(packed, bias, cos, sin, q_heads, kv_heads, head_dim, q, k, v):
@@ -170,7 +174,8 @@ def _run_bias_rope(packed, bias, cos, sin, q_heads, kv_heads, head_dim, q, k, v)
     with device_guard(packed):
         _bias_rope_kernel[(cdiv(n_vec, block_v),)](
             packed, bias, cos, sin, q, k, v, B * S, cos.shape[2], QH=q_heads, KVH=kv_heads,
-            HD=head_dim, BLOCK_V=block_v, BLOCK_H=block_h, num_warps=num_warps)
+            HD=head_dim, BLOCK_V=block_v, BLOCK_H=block_h, num_warps=num_warps,
+            **dependent_launch(packed.device))
 
 
 def _run_kvcache(packed, rope, q_heads, kv_heads, head_dim, cache_offset, device_position,
@@ -184,7 +189,7 @@ def _run_kvcache(packed, rope, q_heads, kv_heads, head_dim, cache_offset, device
             packed, rope, q, k_cache, v_cache, rope if device_position is None else device_position,
             B * S, S, cache_offset, k_cache.shape[1], QH=q_heads, KVH=kv_heads, HD=head_dim,
             HAS_POS=device_position is not None, BLOCK_V=block_v, BLOCK_D=block_d,
-            num_warps=num_warps)
+            num_warps=num_warps, **dependent_launch(packed.device))
 
 
 # ----------------------------------------------------------------------------

@@ -8,8 +8,21 @@ calling kernel, so using one costs nothing at run time.
 
 import triton
 import triton.language as tl
+from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
 FP8_E4M3_MAX = tl.constexpr(448.0)
+
+
+@triton.jit
+def enter_dependent_launch(PDL: tl.constexpr):
+    """First statement of a kernel launched with ``_host.dependent_launch`` options.
+    PDL: the kernel may have started while the previous one still runs, so wait here
+    until that kernel has completed and its writes are visible (every load and store
+    of the kernel comes after this), then let the next kernel launch: its programs are
+    placed while this one runs and wait the same way."""
+    if PDL:
+        gdc_wait()
+        gdc_launch_dependents()
 
 
 @triton.jit

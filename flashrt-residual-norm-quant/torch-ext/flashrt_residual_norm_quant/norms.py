@@ -32,10 +32,10 @@ import torch
 import triton
 import triton.language as tl
 
-from ._helpers import load_row_vector, quantize_fp8_e4m3, row_tile
-from ._host import (RowConfig, cdiv, check_same_device, check_shape,
-                    check_tensor, device_guard, few_rows, launch_directly, next_power_of_2,
-                    row_grid, sm_count)
+from ._helpers import enter_dependent_launch, load_row_vector, quantize_fp8_e4m3, row_tile
+from ._host import (RowConfig, cdiv, check_same_device, check_shape, check_tensor,
+                    dependent_launch, device_guard, few_rows, launch_directly,
+                    next_power_of_2, row_grid, sm_count)
 from ._host import FEW_ROWS_PER_SM  # noqa: F401  (the row rule's boundary, for callers)
 from ._ops import add_op_namespace_prefix
 
@@ -203,11 +203,12 @@ def _rms_norm_kernel(
     n_rows, D, eps,
     HAS_RES: tl.constexpr, QUANT: tl.constexpr, CHUNKED: tl.constexpr,
     PERSISTENT: tl.constexpr, LATE_W: tl.constexpr, BLOCK_R: tl.constexpr,
-    BLOCK_D: tl.constexpr,
+    BLOCK_D: tl.constexpr, PDL: tl.constexpr = False,
 ):
     """One tile of BLOCK_R rows per program, a persistent loop over tiles (the weight
     loaded once per program, LATE_W unused), or one wide row in BLOCK_D chunks
     (CHUNKED)."""
+    enter_dependent_launch(PDL)
     inv_scale = 1.0
     if QUANT:
         inv_scale = tl.math.div_rn(1.0, tl.load(scale_ptr).to(tl.float32))
@@ -327,10 +328,12 @@ def _layer_norm_kernel(
     x_ptr, w_ptr, b_ptr, out_ptr, n_rows, D, eps,
     CHUNKED: tl.constexpr, PERSISTENT: tl.constexpr, LATE_AFFINE: tl.constexpr,
     N_CHUNKS: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
     """Two-pass fp32 LayerNorm: mean, then the biased variance of x - mean. The
     persistent loop loads the weight and bias once per program (LATE_AFFINE unused);
     N_CHUNKS: see _layer_norm_chunked_row."""
+    enter_dependent_launch(PDL)
     i_t = tl.program_id(0)
     if CHUNKED:
         _layer_norm_chunked_row(x_ptr, w_ptr, b_ptr, out_ptr, i_t, D, eps, N_CHUNKS, BLOCK_D)
@@ -369,6 +372,7 @@ def _launch_rms(x, residual, weight, scale, out, eps, cfg=None, late_w=None):
             HAS_RES=residual is not None, QUANT=scale is not None, CHUNKED=cfg.chunked,
             PERSISTENT=cfg.persistent > 0, LATE_W=late_w, BLOCK_R=cfg.block_r,
             BLOCK_D=cfg.block_d, num_warps=cfg.num_warps, enable_fp_fusion=False,
+            **dependent_launch(x.device),
         )
 
 
@@ -385,7 +389,7 @@ def _launch_layer_norm(x, weight, bias, out, eps, cfg=None, late_affine=None):
             x, weight, bias, out, n_rows, D, eps, CHUNKED=cfg.chunked,
             PERSISTENT=cfg.persistent > 0, LATE_AFFINE=late_affine, N_CHUNKS=n_chunks,
             BLOCK_R=cfg.block_r, BLOCK_D=cfg.block_d, num_warps=cfg.num_warps,
-            enable_fp_fusion=False,
+            enable_fp_fusion=False, **dependent_launch(x.device),
         )
 
 

@@ -47,9 +47,9 @@ import torch
 import triton
 import triton.language as tl
 
-from ._helpers import quantize_fp8_e4m3
+from ._helpers import enter_dependent_launch, quantize_fp8_e4m3
 from ._host import (cdiv, check_int, check_same_device, check_shape, check_tensor,
-                    device_guard, launch_directly, next_power_of_2)
+                    dependent_launch, device_guard, launch_directly, next_power_of_2)
 from ._ops import add_op_namespace_prefix
 
 _BF16 = torch.bfloat16
@@ -99,7 +99,7 @@ def _transpose_kernel(
     B, T, C, HW, n_tc,
     TO_CHANNELS_LAST: tl.constexpr, PACK3: tl.constexpr, HAS_BIAS: tl.constexpr,
     HAS_RES: tl.constexpr, QUANT: tl.constexpr, INT64: tl.constexpr, BC: tl.constexpr,
-    BS: tl.constexpr,
+    BS: tl.constexpr, PDL: tl.constexpr = False,
 ):
     """(B, C, S) -> (B, S, C) when TO_CHANNELS_LAST, else (B, S, C) -> (B, C, S); S = T*HW.
 
@@ -108,6 +108,7 @@ def _transpose_kernel(
     current[b, c, 0] (p = 2, ``x2_ptr``); the n_tc channel tiles are 3 sources x
     cdiv(C, BC), so a tile reads rows of one source (p is per program).
     """
+    enter_dependent_launch(PDL)
     pid = _program_id(INT64)
     S = _index(T, INT64) * HW
     n_ts = tl.cdiv(S, BS)
@@ -163,7 +164,7 @@ def _plane_kernel(
     x_ptr, x2_ptr, out_ptr, bias_ptr,
     B, T, C, HW, n_tp, n_th,
     MODE: tl.constexpr, ONE_FRAME: tl.constexpr, BP: tl.constexpr, BHW: tl.constexpr,
-    BLOCKS_FASTEST: tl.constexpr, INT64: tl.constexpr,
+    BLOCKS_FASTEST: tl.constexpr, INT64: tl.constexpr, PDL: tl.constexpr = False,
 ):
     """[BP planes, BHW elements] per program; consecutive programs take the next plane
     block (n_tp of them), or with BLOCKS_FASTEST the next element block of the same
@@ -176,6 +177,7 @@ def _plane_kernel(
                     may be ``prev``.
     MODE_BIAS:      x (B, C, T*HW) in place: plane (b, c) += bias[c].
     """
+    enter_dependent_launch(PDL)
     pid = _program_id(INT64)
     if MODE == _K_BIAS:
         L = _index(T, INT64) * HW  # plane length
@@ -247,7 +249,7 @@ def _channel_to_space_kernel(
     x_ptr, out_ptr, B, T, CIN, CO, H, W_VEC, n_tr, n_tw,
     TF: tl.constexpr, SF: tl.constexpr, REPEATS: tl.constexpr, DROP: tl.constexpr,
     VEC: tl.constexpr, INTERLEAVE: tl.constexpr, INT64: tl.constexpr, BR: tl.constexpr,
-    BW: tl.constexpr,
+    BW: tl.constexpr, PDL: tl.constexpr = False,
 ):
     """[BR output rows of one (b, oc, ot) plane, BW input columns] per program.
 
@@ -261,6 +263,7 @@ def _channel_to_space_kernel(
     W = W_VEC * VEC tells the compiler W's power-of-two factor (vector width).
     The host check Cin * REPEATS >= Co * TF * SF^2 keeps ic < CIN.
     """
+    enter_dependent_launch(PDL)
     W = W_VEC * VEC
     OH = H * SF
     OW = W * SF
@@ -306,7 +309,7 @@ def _channel_to_space_kernel(
 def _avg_pool_kernel(
     x_ptr, out_ptr, B, T, C, CO, H, W_VEC, n_tr, n_tw,
     FT: tl.constexpr, FS: tl.constexpr, G: tl.constexpr, VEC: tl.constexpr,
-    INT64: tl.constexpr, BR: tl.constexpr, BW: tl.constexpr,
+    INT64: tl.constexpr, BR: tl.constexpr, BW: tl.constexpr, PDL: tl.constexpr = False,
 ):
     """[BR output rows of one (b, oc, ot) plane, BW output columns] per program.
 
@@ -317,6 +320,7 @@ def _avg_pool_kernel(
     contiguous [BR, 2*BW] load split in registers; otherwise one strided load per g.
     W = W_VEC * VEC tells the compiler W's power-of-two factor (vector width).
     """
+    enter_dependent_launch(PDL)
     W = W_VEC * VEC
     HO = H // FS
     WO = W // FS
@@ -357,12 +361,13 @@ def _avg_pool_kernel(
 
 
 @triton.jit
-def _patch_im2col_kernel(x_ptr, out_ptr, BLOCK: tl.constexpr):
+def _patch_im2col_kernel(x_ptr, out_ptr, BLOCK: tl.constexpr, PDL: tl.constexpr = False):
     """Over 32-bit words (bf16 pairs; a 14x3 patch line is 42 elements, so no pair
     straddles two lines): program (v, i) writes words [i*BLOCK, (i+1)*BLOCK) of view
     v's output. Each patch row (v, ph) is a 14x672 input block that maps to 16x588
     contiguous output elements; constant divisors only, int32 within a view, and
     BLOCK divides a view, so nothing is masked."""
+    enter_dependent_launch(PDL)
     VIEW: tl.constexpr = _K_IMG * _K_IMG * 3 // 2  # 75264 words
     PROW: tl.constexpr = _K_PATCH * _K_IMG * 3 // 2  # 4704 words: one row of 16 patches
     LINE: tl.constexpr = _K_IMG * 3 // 2  # 336
@@ -382,10 +387,12 @@ def _patch_im2col_kernel(x_ptr, out_ptr, BLOCK: tl.constexpr):
 @triton.jit(do_not_specialize=["N"])
 def _upsample_quant_kernel(
     x_ptr, out_ptr, inv_scale, N, C, H, W, n_tc, n_tw, BC: tl.constexpr, BW: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
     """x (N, C, H, W) -> out (N, 2H, 2W, C) fp8: a [BC, BW] tile of input row (n, h)
     is read along W, quantized once and written to its four nearest-neighbour
     positions along C."""
+    enter_dependent_launch(PDL)
     pid = tl.program_id(0).to(tl.int64)
     i_c = pid % n_tc
     i_w = (pid // n_tc) % n_tw
@@ -521,7 +528,7 @@ def _launch_transpose(x, out, *, B, C, T, HW, to_channels_last, x2=None, bias=No
             B, T, C, HW, n_tc,
             TO_CHANNELS_LAST=to_channels_last, PACK3=x2 is not None, HAS_BIAS=bias is not None,
             HAS_RES=residual is not None, QUANT=quant, INT64=int64, BC=bc, BS=bs,
-            num_warps=warps,
+            num_warps=warps, **dependent_launch(x.device),
         )
 
 
@@ -536,11 +543,14 @@ def _launch_plane(mode, x, out, *, B, T, C, HW, x2=None, bias=None, config=None)
     bp, bhw, warps, blocks_fastest, int64 = _config(
         _plane_tiles(mode, n_planes, length) + (int64,), config)
     n_tp, n_th = cdiv(n_planes, bp), cdiv(length, bhw)
+    # the in-place bias and the two-frame cache measured slower with PDL, back to back
+    # and after cuBLAS (H200, flashrt_tools/bench/pdl_ab.py): launched plainly
+    launch = dependent_launch(x.device) if mode == MODE_UNSHUFFLE else {}
     with device_guard(x):
         _plane_kernel[(n_tp * n_th,)](
             x, x if x2 is None else x2, out, x if bias is None else bias, B, T, C, HW, n_tp,
             n_th, MODE=mode, ONE_FRAME=T == 1, BP=bp, BHW=bhw, BLOCKS_FASTEST=blocks_fastest,
-            INT64=int64, num_warps=warps,
+            INT64=int64, num_warps=warps, **launch,
         )
 
 
@@ -639,7 +649,8 @@ def _patch_im2col(x, out, config=None):
     block, warps = _config((_IM2COL_BLOCK, 4), config)
     with device_guard(x):
         _patch_im2col_kernel[(x.shape[0] * ((IMG * IMG * 3 // 2) // block),)](
-            x.view(-1).view(torch.int32), out.view(torch.int32), BLOCK=block, num_warps=warps)
+            x.view(-1).view(torch.int32), out.view(torch.int32), BLOCK=block, num_warps=warps,
+            **dependent_launch(x.device))
 
 
 @torch.library.custom_op(add_op_namespace_prefix("patch_im2col_bf16"), mutates_args=("out",))
@@ -729,7 +740,7 @@ def _channel_to_space3d(x, out, out_channels, temporal_factor, spatial_factor, r
             x, out, B, T, cin, out_channels, H, W // vec, n_tr, n_tw,
             TF=temporal_factor, SF=sf, REPEATS=repeats,
             DROP=temporal_factor - 1 if first_chunk else 0, VEC=vec, INTERLEAVE=interleave,
-            INT64=int64, BR=br, BW=bw, num_warps=warps,
+            INT64=int64, BR=br, BW=bw, num_warps=warps, **dependent_launch(x.device),
         )
 
 
@@ -794,7 +805,7 @@ def _avg_pool3d_channels(x, out, out_channels, factor_t, factor_s, group_size, c
         _avg_pool_kernel[(B * out_channels * t_out * n_tr * n_tw,)](
             x, out, B, T, C, out_channels, H, W // vec, n_tr, n_tw,
             FT=factor_t, FS=factor_s, G=group_size, VEC=vec, INT64=int64, BR=br, BW=bw,
-            num_warps=warps,
+            num_warps=warps, **dependent_launch(x.device),
         )
 
 
@@ -892,7 +903,7 @@ def _upsample2x_quantize(x, scale, out):
     with device_guard(x):
         _upsample_quant_kernel[(N * H * n_tc * n_tw,)](
             x, out, _fp32_reciprocal(scale), N, C, H, W, n_tc, n_tw, BC=bc, BW=bw,
-            num_warps=_warps(bc * bw),
+            num_warps=_warps(bc * bw), **dependent_launch(x.device),
         )
 
 

@@ -25,8 +25,9 @@ import torch
 import triton
 import triton.language as tl
 
+from ._helpers import enter_dependent_launch
 from ._host import (cdiv, check_rows_even_dim, check_same_device, check_shape, check_tensor,
-                    device_guard, launch_directly, next_power_of_2)
+                    dependent_launch, device_guard, launch_directly, next_power_of_2)
 from ._ops import add_op_namespace_prefix
 
 _BF16 = torch.bfloat16
@@ -72,7 +73,8 @@ def _segment_tile(t, res_ptr, x_ptr, b_ptr, g_ptr, gs_ptr, out_ptr, rows, dim,
 
 @triton.jit(do_not_specialize=["rows"])
 def _flat_kernel(res_ptr, x_ptr, b_ptr, g_ptr, out_ptr, rows, MODE: tl.constexpr,
-                 DIM: tl.constexpr, BLOCK: tl.constexpr, INT64: tl.constexpr):
+                 DIM: tl.constexpr, BLOCK: tl.constexpr, INT64: tl.constexpr,
+                 PDL: tl.constexpr = False):
     """One BLOCK-element run of the flattened (rows, DIM) tensors per program. MODE:
     1 r + x·g, 3 (r + x) + b with b indexed by offset % DIM (always in bounds: no
     mask). The width is a constexpr (a model constant: one compile per width): the
@@ -80,6 +82,7 @@ def _flat_kernel(res_ptr, x_ptr, b_ptr, g_ptr, out_ptr, rows, MODE: tl.constexpr
     ``rows·DIM`` carries DIM's power-of-two factor, so for widths divisible by 8 the
     mask is constant over 8-element runs and the loads stay 16-byte vectors. INT64:
     offsets past int32."""
+    enter_dependent_launch(PDL)
     _flat_run(tl.program_id(0), res_ptr, x_ptr, b_ptr, g_ptr, out_ptr, rows, DIM, MODE=MODE,
               BLOCK=BLOCK, INT64=INT64, MASKED=True)
 
@@ -108,8 +111,10 @@ def _joint3_kernel(
     v_res, v_x, v_b, v_g, v_gs, v_out, a_res, a_x, a_b, a_g, a_out, u_res, u_x, u_out,
     v_rows, v_dim, a_rows, a_dim, u_rows, u_dim, n_v, n_a,
     V_FP8: tl.constexpr, A_BIAS: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
     """Programs [0, n_v): video tiles; [n_v, n_v + n_a): action; the rest: und."""
+    enter_dependent_launch(PDL)
     pid = tl.program_id(0)
     if pid < n_v:
         _segment_tile(pid, v_res, v_x, v_b, v_g, v_gs, v_out, v_rows, v_dim, MODE=2,
@@ -161,6 +166,7 @@ def _launch_single(residual, x, bias, gate, out, mode, cfg=None):
         _flat_kernel[(cdiv(rows * dim, cfg.block),)](
             residual, x, bias, gate, out, rows, MODE=mode, DIM=dim, BLOCK=cfg.block,
             INT64=cfg.int64, num_warps=cfg.num_warps, enable_fp_fusion=False,
+            **dependent_launch(residual.device),
         )
 
 
@@ -177,7 +183,7 @@ def _launch_joint3(v, a, u, v_fp8):
             vr, vx, vb, vg, vgs, vo, ar, ax, ab, ag, ao, ur, ux, uo,
             vr.shape[0], vr.shape[1], ar.shape[0], ar.shape[1], ur.shape[0], ur.shape[1],
             n_v, n_a, V_FP8=v_fp8, A_BIAS=ab is not None, BLOCK_R=block_r, BLOCK_C=block_c,
-            num_warps=num_warps, enable_fp_fusion=False,
+            num_warps=num_warps, enable_fp_fusion=False, **dependent_launch(vr.device),
         )
 
 
