@@ -36,6 +36,7 @@ from ..repo import ROOT, Package, load_file
 from ..validation import load_built, reference_of
 
 BF16 = torch.bfloat16
+PATHS = ("pdl", "plain", "compile")
 
 
 def _cases(package):
@@ -163,11 +164,12 @@ def _first(y):
 
 
 def measure(kernel, reference, module, make, ours, ref, predecessors):
-    probe = make(torch.Generator().manual_seed(0))
-    nbytes = sum(t.numel() * t.element_size() for t in probe.values())
-    sets = [make(torch.Generator().manual_seed(i)) for i in range(rotation_sets(nbytes))]
+    first = make(torch.Generator().manual_seed(0))
+    nbytes = sum(t.numel() * t.element_size() for t in first.values())
+    sets = [first] + [make(torch.Generator().manual_seed(i))
+                      for i in range(1, rotation_sets(nbytes))]
     # same bits with and without PDL, on fresh copies of one set (in-place ops mutate it)
-    fresh = lambda: {k: v.clone() for k, v in sets[0].items()}  # noqa: E731
+    fresh = lambda: {k: v.clone() for k, v in first.items()}  # noqa: E731
     a = _first(ours(kernel, fresh())).clone()
     with plain_launch(module):
         b = _first(ours(kernel, fresh())).clone()
@@ -176,21 +178,21 @@ def measure(kernel, reference, module, make, ours, ref, predecessors):
     diff = (a.float() - c.float()).abs().max().item()
     row = {"same_bits_pdl_plain": same_bits(a, b), "max_abs_vs_compile": diff,
            "bytes": nbytes}
-    paths = {"pdl": lambda s: ours(kernel, s), "compile": compiled}
-    for name in ("pdl", "plain", "compile"):
-        ctx = plain_launch(module) if name == "plain" else contextlib.nullcontext()
-        call = paths.get(name, paths["pdl"])
-        with ctx:
-            row[f"{name}_chain_us"] = graph_us(call, sets)
+
+    def timed(name, call):
+        """graph_us of ``call`` on path ``name``: ours with PDL, ours plain, compile."""
+        op = compiled if name == "compile" else (lambda s: ours(kernel, s))
+        with plain_launch(module) if name == "plain" else contextlib.nullcontext():
+            return graph_us(lambda s: call(op, s), sets)
+
+    for name in PATHS:
+        row[f"{name}_chain_us"] = timed(name, lambda op, s: op(s))
     for pattern, gemm in predecessors.items():
         row[f"{pattern}_gemm_us"] = graph_us(lambda s: gemm(), sets)
-        for name in ("pdl", "plain", "compile"):
-            ctx = plain_launch(module) if name == "plain" else contextlib.nullcontext()
-            call = paths.get(name, paths["pdl"])
-            with ctx:
-                row[f"{name}_{pattern}_us"] = graph_us(
-                    lambda s, call=call, gemm=gemm: (gemm(), call(s))[1], sets)
-    del sets
+        for name in PATHS:
+            row[f"{name}_{pattern}_us"] = timed(
+                name, lambda op, s, gemm=gemm: (gemm(), op(s))[1])
+    del sets, first
     torch.cuda.empty_cache()
     return row
 
@@ -233,7 +235,7 @@ def main():
         for pattern in ("chain", "after_cublas", "after_fp8"):
             alone = f" ({row[pattern + '_gemm_us']:.2f})" if pattern != "chain" else ""
             line += f" | {pattern}{alone} " + " ".join(
-                f"{name} {row[f'{name}_{pattern}_us']:.2f}" for name in ("pdl", "plain", "compile"))
+                f"{name} {row[f'{name}_{pattern}_us']:.2f}" for name in PATHS)
         print(line + f" | bits {row['same_bits_pdl_plain']} diff {row['max_abs_vs_compile']:.3g}",
               flush=True)
     Path(args.out).mkdir(parents=True, exist_ok=True)
