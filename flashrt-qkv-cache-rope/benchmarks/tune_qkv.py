@@ -11,8 +11,10 @@ encoder prefill S = 560, decoder S = 10 at cache offset 560, 1024-row cache):
 * baselines: eager reference math writing the same cache rows in place,
   torch.compile of it (verified against eager first), a same-size device copy.
 
-``--wan`` sweeps the whole-hidden (Wan) kernel's launch settings (num_warps,
-early table loads) around ``row_config`` at T = 2520, 24 and 40 heads.
+``--wan`` sweeps the whole-hidden (Wan) kernel's launch settings around
+``row_config`` (``wan_candidates``: warps, early table loads, and the exact-chunk
+split with its three hold modes) for ``qkv_split_norm_rope_bf16`` and
+``qkv_split_bias_norm_rope_v_bf16`` at T = 2520 and 4096, 24 and 40 heads.
 
 ``--grid`` also measures the bench_qkv.py rows that its quick grid skips
 (Wan T = 2520 norm + RoPE and bias + norm + RoPE + V, decode heads 4 and 8),
@@ -26,13 +28,20 @@ wherever a thread holds 16 bytes and a program >= 2 warps (the rule: 8 vectors x
 warps, 3.59), 3.89-3.99 at 8 bytes per thread, ~5.0 with one-warp programs; compile
 7.34 us, same-size copy 3.30 us. Decode 10 tokens: 1.31-1.40 us for every setting
 but BLOCK_V = 16 (1.66), compile 3.51 us. The launch rule (``vector_config``) stays.
-Wan T = 2520 (``--wan``): ``row_config`` fastest of its four settings, 20.09 us at 24
-heads (84% of a same-size copy), 34.15 us at 40 heads (78%); twice the warps or early
-table loads 6-62% slower.
+Wan T = 2520 (``--wan``, the sweep before the exact-chunk modes existed, norm + RoPE
+only): ``row_config`` fastest of its four settings, 20.09 us at 24 heads (84% of a
+same-size copy), 34.15 us at 40 heads (78%); twice the warps or early table loads
+6-62% slower. The exact-chunk modes are not yet measured. Offline sm_90 register
+counts (ptxas, a thread), norm + RoPE with late tables: the rule 77 (D = 3072, 4
+warps) / 74 (5120, 8 warps); exact chunks at 8 warps holding halves / words / nothing
+48 / 40 / 32 (3072) and 64 / 48 / 40 (5120); with bias and V at 5120 93 / 78 / 64
+against the rule's 104: more programs resident per SM, more bytes in flight, the
+hypothesis the sweep tests.
 """
 
 import argparse
 import importlib
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -207,49 +216,76 @@ def unmeasured_grid(kernel, copy_gbps, log):
     return rows
 
 
-WAN_SHAPES = ((2520, 24), (2520, 40))
+WAN_SHAPES = ((2520, 24), (2520, 40), (4096, 24), (4096, 40))
+WAN_FUNCTIONS = (("qkv_split_norm_rope_bf16", False), ("qkv_split_bias_norm_rope_v_bf16", True))
+
+
+def wan_candidates(common, D, T, dev):
+    """The rule, then around it: twice its warps, the other table placement, and the
+    exact-chunk split (``exact_chunks``) at 4 / 8 warps holding the fp32 halves, the
+    loaded words or nothing across the reduction."""
+    rule = common.row_config(D, T, dev)
+    cands = [rule, rule._replace(num_warps=2 * rule.num_warps), rule._replace(early=not rule.early)]
+    exact = common.exact_chunks(D // 2)
+    if exact:
+        cands += [rule._replace(chunk=exact[0], n_chunks=exact[1], num_warps=w, hold=h)
+                  for h in (0, 1, 2) for w in (4, 8)]
+    return rule, cands
 
 
 def wan_sweep(kernel, cases, log):
-    """qkv_split_norm_rope_bf16 at ``row_config`` and around it (the launcher reads
-    ``row_config`` from its module at call time; patched per candidate)."""
+    """The whole-hidden kernel at ``row_config`` and around it (``wan_candidates``), both
+    of its main functions; the launcher reads ``row_config`` from its module at call
+    time (patched per candidate) and returns the launched kernel (its registers go
+    into the record). Every candidate is verified against the reference first."""
     reference = reference_of(kernel)
     norm_rope = importlib.import_module(f"{kernel.__name__}.norm_rope")
-    rule_fn = norm_rope.row_config
+    common = importlib.import_module(f"{kernel.__name__}._common")
+    rule_fn, launch_fn = norm_rope.row_config, norm_rope._launch_wan
+    launched = {}
+
+    def recording_launch(*args, **kw):
+        launched["kernel"] = launch_fn(*args, **kw)
     dev = torch.device("cuda")
     out = []
-    for T, H in WAN_SHAPES:
-        D = H * 128
-        nbytes = T * 2 * D * 2 * 2 + 2 * T * 64 * 4 + 2 * D * 2
-        sets = []
-        for i in range(harness.rotation_sets(nbytes)):
-            kw = cases.wan_inputs(1, T, H, 128, dev, torch.Generator().manual_seed(i))
-            sets.append((kw, [torch.empty(1, T, H, 128, dtype=BF16, device=dev) for _ in "qk"]))
-        want = reference.qkv_split_norm_rope_bf16(**sets[0][0])
-        bt, bp, nw, early = rule = rule_fn(D, T, dev)
-        cands = [rule] + [(bt, bp, w, e) for w in (nw, 2 * nw) for e in (early, not early)
-                          if (w, e) != (nw, early)]
-        rows = []
-        for cfg in cands:
-            norm_rope.row_config = lambda D, n, device, cfg=cfg: cfg
-            fn = lambda s: kernel.qkv_split_norm_rope_bf16(  # noqa: E731
-                **s[0], q_out=s[1][0], k_out=s[1][1])
-            ok = all(compare("bf16", g, w).ok for g, w in zip(fn(sets[0]), want))
-            us = harness.graph_us(fn, sets) if ok else None
-            rows.append({"config": cfg, "rule": cfg == rule, "ok": ok, "us": us})
-        norm_rope.row_config = rule_fn
-        copy_us = harness.same_size_copy_us(nbytes, len(sets))
-        log(f"  Wan T={T} H={H}: {nbytes / 1e6:.1f} MB, same-size copy {copy_us:.2f} us")
-        for r in rows:
-            bt, bp, w, e = r["config"]
-            log(f"    block_t={bt} block_p={bp} warps={w:2d} early={int(e)}"
-                + (" (rule)" if r["rule"] else "       ")
-                + (f" {r['us']:7.2f} us {100 * copy_us / r['us']:5.1f}% copy" if r["ok"]
-                   else " REJECT"))
-        out.append({"shape": f"T={T},H={H},hd=128", "bytes": nbytes, "same_size_copy_us": copy_us,
-                    "rows": rows})
-        del sets
-        torch.cuda.empty_cache()
+    try:
+        norm_rope._launch_wan = recording_launch
+        for (T, H), (fn_name, bias) in itertools.product(WAN_SHAPES, WAN_FUNCTIONS):
+            D = H * 128
+            n_out = 3 if bias else 2
+            nbytes = T * n_out * D * 2 * 2 + 2 * T * 64 * 4 + 2 * D * 2 + (3 * D * 2 if bias else 0)
+            sets = []
+            for i in range(harness.rotation_sets(nbytes)):
+                kw = cases.wan_inputs(1, T, H, 128, dev, torch.Generator().manual_seed(i), bias=bias)
+                sets.append((kw, [torch.empty(1, T, H, 128, dtype=BF16, device=dev)
+                                  for _ in range(n_out)]))
+            want = getattr(reference, fn_name)(**sets[0][0])
+            fn = lambda s, fn_name=fn_name: getattr(kernel, fn_name)(  # noqa: E731
+                **s[0], **dict(zip(("q_out", "k_out", "v_out"), s[1])))
+            rule, cands = wan_candidates(common, D, T, dev)
+            rows = []
+            for cfg in cands:
+                norm_rope.row_config = lambda D, n, device, cfg=cfg: cfg
+                ok = all(compare("bf16", g, w).ok for g, w in zip(fn(sets[0]), want))
+                us = harness.graph_us(fn, sets) if ok else None
+                rows.append({"config": cfg._asdict(), "rule": cfg == rule, "ok": ok, "us": us,
+                             **harness.kernel_resources(launched.get("kernel"))})
+            norm_rope.row_config = rule_fn
+            copy_us = harness.same_size_copy_us(nbytes, len(sets))
+            log(f"  {fn_name} T={T} H={H}: {nbytes / 1e6:.1f} MB, same-size copy {copy_us:.2f} us")
+            for r in rows:
+                c = r["config"]
+                log(f"    chunk={c['chunk']}x{c['n_chunks']} hold={c['hold']} warps={c['num_warps']:2d} "
+                    f"early={int(c['early'])} regs={r.get('regs', '?')}"
+                    + (" (rule)" if r["rule"] else "       ")
+                    + (f" {r['us']:7.2f} us {100 * copy_us / r['us']:5.1f}% copy" if r["ok"]
+                       else " REJECT"))
+            out.append({"function": fn_name, "shape": f"T={T},H={H},hd=128", "bytes": nbytes,
+                        "same_size_copy_us": copy_us, "rows": rows})
+            del sets
+            torch.cuda.empty_cache()
+    finally:
+        norm_rope.row_config, norm_rope._launch_wan = rule_fn, launch_fn
     return out
 
 

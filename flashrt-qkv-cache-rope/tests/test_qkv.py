@@ -158,6 +158,57 @@ def test_bias_rope_full_table_reads_first_half_only(kernel, device):
         assert torch.equal(_bits(a), _bits(b))
 
 
+# --- whole-hidden (Wan) kernel: launch modes ------------------------------------------------------
+
+
+def _wan_modes(kernel, D, n_rows, device):
+    """(name, WanConfig) of every chunking x hold x early-load mode around the rule."""
+    common = importlib.import_module(f"{kernel.__name__}._common")
+    rule = common.row_config(D, n_rows, device)
+    split = [(rule.chunk, 1)] + [c for c in [common.exact_chunks(D // 2)] if c]
+    return [(f"chunk{ch}x{n}-hold{h}-early{int(e)}", rule._replace(chunk=ch, n_chunks=n,
+                                                                   hold=h, early=e))
+            for ch, n in split for h in (0, 1, 2) for e in (False, True)]
+
+
+@pytest.mark.parametrize("bias", [False, True], ids=["norm_rope", "bias_norm_rope_v"])
+@pytest.mark.parametrize("shape", [(2, 5, 3, 8), pytest.param((1, 9, 24, 128), marks=pytest.mark.gpu),
+                                   pytest.param((1, 9, 40, 128), marks=pytest.mark.gpu)],
+                         ids=lambda s: "B{}xT{}xH{}xhd{}".format(*s))
+def test_wan_launch_modes(kernel, device, monkeypatch, bias, shape):
+    """The whole-hidden kernel's launch modes: a section's words in one padded chunk or
+    in exact chunks (D = 24: 3 x 4 words; Wan's 3072 / 5120: 3 / 5 x 512), fp32 halves,
+    loaded words or nothing held across the reduction, tables loaded before or after it.
+    Hold and table placement never change the bits of a chunking; every mode matches
+    the reference. (Exact chunks sum the squares chunk by chunk: another order.)"""
+    norm_rope = importlib.import_module(f"{kernel.__name__}.norm_rope")
+    B, T, H, hd = shape
+    kw = cases.wan_inputs(B, T, H, hd, device, _gen(), bias=bias)
+    fn = "qkv_split_bias_norm_rope_v_bf16" if bias else "qkv_split_norm_rope_bf16"
+    want = getattr(reference_of(kernel), fn)(**kw, rope_seq_len=T - 2)
+    modes = _wan_modes(kernel, H * hd, B * T, device)
+    assert len(modes) == 12  # both chunkings exist at these widths
+    first = {}
+    for name, cfg in modes:
+        monkeypatch.setattr(norm_rope, "row_config", lambda D, n, dev, cfg=cfg: cfg)
+        got = getattr(kernel, fn)(**kw, rope_seq_len=T - 2)
+        for g, w in zip(got, want):
+            _assert_close("bf16", g, w)
+        bits = [_bits(g) for g in got]
+        ref = first.setdefault(cfg.n_chunks, bits)
+        assert all(torch.equal(a, b) for a, b in zip(bits, ref)), name
+
+
+def test_wan_exact_chunks(kernel):
+    common = importlib.import_module(f"{kernel.__name__}._common")
+    assert common.exact_chunks(1536) == (512, 3)  # Wan2.2-TI2V-5B, D = 3072
+    assert common.exact_chunks(2560) == (512, 5)  # Wan2.2-A14B, D = 5120
+    assert common.exact_chunks(12) == (4, 3)
+    assert common.exact_chunks(2048) is None  # a power of two: one chunk already
+    assert common.exact_chunks(4608) is None  # 9 x 512: over MAX_EXACT_CHUNKS
+    assert common.exact_chunks(63) is None
+
+
 # --- caches and workspaces: other rows untouched, device positions -------------------------------
 
 

@@ -3,6 +3,8 @@ launch heuristics and the shape checks that several wrappers (and their fakes)
 repeat. Checks raise ``RuntimeError`` before anything is allocated or launched.
 """
 
+from typing import NamedTuple
+
 import torch
 
 from ._host import cdiv, check_int, check_shape, next_power_of_2, sm_count
@@ -30,19 +32,47 @@ def vector_config(n_vec, elems, device):
     return block_v, num_warps
 
 
-def row_config(D, n_rows, device):
-    """(BLOCK_T, BLOCK_P, num_warps, EARLY_LOADS) of the whole-hidden kernel.
+class WanConfig(NamedTuple):
+    """Launch shape of the whole-hidden kernel: ``block_t`` token rows per program, each
+    Q/K section's P = D/2 int32 pair words in ``n_chunks`` chunks of ``chunk`` (a power
+    of two) words, ``early``: norm weights and RoPE tables loaded before the reduction,
+    ``hold``: what the kernel keeps across the reduction (0 fp32 halves, 1 loaded words,
+    2 nothing: the row is loaded again)."""
+    block_t: int
+    chunk: int
+    n_chunks: int
+    num_warps: int
+    early: bool
+    hold: int = 0
 
-    One token per program at model widths (more per program measured slower);
-    about 32 int32 pairs per thread. Loads issued before the reduction pay off
-    when the grid is about one wave (<= 12 programs per SM: ~1k tokens at
-    D=3072) and cost registers beyond that; two variants, never one per count.
+
+MAX_EXACT_CHUNKS = 8  # chunks a row may be split into (unrolled: code grows with it)
+
+
+def exact_chunks(P):
+    """(chunk, n_chunks) with P = n_chunks x chunk, chunk the largest power of two
+    dividing P: a row in these chunks has no masked lanes (one padded block of
+    next_power_of_2(P) wastes 25% at Wan's D = 3072 and 37.5% at 5120). None where P is
+    a power of two (one chunk already) or would need more than MAX_EXACT_CHUNKS."""
+    chunk = P & -P
+    n = P // chunk
+    return (chunk, n) if 1 < n <= MAX_EXACT_CHUNKS else None
+
+
+def row_config(D, n_rows, device):
+    """The whole-hidden kernel's launch rule (benchmarks/tune_qkv.py ``--wan``).
+
+    One token per program at model widths (more per program measured slower), the row
+    in one padded power-of-two chunk; about 32 int32 pairs per thread. Loads issued
+    before the reduction pay off when the grid is about one wave (<= 12 programs per
+    SM: ~1k tokens at D=3072) and cost registers beyond that; two variants, never one
+    per count. (Rows in ``exact_chunks`` are a tune candidate, not yet measured.)
     """
     block_p = next_power_of_2(max(1, D // 2))
     block_t = max(1, 1024 // block_p)
     num_warps = max(1, min(16, 2 * block_t * block_p // 1024))
     early = cdiv(n_rows, block_t) <= 12 * sm_count(device, interpreted=1)
-    return block_t, block_p, num_warps, early
+    return WanConfig(block_t, block_p, 1, num_warps, early)
 
 
 def check_packed3(x, name):

@@ -22,6 +22,7 @@ launch), allocates missing outputs, and launches directly when eager or
 through its out-variant ``torch.library.custom_op`` when traced.
 """
 
+import os
 from typing import Optional, Tuple
 
 import torch
@@ -36,6 +37,7 @@ from ._host import (cdiv, check_int, check_same_device, check_shape, check_tenso
 from ._ops import add_op_namespace_prefix
 
 HD128 = 128  # decode / per-head / strided kernels are fixed to head_dim 128 (spec)
+_PTX = tl.constexpr(os.environ.get("TRITON_INTERPRET", "0") != "1")  # inline PTX runs
 
 
 # ----------------------------------------------------------------------------
@@ -113,79 +115,180 @@ def _head_norm_rope_kernel(
         tl.store(vo_ptr + o_ob[:, None] + o_vd, b_v, mask=m_vb)
 
 
+@triton.jit
+def _unpack_pairs(w, OPAQUE: tl.constexpr):
+    """int32 pair words -> fp32 (elements 2p, 2p+1): a bf16 -> fp32 is a 16-bit shift.
+    OPAQUE: through inline PTX, which the compiler does not merge with an earlier
+    unpack of the same words (so only the words, not the fp32 halves, stay live);
+    the interpreter, which runs no PTX, shifts as usual (same values)."""
+    if OPAQUE and _PTX:
+        a = tl.inline_asm_elementwise("shl.b32 $0, $1, 16;", "=r,r", [w], dtype=tl.float32,
+                                      is_pure=True, pack=1)
+        b = tl.inline_asm_elementwise("and.b32 $0, $1, -65536;", "=r,r", [w], dtype=tl.float32,
+                                      is_pure=True, pack=1)
+    else:
+        a = (w << 16).to(tl.float32, bitcast=True)
+        b = (w & -65536).to(tl.float32, bitcast=True)
+    return a, b
+
+
+@triton.jit
+def _pack_pairs(a, b):
+    """fp32 (even, odd) elements -> int32 words of two RN-rounded bf16."""
+    a = a.to(tl.bfloat16).to(tl.int16, bitcast=True).to(tl.int32)
+    b = b.to(tl.bfloat16).to(tl.int16, bitcast=True).to(tl.int32)
+    return (a & 0xFFFF) | (b << 16)
+
+
+@triton.jit
+def _wan_words(x_ptr, i_t, m_t, o_p, P: tl.constexpr, SECTIONS: tl.constexpr):
+    """The Q and K words [BLOCK_T, 2, chunk] of a chunk (SECTIONS 2), or its V words
+    [BLOCK_T, chunk] (SECTIONS 1), as loaded."""
+    m_p = o_p < P
+    if SECTIONS == 2:
+        o_s = tl.arange(0, 2)  # section: 0 = Q, 1 = K
+        return tl.load(x_ptr + i_t[:, None, None] * (3 * P) + o_s[None, :, None] * P
+                       + o_p[None, None, :], mask=m_t[:, None, None] & m_p[None, None, :],
+                       other=0)
+    else:
+        return tl.load(x_ptr + i_t[:, None] * (3 * P) + 2 * P + o_p[None, :],
+                       mask=m_t[:, None] & m_p[None, :], other=0)
+
+
+@triton.jit
+def _wan_bias_words(bias_ptr, o_p, P: tl.constexpr, SECTIONS: tl.constexpr):
+    """The Q and K bias words [2, chunk] of a chunk (SECTIONS 2) or its V bias words
+    [1, chunk] (SECTIONS 1)."""
+    m_p = o_p < P
+    if SECTIONS == 2:
+        o_s = tl.arange(0, 2)
+        return tl.load(bias_ptr + o_s[:, None] * P + o_p[None, :], mask=m_p[None, :], other=0)
+    else:
+        return tl.load(bias_ptr + 2 * P + o_p, mask=m_p, other=0)[None, :]
+
+
+@triton.jit
+def _wan_qk_halves(b_x, b_bias, HAS_BIAS: tl.constexpr, OPAQUE: tl.constexpr):
+    """Q/K words as fp32 halves, the bias added in fp32 (not rounded)."""
+    b_a, b_b = _unpack_pairs(b_x, OPAQUE)
+    if HAS_BIAS:
+        b_ba, b_bb = _unpack_pairs(b_bias, OPAQUE)
+        b_a += b_ba[None, :, :]
+        b_b += b_bb[None, :, :]
+    return b_a, b_b
+
+
+@triton.jit
+def _wan_tables(wq_ptr, wk_ptr, fr_ptr, fi_ptr, t, rotate, o_p, P: tl.constexpr,
+                HALF_HD: tl.constexpr):
+    """A chunk's Q/K norm weight words and its tokens' RoPE factors."""
+    o_s = tl.arange(0, 2)
+    m_p = o_p < P
+    p_w = tl.where(o_s[:, None] == 0, wq_ptr, wk_ptr) + o_p[None, :]
+    b_w = tl.load(p_w, mask=m_p[None, :], other=0)[None, :, :]
+    o_f = t[:, None] * HALF_HD + (o_p % HALF_HD)[None, :]
+    m_f = rotate[:, None] & m_p[None, :]
+    b_fr = tl.load(fr_ptr + o_f, mask=m_f, other=1.0)[:, None, :]
+    b_fi = tl.load(fi_ptr + o_f, mask=m_f, other=0.0)[:, None, :]
+    return b_w, b_fr, b_fi
+
+
 @triton.jit(do_not_specialize=["n_rows", "seq_tokens", "rope_len", "out_tokens", "out_off"])
 def _wan_qkv_kernel(
     x_ptr, bias_ptr, wq_ptr, wk_ptr, fr_ptr, fi_ptr, q_ptr, k_ptr, v_ptr,
     n_rows, seq_tokens, rope_len, out_tokens, out_off, eps,
-    P: tl.constexpr, HALF_HD: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr,
-    EARLY_LOADS: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_V: tl.constexpr,
-    PDL: tl.constexpr = False,
+    P: tl.constexpr, HALF_HD: tl.constexpr, BLOCK_T: tl.constexpr, CHUNK: tl.constexpr,
+    N_CHUNKS: tl.constexpr, HOLD: tl.constexpr, EARLY_LOADS: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_V: tl.constexpr, PDL: tl.constexpr = False,
 ):
-    """BLOCK_T token rows x {Q, K} (+ V) per program.
+    """BLOCK_T token rows x {Q, K} (+ V) per program. Each section's P words come in
+    N_CHUNKS chunks of CHUNK words: one power-of-two chunk (masked), or exactly
+    P = N_CHUNKS x CHUNK. Pass 1 loads every chunk (and V) and sums the squares; pass 2
+    normalizes, rotates and stores, from what HOLD kept across the reduction: 0 the
+    fp32 halves, 1 the loaded words (unpacked again: fewer registers), 2 nothing (the
+    chunk is loaded again, from cache). Same bits in every mode.
 
     bf16 tensors arrive viewed as int32 words, each one RoPE pair (element 2p in
     the low half, 2p+1 in the high half): 16-byte vector loads/stores, no
-    shuffles; bf16 -> fp32 is a 16-bit shift. Input row i = b*seq_tokens + t is
-    stored at output row b*out_tokens + out_off + t.
+    shuffles. Input row i = b*seq_tokens + t is stored at output row
+    b*out_tokens + out_off + t.
     """
     enter_dependent_launch(PDL)
     i_t = tl.program_id(0).to(tl.int64) * BLOCK_T + tl.arange(0, BLOCK_T)
     m_t = i_t < n_rows
-    o_s = tl.arange(0, 2)  # section: 0 = Q, 1 = K
-    o_p = tl.arange(0, BLOCK_P)
-    m_p = o_p < P
-    m_x = m_t[:, None, None] & m_p[None, None, :]
-    m_tp = m_t[:, None] & m_p[None, :]
-
-    o_x = i_t[:, None, None] * (3 * P) + o_s[None, :, None] * P + o_p[None, None, :]
-    b_x = tl.load(x_ptr + o_x, mask=m_x, other=0)
-    if HAS_V:
-        b_vx = tl.load(x_ptr + i_t[:, None] * (3 * P) + 2 * P + o_p[None, :], mask=m_tp, other=0)
-    if HAS_BIAS:
-        b_bias = tl.load(bias_ptr + o_s[:, None] * P + o_p[None, :], mask=m_p[None, :], other=0)
+    o_c = tl.arange(0, CHUNK)
+    held, v_s, tables = (), (), ()
+    for c in tl.static_range(N_CHUNKS):  # every chunk's loads before the reduction
+        o_p = c * CHUNK + o_c
+        b_x = _wan_words(x_ptr, i_t, m_t, o_p, P, 2)
+        b_v = b_x  # placeholders without V / bias
+        b_bias = b_x
+        b_vbias = b_x
         if HAS_V:
-            b_vbias = tl.load(bias_ptr + 2 * P + o_p, mask=m_p, other=0)[None, :]
-    p_w = tl.where(o_s[:, None] == 0, wq_ptr, wk_ptr) + o_p[None, :]
-    t = i_t % seq_tokens
-    rotate = m_t & (t < rope_len)
-    o_f = t[:, None] * HALF_HD + (o_p % HALF_HD)[None, :]
-    m_f = rotate[:, None] & m_p[None, :]
-    if EARLY_LOADS:
-        b_w = tl.load(p_w, mask=m_p[None, :], other=0)[None, :, :]
-        b_fr = tl.load(fr_ptr + o_f, mask=m_f, other=1.0)[:, None, :]
-        b_fi = tl.load(fi_ptr + o_f, mask=m_f, other=0.0)[:, None, :]
-
-    b_a = (b_x << 16).to(tl.float32, bitcast=True)
-    b_b = (b_x & -65536).to(tl.float32, bitcast=True)
-    if HAS_BIAS:  # fp32 sum, not rounded
-        b_a += (b_bias << 16).to(tl.float32, bitcast=True)[None, :, :]
-        b_b += (b_bias & -65536).to(tl.float32, bitcast=True)[None, :, :]
-    inv = rms_inv(tl.sum(b_a * b_a + b_b * b_b, 2), 2 * P, eps)[:, :, None]
-    if not EARLY_LOADS:
-        b_w = tl.load(p_w, mask=m_p[None, :], other=0)[None, :, :]
-        b_fr = tl.load(fr_ptr + o_f, mask=m_f, other=1.0)[:, None, :]
-        b_fi = tl.load(fi_ptr + o_f, mask=m_f, other=0.0)[:, None, :]
-    n_a = b_a * inv * (b_w << 16).to(tl.float32, bitcast=True)
-    n_b = b_b * inv * (b_w & -65536).to(tl.float32, bitcast=True)
-    y_a, y_b = rope_pair(n_a, n_b, b_fr, b_fi)
-    rot = rotate[:, None, None]
-    y_a = tl.where(rot, y_a, n_a).to(tl.bfloat16).to(tl.int16, bitcast=True).to(tl.int32)
-    y_b = tl.where(rot, y_b, n_b).to(tl.bfloat16).to(tl.int16, bitcast=True).to(tl.int32)
-    y = (y_a & 0xFFFF) | (y_b << 16)
+            b_v = _wan_words(x_ptr, i_t, m_t, o_p, P, 1)
+        if HAS_BIAS:
+            b_bias = _wan_bias_words(bias_ptr, o_p, P, 2)
+            if HAS_V:
+                b_vbias = _wan_bias_words(bias_ptr, o_p, P, 1)
+        if HAS_V:
+            v_s = v_s + ((b_v, b_vbias),)
+        if c == 0:
+            t = i_t % seq_tokens
+            rotate = m_t & (t < rope_len)
+        if EARLY_LOADS:
+            tables = tables + (_wan_tables(wq_ptr, wk_ptr, fr_ptr, fi_ptr, t, rotate, o_p, P,
+                                           HALF_HD),)
+        b_a, b_b = _wan_qk_halves(b_x, b_bias, HAS_BIAS, False)
+        if c == 0:
+            sum_sq = tl.sum(b_a * b_a + b_b * b_b, 2)
+        else:
+            sum_sq += tl.sum(b_a * b_a + b_b * b_b, 2)
+        if HOLD == 0:
+            held = held + ((b_a, b_b),)
+        elif HOLD == 1:
+            held = held + (b_x,)
+    inv = rms_inv(sum_sq, 2 * P, eps)[:, :, None]
 
     o_row = (i_t // seq_tokens) * out_tokens + out_off + t
-    p_o = tl.where(o_s[None, :, None] == 0, q_ptr, k_ptr)
-    tl.store(p_o + o_row[:, None, None] * P + o_p[None, None, :], y, mask=m_x)
-    if HAS_V:
-        if HAS_BIAS:
-            v_a = (b_vx << 16).to(tl.float32, bitcast=True) + \
-                (b_vbias << 16).to(tl.float32, bitcast=True)
-            v_b = (b_vx & -65536).to(tl.float32, bitcast=True) + \
-                (b_vbias & -65536).to(tl.float32, bitcast=True)
-            v_a = v_a.to(tl.bfloat16).to(tl.int16, bitcast=True).to(tl.int32)
-            v_b = v_b.to(tl.bfloat16).to(tl.int16, bitcast=True).to(tl.int32)
-            b_vx = (v_a & 0xFFFF) | (v_b << 16)
-        tl.store(v_ptr + o_row[:, None] * P + o_p[None, :], b_vx, mask=m_tp)
+    o_s = tl.arange(0, 2)
+    p_o = tl.where(o_s[None, :, None] == 0, q_ptr, k_ptr) + o_row[:, None, None] * P
+    rot = rotate[:, None, None]
+    for c in tl.static_range(N_CHUNKS):
+        o_p = c * CHUNK + o_c
+        m_p = o_p < P
+        if HOLD == 0:
+            b_a, b_b = held[c]
+        elif HOLD == 1:  # the bias is loaded again (from cache)
+            b_x = held[c]
+            b_bias = b_x  # placeholder without bias
+            if HAS_BIAS:
+                b_bias = _wan_bias_words(bias_ptr, o_p, P, 2)
+            b_a, b_b = _wan_qk_halves(b_x, b_bias, HAS_BIAS, True)
+        else:  # a second load is never merged with the first
+            b_x = _wan_words(x_ptr, i_t, m_t, o_p, P, 2)
+            b_bias = b_x
+            if HAS_BIAS:
+                b_bias = _wan_bias_words(bias_ptr, o_p, P, 2)
+            b_a, b_b = _wan_qk_halves(b_x, b_bias, HAS_BIAS, False)
+        if EARLY_LOADS:
+            b_w, b_fr, b_fi = tables[c]
+        else:
+            b_w, b_fr, b_fi = _wan_tables(wq_ptr, wk_ptr, fr_ptr, fi_ptr, t, rotate, o_p, P,
+                                          HALF_HD)
+        w_a, w_b = _unpack_pairs(b_w, False)
+        n_a = b_a * inv * w_a
+        n_b = b_b * inv * w_b
+        y_a, y_b = rope_pair(n_a, n_b, b_fr, b_fi)
+        y = _pack_pairs(tl.where(rot, y_a, n_a), tl.where(rot, y_b, n_b))
+        tl.store(p_o + o_p[None, None, :], y, mask=m_t[:, None, None] & m_p[None, None, :])
+        if HAS_V:
+            b_v, b_vbias = v_s[c]
+            if HAS_BIAS:
+                v_a, v_b = _unpack_pairs(b_v, False)
+                vb_a, vb_b = _unpack_pairs(b_vbias, False)
+                b_v = _pack_pairs(v_a + vb_a, v_b + vb_b)
+            tl.store(v_ptr + o_row[:, None] * P + o_p[None, :], b_v,
+                     mask=m_t[:, None] & m_p[None, :])
 
 
 # ----------------------------------------------------------------------------
@@ -210,18 +313,21 @@ def _launch_heads(*, n_rows, NA, NB, xa, xb, wa, wb, cos, sin, oa, ob, eps, xa_r
 
 def _launch_wan(packed, bias, wq, wk, freqs_re, freqs_im, q, k, v, heads, head_dim, rope_len,
                 eps, out_tokens=None, out_off=0):
+    """One launch of the whole-hidden kernel under ``row_config``; returns the launched
+    kernel (the tune script reads its registers)."""
     B, L, _ = packed.shape
     D = heads * head_dim
-    block_t, block_p, num_warps, early = row_config(D, B * L, packed.device)
+    cfg = row_config(D, B * L, packed.device)
     i32 = [None if t is None else t.view(torch.int32) for t in (packed, bias, wq, wk, q, k, v)]
     x32, b32, wq32, wk32, q32, k32, v32 = i32
     with device_guard(packed):
-        _wan_qkv_kernel[(cdiv(B * L, block_t),)](
+        return _wan_qkv_kernel[(cdiv(B * L, cfg.block_t),)](
             x32, x32 if b32 is None else b32, wq32, wk32, freqs_re, freqs_im, q32, k32,
             q32 if v32 is None else v32, B * L, L, rope_len, L if out_tokens is None else out_tokens,
-            out_off, eps, P=D // 2, HALF_HD=head_dim // 2, BLOCK_T=block_t, BLOCK_P=block_p,
-            EARLY_LOADS=early, HAS_BIAS=bias is not None, HAS_V=v is not None,
-            num_warps=num_warps, **dependent_launch(packed.device),
+            out_off, eps, P=D // 2, HALF_HD=head_dim // 2, BLOCK_T=cfg.block_t,
+            CHUNK=cfg.chunk, N_CHUNKS=cfg.n_chunks, HOLD=cfg.hold, EARLY_LOADS=cfg.early,
+            HAS_BIAS=bias is not None, HAS_V=v is not None, num_warps=cfg.num_warps,
+            **dependent_launch(packed.device),
         )
 
 
