@@ -14,7 +14,9 @@ approximate rsqrt over a correctly rounded 1/sqrt (H200: 24.2 vs 25.1 us at 2520
 1.61 vs 1.84 us for the 10-row FP8 call).
 
 ``--group new`` runs ``NEW_ROWS`` only (the open targets of the last H200 record, each
-with its own candidates). Its H200 run (2026-12-02, 8192x8192, 1 GiB copy 4212 GB/s; us
+with its own candidates: now the broadcast norm at 16384x4096, with persistent grids
+prefetching two tiles ahead, ``_ada_norm_kernel``'s PREFETCH = 2; not yet run). Its
+previous H200 run (2026-12-02, 8192x8192, 1 GiB copy 4212 GB/s; us
 under graph replay, (registers a thread); that run's "rule" = the rule before it: 32
 elements per thread per-row, the persistent grid at 16 for a broadcast style, every load
 before the reduction; "L" = weight, scale and shift loaded after it):
@@ -35,7 +37,9 @@ another order, within the tolerances).
 
 Usage: ``python tune_ada_norms.py --out DIR [--warm] [--functions a,b]
 [--group model|large|new] [--styles rows,1] [--shapes 10x1024,...] [--candidates rule,...]
-[--before DIR] [--baselines eager,compile,copy] [--budget SECONDS]``.
+[--before DIR] [--baselines eager,compile,copy,traffic] [--budget SECONDS]``. ``traffic``
+(non-fused rows): ``_traffic_kernel`` moving the same bytes with no math, the ceiling of
+this read / write mix beside the 1 : 1 same-size copy.
 ``--warm`` only compiles (Triton, Inductor) on one input set and times nothing (fills the
 on-disk caches; never run several at once: each one rebuilds the package).
 Writes DIR/tune_ada_norms.json (one record per row, rewritten after every row).
@@ -50,6 +54,8 @@ import time
 from pathlib import Path
 
 import torch
+import triton
+import triton.language as tl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -63,38 +69,75 @@ bench = load_file(ROOT / PKG / "benchmarks" / "bench_ada_norms.py", "_flashrt_tu
 cases = bench.cases
 LARGE_BYTES = 64 << 20  # at and above: fewer graph calls (each call is >= 30 us)
 # --group new: the open targets of the last H200 record, most important first
-# (function, rows, D, broadcast, candidates)
+# (function, rows, D, broadcast, candidates). 2026-12-03: the broadcast norm at 16384x4096,
+# 88% of copy BW on the rule (2 persistent programs per SM, 99 registers a thread offline:
+# one tile's reads in flight per program); candidates with two tiles in flight ("d2", 111
+# registers: still 2 programs per SM), other grids and elements per thread, and late loads.
 NEW_ROWS = [
-    ("gate_residual_ada_norm_fp8_static_bf16", 8192, 8192, False, "rule,r1e32L,r1e16,r1e32"),
-    ("ada_rms_norm_style_bf16", 8192, 8192, True, "rule,r1e16p1,r1e16p2,r1e32L"),
-    ("ada_rms_norm_style_bf16", 8192, 8192, False, "rule,r1e32L,r1e32"),
-    ("gate_residual_ada_norm_fp8_static_bf16", 8192, 8192, True, "rule,r1e32L,r1e16p2"),
+    ("ada_rms_norm_style_bf16", 16384, 4096, True,
+     "rule,r1e16p2d2,r1e16p1d2,r1e16p3,r1e8p2,r1e8p2d2,r1e8p3,r1e8p3d2,r1e16L,r1e8L,r1e32L"),
 ]
 
 
 def candidates(ada, D, rows, broadcast, device):
-    """Named (RowConfig, late style loads) for width D: the rule (None: its own placement)
-    and the alternatives (elements per thread, weight and style loaded beside x; on many
-    rows persistent grids, register rows loading weight, scale and shift after the
+    """Named (RowConfig, late style loads, prefetch depth) for width D: the rule (None:
+    its own placement) and the alternatives (elements per thread, weight and style loaded
+    beside x; on many rows persistent grids prefetching one tile ahead ("p<programs per
+    SM>") or two ("...d2"), register rows loading weight, scale and shift after the
     reduction ("L"), a chunked row)."""
     C = ada.RowConfig
-    named = {"rule": ada.row_config(D, rows, device, broadcast)}
+    named = {"rule": (ada.row_config(D, rows, device, broadcast), None, 1)}
     bd = ada.next_power_of_2(D)
     if bd > ada.REG_MAX_BLOCK:
-        return {k: (c, None) for k, c in named.items()}
+        return named
     for e in (8, 16, 32):
-        named[f"r1e{e}"] = C(False, 1, bd, max(1, min(16, bd // (32 * e))))
-    named = {k: (c, None if k == "rule" else False) for k, c in named.items()}
+        named[f"r1e{e}"] = (C(False, 1, bd, max(1, min(16, bd // (32 * e)))), False, 1)
     if rows > 8 * torch.cuda.get_device_properties(device).multi_processor_count:
-        for e in (16, 32):
+        for e in (8, 16, 32):
             warps = max(1, min(16, bd // (32 * e)))
-            named[f"r1e{e}p1"] = (C(False, 1, bd, warps, 1), False)
-            named[f"r1e{e}p2"] = (C(False, 1, bd, warps, 2), False)
+            for p in (1, 2, 3):
+                named[f"r1e{e}p{p}"] = (C(False, 1, bd, warps, p), False, 1)
+                named[f"r1e{e}p{p}d2"] = (C(False, 1, bd, warps, p), False, 2)
             # weight, scale and shift loaded after the reduction
-            named[f"r1e{e}L"] = (C(False, 1, bd, warps), True)
+            named[f"r1e{e}L"] = (C(False, 1, bd, warps), True, 1)
         if bd == 8192:
-            named["chunk"] = (C(True, 1, 4096, 8), False)
+            named["chunk"] = (C(True, 1, 4096, 8), False, 1)
     return named
+
+
+@triton.jit
+def _traffic_kernel(src_ptr, row_ptr, dst_ptr, n_rows, D, N_IN: tl.constexpr,
+                    BLOCK_D: tl.constexpr):
+    """The bytes of the ada norm with no math: each program reads one row of each of
+    N_IN (rows, D) planes of ``src`` and stores their sum, then copies one broadcast row
+    (the gate chunk of a 1 x 3D style) to a second (rows, D) plane of ``dst``."""
+    i = tl.program_id(0).to(tl.int64)
+    o = tl.arange(0, BLOCK_D)
+    m = o < D
+    acc = tl.load(src_ptr + i * D + o, mask=m, other=0.0)
+    for k in tl.static_range(1, N_IN):
+        acc += tl.load(src_ptr + (k * n_rows + i) * D + o, mask=m, other=0.0)
+    g = tl.load(row_ptr + o, mask=m, other=0.0)
+    tl.store(dst_ptr + i * D + o, acc, mask=m)
+    tl.store(dst_ptr + (n_rows + i) * D + o, g, mask=m)
+
+
+def traffic_us(rows, dim, broadcast, n_sets):
+    """Graph-replay time of ``_traffic_kernel`` moving the non-fused ada norm's bytes (x,
+    and the three style chunks when per row, read; out and gate_out written), the best of
+    4 / 8 / 16 warps: how fast this read / write mix can go at all, beside the same-size
+    copy (1 read : 1 write; the broadcast norm is 1 : 2)."""
+    n_in = 1 if broadcast else 4
+    bd = triton.next_power_of_2(dim)
+    sets = [(torch.randn(n_in, rows, dim, device="cuda").bfloat16(),
+             torch.randn(dim, device="cuda").bfloat16(),
+             torch.empty(2, rows, dim, device="cuda", dtype=torch.bfloat16)) for _ in range(n_sets)]
+    best = None
+    for warps in (4, 8, 16):
+        us = harness.graph_us(lambda s, w=warps: _traffic_kernel[(rows,)](
+            s[0], s[1], s[2], rows, dim, N_IN=n_in, BLOCK_D=bd, num_warps=w), sets, min_calls=8)
+        best = us if best is None else min(best, us)
+    return best
 
 
 def make_sets(fused, rows, dim, broadcast, n, device):
@@ -111,11 +154,14 @@ def make_sets(fused, rows, dim, broadcast, n, device):
     return sets
 
 
-def ours_fn(module, fused, cfg=None, late=None, launched=None):
+def ours_fn(module, fused, cfg=None, late=None, launched=None, prefetch=1):
     """One call of a module's ``_launch`` (cfg None: that module's own rule; ``late``: the
-    style-load placement, None = the rule's). ``launched["kernel"]``: the compiled kernel
-    it launched (its register and spill counts go into the record)."""
+    style-load placement, None = the rule's; ``prefetch``: a persistent grid's depth).
+    ``launched["kernel"]``: the compiled kernel it launched (its register and spill
+    counts go into the record)."""
     extra = () if cfg is None else (cfg,) if late is None else (cfg, late)
+    if prefetch != 1:
+        extra = extra + (prefetch,)
     launched = {} if launched is None else launched
 
     def call(s):
@@ -167,22 +213,23 @@ def tune_row(kernel, ada, before, function, model, rows, dim, broadcast, *, warm
     eager = eager_fn(reference_of(kernel), function, fused)
     rec = {"function": function, "model": model, "rows": rows, "D": dim,
            "style": "1x3D" if broadcast else "rowsx3D", "bytes": nbytes, "candidates": {}}
-    named = [(n, ada, c, late)
-             for n, (c, late) in candidates(ada, dim, rows, broadcast, device).items()]
+    named = [(n, ada, c, late, pf)
+             for n, (c, late, pf) in candidates(ada, dim, rows, broadcast, device).items()]
     if before is not None:
-        named.append(("before", before, None, None))
+        named.append(("before", before, None, None, 1))
     named = [c for c in named if not keep or c[0] in keep]
     done = {}  # a config named twice (rule = a sweep point) is timed once
     rule_out = None
-    for name, module, cfg, late in named:
-        key = (module.__name__, cfg, late)
+    for name, module, cfg, late, prefetch in named:
+        key = (module.__name__, cfg, late, prefetch)
         if key in done:
             rec["candidates"][name] = done[key]
             continue
         launched = {}
-        fn = ours_fn(module, fused, cfg, late, launched)
+        fn = ours_fn(module, fused, cfg, late, launched, prefetch)
         bad = verify(fn, sets[0], eager, formats)
-        entry = {"cfg": cfg._asdict() if cfg else None, "late": late, "ok": not bad,
+        entry = {"cfg": cfg._asdict() if cfg else None, "late": late, "prefetch": prefetch,
+                 "ok": not bad,
                  **harness.kernel_resources(launched.get("kernel"))}
         outs = [sets[0][k] for k in ("residual", "out", "gate_out") if k in sets[0]]
         if name == "rule":
@@ -205,6 +252,8 @@ def tune_row(kernel, ada, before, function, model, rows, dim, broadcast, *, warm
     rec["eager_us"] = time_it(eager if "eager" in baselines else None)
     rec["compile_us"] = time_it(compiled)
     rec["copy_us"] = harness.same_size_copy_us(nbytes, len(sets)) if "copy" in baselines else None
+    rec["traffic_us"] = (traffic_us(rows, dim, broadcast, len(sets))
+                         if "traffic" in baselines and not fused else None)
     rec["copy_gbps_1gib"] = copy_gbps
     return rec
 
@@ -220,6 +269,7 @@ def summary(rec):
     return (f"{name:12s} {rec['rows']:5d}x{rec['D']:<5d} {rec['style']:7s} best {best:11s} "
             f"{timed[best]:7.2f} rule {fmt(timed.get('rule'))} before {fmt(timed.get('before'))} "
             f"compile {fmt(rec['compile_us'])} copy {fmt(rec['copy_us'])} "
+            f"traffic {fmt(rec.get('traffic_us'))} "
             f"{100 * gbps / rec['copy_gbps_1gib']:4.0f}% | {others}")
 
 
@@ -234,7 +284,7 @@ def main():
     ap.add_argument("--before", default=None)
     ap.add_argument("--shapes", default="", help="ROWSxD,... to measure (default: all)")
     ap.add_argument("--candidates", default="", help="names to time (default: all)")
-    ap.add_argument("--baselines", default="eager,compile,copy")
+    ap.add_argument("--baselines", default="eager,compile,copy,traffic")
     ap.add_argument("--budget", type=float, default=0.0,
                     help="seconds: no row and no compile baseline starts within 5 s of it "
                     "(0: no limit)")

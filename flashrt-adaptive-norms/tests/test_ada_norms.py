@@ -99,14 +99,17 @@ def _ada(kernel):
     return importlib.import_module(f"{kernel.__name__}.ada_norms")
 
 
-# RowConfig fields but block_d (the row's power of two), then the late style loads: one row
-# per tile, several rows per tile (either with the weight, scale and shift loaded after the
-# reduction), a persistent grid (on the CPU interpreter 4 "SMs": every program loops over
-# several tiles, prefetching the next; a broadcast style row is loaded once per program), a
-# chunked row (chunk far narrower than the row: several chunks and a masked tail).
-LAUNCH_SHAPES = {"tile1": (False, 1, 1, 0, False), "tile4": (False, 4, 2, 0, False),
-                 "tile1_late": (False, 1, 1, 0, True), "tile4_late": (False, 4, 2, 0, True),
-                 "persistent": (False, 2, 2, 1, False), "chunked": (True, 1, 1, 0, False)}
+# RowConfig fields but block_d (the row's power of two), the late style loads, then the
+# persistent prefetch depth: one row per tile, several rows per tile (either with the
+# weight, scale and shift loaded after the reduction), a persistent grid (on the CPU
+# interpreter 4 "SMs": every program loops over several tiles, prefetching the next one or
+# two; a broadcast style row is loaded once per program), a chunked row (chunk far
+# narrower than the row: several chunks and a masked tail).
+LAUNCH_SHAPES = {"tile1": (False, 1, 1, 0, False, 1), "tile4": (False, 4, 2, 0, False, 1),
+                 "tile1_late": (False, 1, 1, 0, True, 1), "tile4_late": (False, 4, 2, 0, True, 1),
+                 "persistent": (False, 2, 2, 1, False, 1),
+                 "persistent_prefetch2": (False, 2, 2, 1, False, 2),
+                 "chunked": (True, 1, 1, 0, False, 1)}
 
 
 @pytest.mark.parametrize("broadcast", [False, True], ids=["style=rows", "style=1"])
@@ -118,7 +121,7 @@ def test_every_launch_shape_matches_reference(kernel, device, function, shape, r
     """Each kernel path on 1 row and on a ragged row count (persistent: 19 tiles over 4
     programs), both style layouts; every output (the in-place residual included)."""
     ada = _ada(kernel)
-    chunked, block_r, num_warps, persistent, late = LAUNCH_SHAPES[shape]
+    chunked, block_r, num_warps, persistent, late, prefetch = LAUNCH_SHAPES[shape]
     block_d = 32 if chunked else ada.next_power_of_2(dim)
     cfg = ada.RowConfig(chunked, block_r, block_d, num_warps, persistent)
     fused = function == FUSED
@@ -127,12 +130,33 @@ def test_every_launch_shape_matches_reference(kernel, device, function, shape, r
     out = _poison((rows, dim), torch.float8_e4m3fn if fused else torch.bfloat16, device)
     gate_out = _poison((rows, dim), torch.bfloat16, device)
     ada._launch(kw.get("residual"), kw["x"], kw.get("gate"), kw["weight"], kw["style"],
-                kw.get("scale"), out, gate_out, 1e-6, cfg, late)
+                kw.get("scale"), out, gate_out, 1e-6, cfg, late, prefetch)
     want = getattr(reference_of(kernel), function)(*original.values())
     got = (kw["residual"], out, gate_out) if fused else (out, gate_out)
     for fmt, g, w in zip(cases.FUNCTIONS[function][1], got, want):
         v = compare(fmt, g, w)
         assert v.ok, v.message
+
+
+@pytest.mark.parametrize("broadcast", [False, True], ids=["style=rows", "style=1"])
+@pytest.mark.parametrize("function", [ADA, FUSED])
+def test_persistent_prefetch_depth_keeps_the_bits(kernel, device, function, broadcast):
+    """A persistent grid prefetching one or two tiles ahead: the same loads of the same
+    values, so the same bits (37 rows in tiles of 2 over 4 programs: ragged last tiles,
+    prefetches past the end masked)."""
+    ada = _ada(kernel)
+    rows, dim = 37, 130
+    cfg = ada.RowConfig(False, 2, ada.next_power_of_2(dim), 2, 1)
+    fused = function == FUSED
+    outs = []
+    for prefetch in (1, 2):
+        kw = cases.ada_inputs(rows, dim, device, _gen(rows), broadcast=broadcast, fused=fused)
+        out = _poison((rows, dim), torch.float8_e4m3fn if fused else torch.bfloat16, device)
+        gate_out = _poison((rows, dim), torch.bfloat16, device)
+        ada._launch(kw.get("residual"), kw["x"], kw.get("gate"), kw["weight"], kw["style"],
+                    kw.get("scale"), out, gate_out, 1e-6, cfg, False, prefetch)
+        outs.append([_bits(t) for t in ((kw["residual"],) if fused else ()) + (out, gate_out)])
+    assert all(torch.equal(a, b) for a, b in zip(*outs))
 
 
 def test_launch_rule_boundaries(kernel, device):

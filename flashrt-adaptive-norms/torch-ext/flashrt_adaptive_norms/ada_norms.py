@@ -213,12 +213,13 @@ def _ada_norm_kernel(
     n_rows, D, eps,
     FUSED: tl.constexpr, BROADCAST: tl.constexpr, CHUNKED: tl.constexpr,
     PERSISTENT: tl.constexpr, LATE_STYLE: tl.constexpr, BLOCK_R: tl.constexpr,
-    BLOCK_D: tl.constexpr, PDL: tl.constexpr = False,
+    BLOCK_D: tl.constexpr, PREFETCH: tl.constexpr = 1, PDL: tl.constexpr = False,
 ):
     """One tile of BLOCK_R rows per program, a persistent loop over tiles (LATE_STYLE
-    unused), or one wide row in BLOCK_D chunks (CHUNKED). Every load of a tile is issued
-    before its reduction, so their latencies overlap; LATE_STYLE: the weight, scale and
-    shift after it, the gate chunk copied to gate_out first."""
+    unused; PREFETCH 1 or 2: the loads of that many next tiles in flight while a tile is
+    reduced and stored), or one wide row in BLOCK_D chunks (CHUNKED). Every load of a
+    tile is issued before its reduction, so their latencies overlap; LATE_STYLE: the
+    weight, scale and shift after it, the gate chunk copied to gate_out first."""
     enter_dependent_launch(PDL)
     inv_scale = 1.0
     if FUSED:
@@ -235,18 +236,28 @@ def _ada_norm_kernel(
             b_sc, b_sh, b_g = _load_style(style_ptr, i_t, b_x, D, True, BLOCK_D)
         b_w = load_row_vector(w_ptr, D, BLOCK_D)
         step = tl.num_programs(0)
-        for _ in range(i_t, tl.cdiv(n_rows, BLOCK_R), step):
-            # the next tile's loads are in flight while this one is reduced and stored
-            n_x, n_res, n_gate, n_sc, n_sh, n_g = _load_tile(
+        if PREFETCH == 2:  # the tile after the next one's loads, issued before the loop
+            m_x, m_res, m_gate, m_sc, m_sh, m_g = _load_tile(
                 res_ptr, x_ptr, gate_ptr, style_ptr, i_t + step, n_rows, D, FUSED,
+                BROADCAST, False, BLOCK_R, BLOCK_D)
+        for _ in range(i_t, tl.cdiv(n_rows, BLOCK_R), step):
+            # the next tiles' loads are in flight while this one is reduced and stored
+            n_x, n_res, n_gate, n_sc, n_sh, n_g = _load_tile(
+                res_ptr, x_ptr, gate_ptr, style_ptr, i_t + PREFETCH * step, n_rows, D, FUSED,
                 BROADCAST, False, BLOCK_R, BLOCK_D)
             _finish_tile(b_x, b_res, b_gate, b_sc, b_sh, b_w, w_ptr, style_ptr, i_t, res_ptr,
                          out_ptr, n_rows, D, eps, inv_scale, FUSED, BROADCAST, False, BLOCK_R,
                          BLOCK_D)
             _store_gate(gate_out_ptr, b_g, i_t, n_rows, D, BLOCK_R, BLOCK_D)
-            b_x, b_res, b_gate, i_t = n_x, n_res, n_gate, i_t + step
-            if not BROADCAST:
-                b_sc, b_sh, b_g = n_sc, n_sh, n_g
+            i_t += step
+            if PREFETCH == 2:
+                b_x, b_res, b_gate, m_x, m_res, m_gate = m_x, m_res, m_gate, n_x, n_res, n_gate
+                if not BROADCAST:
+                    b_sc, b_sh, b_g, m_sc, m_sh, m_g = m_sc, m_sh, m_g, n_sc, n_sh, n_g
+            else:
+                b_x, b_res, b_gate = n_x, n_res, n_gate
+                if not BROADCAST:
+                    b_sc, b_sh, b_g = n_sc, n_sh, n_g
     else:
         b_x, b_res, b_gate, b_sc, b_sh, b_g = _load_tile(
             res_ptr, x_ptr, gate_ptr, style_ptr, i_t, n_rows, D, FUSED, BROADCAST, LATE_STYLE,
@@ -268,9 +279,10 @@ def _ada_norm_kernel(
 
 
 def _launch(residual, x, gate, weight, style, scale, out, gate_out, eps, cfg=None,
-            late_style=None):
-    """``cfg`` / ``late_style`` None: the launch rule; else forced (the tune script).
-    Returns the launched kernel."""
+            late_style=None, prefetch=1):
+    """``cfg`` / ``late_style`` None: the launch rule; else forced (the tune script, which
+    also sets a persistent grid's ``prefetch`` depth; the rule's is 1). Returns the
+    launched kernel."""
     n_rows, D = x.shape
     broadcast = style.shape[0] == 1
     cfg = cfg or row_config(D, n_rows, x.device, broadcast)
@@ -281,7 +293,8 @@ def _launch(residual, x, gate, weight, style, scale, out, gate_out, eps, cfg=Non
             residual, x, gate, weight, style, scale, out, gate_out, n_rows, D, eps,
             FUSED=residual is not None, BROADCAST=broadcast, CHUNKED=cfg.chunked,
             PERSISTENT=cfg.persistent > 0, LATE_STYLE=late_style, BLOCK_R=cfg.block_r,
-            BLOCK_D=cfg.block_d, num_warps=cfg.num_warps, enable_fp_fusion=False,
+            BLOCK_D=cfg.block_d, PREFETCH=prefetch, num_warps=cfg.num_warps,
+            enable_fp_fusion=False,
             **dependent_launch(x.device),
         )
 
