@@ -41,6 +41,11 @@ us (compile; rule; int64; best other):
 Adopted: int32 index math; ndhwc_to_ncdhw without a residual reads whole channel rows
 ([128, 32] at 96 channels); 2048-element bf16 tiles up to 2^22 elements moved (pack
 C=96 [32, 64] x 2; the 16-channel rows had them already).
+
+Added after that round, not yet run: the upsample quantizer's rows (``up60``, ``uphi``:
+69% / 77% of copy BW in the 2026-12-03 bench record, the widest bandwidth gap of the
+package), first in the order, its tiles through ``_upsample2x_quantize(config=...)``;
+every row now also records a same-size device copy (``copy_us``).
 """
 
 import time
@@ -211,6 +216,19 @@ def _im2col_row(L, R, nv):
                             [RULE] + _named((512, 2), (256, 1), (512, 1))))
 
 
+def _upsample_row(L, R, tag, shape, cands):
+    """upsample2x_quantize (frames as batch): bf16 (N, C, H, W) read, four fp8 copies
+    of each element written (channels-last runs of one channel block)."""
+    N, C, H, W = shape
+    return (f"up{tag}", (f"upsample2x_quantize_fp8_static_nhwc_bf16 {_label(shape)},scale=0.04",
+                         lambda s: (_x(shape, s, 8.0),
+                                    torch.empty(N, 2 * H, 2 * W, C, dtype=torch.float8_e4m3fn,
+                                                device=DEV)),
+                         lambda st, c: L._upsample2x_quantize(st[0], 0.04, st[1], config=c),
+                         lambda st: R.upsample2x_quantize_fp8_static_nhwc_bf16(st[0], 0.04),
+                         6 * _numel(shape), [RULE] + cands))
+
+
 def _other_rows(L, R):
     """pack, pool, im2col, and guard rows (already faster than compile) of kernels the
     index-width change touches: channel_to_space3d and the FP8 transpose."""
@@ -222,6 +240,14 @@ def _other_rows(L, R):
         _pool_row(L, R, "60", f, _named((32, 64, 8), (16, 64, 2))),
         _pool_row(L, R, "hi", (1, 96, 9, 120, 208), []),
         _im2col_row(L, R, 2), _im2col_row(L, R, 3),
+        # the rule: [32, 128] x 8 warps (one 32-channel block of three at C = 96);
+        # [128, *]: the whole 96 channels one contiguous 96-byte run a pixel
+        _upsample_row(L, R, "60", (21, 96, 60, 104),
+                      _named((128, 32, 8), (128, 32, 4), (128, 64, 8), (64, 64, 8),
+                             (32, 128, 4), (32, 256, 8), (32, 64, 4))),
+        _upsample_row(L, R, "hi", (9, 96, 120, 208),
+                      _named((128, 32, 8), (128, 32, 4), (128, 64, 8), (32, 256, 8),
+                             (32, 128, 4))),
         ("c2s", ("channel_to_space3d_bf16 1x384x2x60x104,Co=96,tf=2,sf=2,r=2",
                  lambda s: (_x(xs, s), _bf(*os_)),
                  lambda st, c: L._channel_to_space3d(st[0], st[1], 96, 2, 2, 2, False,
@@ -239,8 +265,8 @@ def _other_rows(L, R):
 
 
 # priority order: the widest gaps to compile first, guard rows (already faster) last
-ORDER = ["pack96", "blc16", "nd16", "ndb16", "nd96", "ndb96", "blc96", "nda96", "unshuffle60",
-         "bias60", "pool60", "pack384", "ndhi", "ndbhi", "ndahi", "unshufflehi", "biashi",
+ORDER = ["up60", "uphi", "pack96", "blc16", "nd16", "ndb16", "nd96", "ndb96", "blc96", "nda96",
+         "unshuffle60", "bias60", "pool60", "pack384", "ndhi", "ndbhi", "ndahi", "unshufflehi", "biashi",
          "cache2hi", "im2col2", "im2col3", "blchi", "cache260", "poolhi", "c2s", "fp8"]
 
 
@@ -264,11 +290,12 @@ def _verify(key, st, ours, ref, cfg, fmt):
 
 def tune_row(key, spec, clock, log):
     label, make, ours, ref, nbytes, cands = spec
-    fmt = "fp8" if key == "fp8" else "exact"
+    fmt = "fp8" if key == "fp8" or key.startswith("up") else "exact"
     sets = [make(i) for i in range(harness.rotation_sets(nbytes))]
     row = {"key": key, "op": label, "bytes": nbytes, "sets": len(sets), "candidates": []}
     compiled, row["compile_status"] = harness.verified_compile(ref, sets, _judge(fmt))
     row["compile_us"] = harness.graph_us(compiled, sets) if compiled else None
+    row["copy_us"] = harness.same_size_copy_us(nbytes, len(sets))
     for name, cfg in cands:
         if not clock.left(1.0):
             row["candidates"].append({"name": name, "config": cfg, "skipped": "budget"})
@@ -281,8 +308,9 @@ def tune_row(key, spec, clock, log):
             entry["note"] = v.message
         row["candidates"].append(entry)
     comp = row["compile_us"]
-    log(f"{label}: compile {comp or 0:.2f} us ({row['compile_status'][:40]}), "
-        f"{nbytes / 2**20:.1f} MiB, {len(sets)} sets, t = {clock.elapsed():.0f} s")
+    log(f"{label}: compile {comp or 0:.2f} us ({row['compile_status'][:40]}), same-size copy "
+        f"{row['copy_us']:.2f} us, {nbytes / 2**20:.1f} MiB, {len(sets)} sets, "
+        f"t = {clock.elapsed():.0f} s")
     for e in row["candidates"]:
         if e.get("us"):
             log(f"    {e['name']:26s} {e['us']:7.2f} us  x{(comp or 0) / e['us']:.3f} compile")

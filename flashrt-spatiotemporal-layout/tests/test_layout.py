@@ -225,6 +225,20 @@ def test_int64_index_math_equals_reference(kernel, device):
     assert _same(got, ref.channel_to_space3d_bf16(xc, 2, 2, 2, 2, False))
 
 
+@pytest.mark.parametrize("config", [(4, 16, 1), (16, 4, 2), (32, 8, 4)],
+                         ids=["c4w16", "c16w4", "c32w8"])
+def test_upsample_tiles_equal_reference(kernel, device, config):
+    """The upsample quantizer's tiles forced through the launcher's tuning override
+    (channel and width blocks that leave ragged edges on both axes, or cover a whole
+    axis) give the reference's bytes."""
+    layout = importlib.import_module(f"{kernel.__name__}.layout")
+    x = cases.randn((2, 12, 3, 21), _gen(), device, 8.0)
+    got = torch.full((2, 6, 42, 12), float("nan"), device=device).to(torch.float8_e4m3fn)
+    layout._upsample2x_quantize(x, 0.04, got, config=config)
+    want = reference_of(kernel).upsample2x_quantize_fp8_static_nhwc_bf16(x, 0.04)
+    assert torch.equal(got.view(torch.uint8), want.view(torch.uint8))
+
+
 def test_avg_pool_padded_frames_count_in_divisor(kernel, device):
     """T = 1 with factor_t = 2: one zero frame in front, mean over 8 values of which 4 are 0."""
     x = cases.randn((1, 1, 1, 2, 2), _gen(), device, 2.0)

@@ -895,15 +895,18 @@ def _ncdhw_quantize_fp8_static_ndhwc_bf16_fake(x, scale, out):
     check_shape(out, "out", _ndhwc_of(x), "out must have shape (B, T, H, W, C)")
 
 
-def _upsample2x_quantize(x, scale, out):
+def _upsample2x_quantize(x, scale, out, config=None):
+    """``config``: (BC, BW, warps) overrides (None entries keep the rule's), the tune
+    script's candidates."""
     N, C, H, W = (int(s) for s in x.shape)
     bc = _channel_block(C, cap=128, floor=32)
     bw = max(16, min(256, _TILE // bc, next_power_of_2(W)))
+    bc, bw, warps = _config((bc, bw, _warps(bc * bw)), config)
     n_tc, n_tw = cdiv(C, bc), cdiv(W, bw)
     with device_guard(x):
         _upsample_quant_kernel[(N * H * n_tc * n_tw,)](
             x, out, _fp32_reciprocal(scale), N, C, H, W, n_tc, n_tw, BC=bc, BW=bw,
-            num_warps=_warps(bc * bw), **dependent_launch(x.device),
+            num_warps=warps, **dependent_launch(x.device),
         )
 
 
