@@ -160,14 +160,13 @@ def ours_fn(module, fused, cfg=None, late=None, launched=None, prefetch=1):
     ``launched["kernel"]``: the compiled kernel it launched (its register and spill
     counts go into the record)."""
     extra = () if cfg is None else (cfg,) if late is None else (cfg, late)
-    if prefetch != 1:
-        extra = extra + (prefetch,)
+    depth = {} if prefetch == 1 else {"prefetch": prefetch}  # a --before module has no depth
     launched = {} if launched is None else launched
 
     def call(s):
         launched["kernel"] = module._launch(s.get("residual"), s["x"], s.get("gate"),
                                             s["weight"], s["style"], s.get("scale"), s["out"],
-                                            s["gate_out"], 1e-6, *extra)
+                                            s["gate_out"], 1e-6, *extra, **depth)
         return (s["residual"], s["out"], s["gate_out"]) if fused else (s["out"], s["gate_out"])
     return call
 
