@@ -16,6 +16,12 @@ encoder prefill S = 560, decoder S = 10 at cache offset 560, 1024-row cache):
 split with its three hold modes) for ``qkv_split_norm_rope_bf16`` and
 ``qkv_split_bias_norm_rope_v_bf16`` at T = 2520 and 4096, 24 and 40 heads.
 
+``--joint3`` times ``qkv_split_joint3_cat_bf16`` (L = 2520 / 16 / 16, 24 heads) with one
+launch per segment (the rule) against the three segments in one launch
+(``norm_rope.JOINT3_ONE_LAUNCH``, not yet measured: two short launches of 16 rows each
+are most of the gap between joint3, 32.34 us, and the cat writer, 27.20 us, in the
+2026-12-03 record), at the rule's tiles and every ``wan_candidates`` setting.
+
 ``--grid`` also measures the bench_qkv.py rows that its quick grid skips
 (Wan T = 2520 norm + RoPE and bias + norm + RoPE + V, decode heads 4 and 8),
 through the benchmark's own row builders.
@@ -289,12 +295,56 @@ def wan_sweep(kernel, cases, log):
     return out
 
 
+def joint3_sweep(kernel, cases, log, shape=(2520, 16, 16, 24)):
+    """qkv_split_joint3_cat_bf16 at the bench's VLA shape (L = 2520 / 16 / 16, 24 heads):
+    one launch per segment against all three in one launch (``JOINT3_ONE_LAUNCH``), at
+    the rule's tiles and at each ``wan_candidates`` setting; verified first."""
+    reference = reference_of(kernel)
+    norm_rope = importlib.import_module(f"{kernel.__name__}.norm_rope")
+    common = importlib.import_module(f"{kernel.__name__}._common")
+    rule_fn, flag = norm_rope.row_config, norm_rope.JOINT3_ONE_LAUNCH
+    dev = torch.device("cuda")
+    L_v, L_a, L_u, H = shape
+    D = H * 128
+    nbytes = (L_v + L_a + L_u) * 3 * D * 2 * 2 + 2 * L_v * 64 * 4 + 6 * D * 2 + 3 * D * 2
+    sets = [cases.joint3_inputs(L_v, L_a, L_u, H, 128, dev, torch.Generator().manual_seed(i))
+            for i in range(harness.rotation_sets(nbytes))]
+    want = reference.qkv_split_joint3_cat_bf16(**sets[0])
+    fn = lambda s: kernel.qkv_split_joint3_cat_bf16(**s)  # noqa: E731
+    rule, cands = wan_candidates(common, D, L_v, dev)
+    rows = []
+    try:
+        for cfg, one in [(rule, False)] + [(c, True) for c in cands]:
+            # per segment: the short segments keep their own table placement (the one
+            # launch takes the video's for all three)
+            norm_rope.row_config = lambda D_, n, device, cfg=cfg: (
+                cfg if n > 64 else cfg._replace(early=rule_fn(D_, n, device).early))
+            norm_rope.JOINT3_ONE_LAUNCH = one
+            ok = all(compare("bf16", g, w).ok for g, w in zip(fn(sets[0]), want))
+            us = harness.graph_us(fn, sets) if ok else None
+            rows.append({"config": cfg._asdict(), "one_launch": one, "rule": cfg == rule,
+                         "ok": ok, "us": us})
+    finally:
+        norm_rope.row_config, norm_rope.JOINT3_ONE_LAUNCH = rule_fn, flag
+    copy_us = harness.same_size_copy_us(nbytes, len(sets))
+    log(f"  joint3 L={L_v}/{L_a}/{L_u} H={H}: {nbytes / 1e6:.1f} MB, same-size copy {copy_us:.2f} us")
+    for r in rows:
+        c = r["config"]
+        log(f"    {'one launch ' if r['one_launch'] else 'per segment'} chunk={c['chunk']}x"
+            f"{c['n_chunks']} hold={c['hold']} warps={c['num_warps']:2d} early={int(c['early'])}"
+            + (f" {r['us']:7.2f} us {100 * copy_us / r['us']:5.1f}% copy" if r["ok"]
+               else " REJECT"))
+    return {"shape": f"L={L_v}/{L_a}/{L_u},H={H},hd=128", "bytes": nbytes,
+            "same_size_copy_us": copy_us, "rows": rows}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--grid", action="store_true", help="also the rows the quick grid skips")
     ap.add_argument("--no-sweep", action="store_true", help="skip the KV-cache sweep")
     ap.add_argument("--wan", action="store_true", help="the Wan kernel's launch settings")
+    ap.add_argument("--joint3", action="store_true", help="joint3: one launch or three")
     args = ap.parse_args()
     log = print
     env = harness.environment()
@@ -308,6 +358,8 @@ def main():
         record["kvcache"] = kvcache_sweep(kernel, cases, log)
     if args.wan:
         record["wan"] = wan_sweep(kernel, cases, log)
+    if args.joint3:
+        record["joint3"] = joint3_sweep(kernel, cases, log)
     if args.grid:
         record["grid"] = unmeasured_grid(kernel, env["copy_gbps"], log)
     out = Path(args.out)

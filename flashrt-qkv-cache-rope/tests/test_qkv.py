@@ -199,6 +199,28 @@ def test_wan_launch_modes(kernel, device, monkeypatch, bias, shape):
         assert all(torch.equal(a, b) for a, b in zip(bits, ref)), name
 
 
+@pytest.mark.parametrize("lengths", [(5, 3, 2), (9, 1, 6)], ids=["5-3-2", "9-1-6"])
+def test_joint3_one_launch_equals_three(kernel, device, monkeypatch, lengths):
+    """The three joint3 segments in one launch (``_wan_joint3_kernel``, taken when
+    ``JOINT3_ONE_LAUNCH`` is set) give the bits of one launch per segment, every row of
+    the workspaces written (poisoned first) and equal to the reference."""
+    norm_rope = importlib.import_module(f"{kernel.__name__}.norm_rope")
+    L_v, L_a, L_u = lengths
+    kw = cases.joint3_inputs(L_v, L_a, L_u, 2, 8, device, _gen())
+    extra = dict(rope_seq_len=L_v - 1, eps_a=0.5, eps_u=3.0)  # eps that move the bits
+    outs = []
+    for one_launch in (False, True):
+        monkeypatch.setattr(norm_rope, "JOINT3_ONE_LAUNCH", one_launch)
+        for name in ("q_cat_out", "k_cat_out", "v_cat_out"):
+            kw[name] = _nan_like(kw[name])
+        outs.append([_bits(c) for c in kernel.qkv_split_joint3_cat_bf16(**kw, **extra)])
+    for a, b in zip(*outs):
+        assert torch.equal(a, b)
+    want = reference_of(kernel).qkv_split_joint3_cat_bf16(**kw, **extra)
+    for g, w in zip(outs[1], want):
+        _assert_close("bf16", g.view(torch.bfloat16), w)
+
+
 def test_wan_exact_chunks(kernel):
     common = importlib.import_module(f"{kernel.__name__}._common")
     assert common.exact_chunks(1536) == (512, 3)  # Wan2.2-TI2V-5B, D = 3072
@@ -337,9 +359,9 @@ def test_joint3_segments(kernel, device):
     kw = cases.joint3_inputs(L_v, L_a, L_u, H, hd, device, _gen(), B=2)  # batch > 1 supported
     for name in ("q_cat_out", "k_cat_out", "v_cat_out"):
         kw[name] = _nan_like(kw[name])
-    got = kernel.qkv_split_joint3_cat_bf16(**kw, rope_seq_len=4, eps_a=1e-5, eps_u=1e-4)
-    want = reference_of(kernel).qkv_split_joint3_cat_bf16(**kw, rope_seq_len=4, eps_a=1e-5,
-                                                          eps_u=1e-4)
+    eps = dict(eps_a=0.5, eps_u=3.0)  # large enough that a swapped eps changes the bits
+    got = kernel.qkv_split_joint3_cat_bf16(**kw, rope_seq_len=4, **eps)
+    want = reference_of(kernel).qkv_split_joint3_cat_bf16(**kw, rope_seq_len=4, **eps)
     for g, w in zip(got, want):
         assert not torch.isnan(g).any()
         _assert_close("bf16", g, w)

@@ -193,15 +193,15 @@ def _wan_tables(wq_ptr, wk_ptr, fr_ptr, fi_ptr, t, rotate, o_p, P: tl.constexpr,
     return b_w, b_fr, b_fi
 
 
-@triton.jit(do_not_specialize=["n_rows", "seq_tokens", "rope_len", "out_tokens", "out_off"])
-def _wan_qkv_kernel(
-    x_ptr, bias_ptr, wq_ptr, wk_ptr, fr_ptr, fi_ptr, q_ptr, k_ptr, v_ptr,
+@triton.jit
+def _wan_tile(
+    i_tile, x_ptr, bias_ptr, wq_ptr, wk_ptr, fr_ptr, fi_ptr, q_ptr, k_ptr, v_ptr,
     n_rows, seq_tokens, rope_len, out_tokens, out_off, eps,
     P: tl.constexpr, HALF_HD: tl.constexpr, BLOCK_T: tl.constexpr, CHUNK: tl.constexpr,
     N_CHUNKS: tl.constexpr, HOLD: tl.constexpr, EARLY_LOADS: tl.constexpr,
-    HAS_BIAS: tl.constexpr, HAS_V: tl.constexpr, PDL: tl.constexpr = False,
+    HAS_BIAS: tl.constexpr, HAS_V: tl.constexpr,
 ):
-    """BLOCK_T token rows x {Q, K} (+ V) per program. Each section's P words come in
+    """Tile ``i_tile``: BLOCK_T token rows x {Q, K} (+ V). Each section's P words come in
     N_CHUNKS chunks of CHUNK words: one power-of-two chunk (masked), or exactly
     P = N_CHUNKS x CHUNK. Pass 1 loads every chunk (and V) and sums the squares; pass 2
     normalizes, rotates and stores, from what HOLD kept across the reduction: 0 the
@@ -213,8 +213,7 @@ def _wan_qkv_kernel(
     shuffles. Input row i = b*seq_tokens + t is stored at output row
     b*out_tokens + out_off + t.
     """
-    enter_dependent_launch(PDL)
-    i_t = tl.program_id(0).to(tl.int64) * BLOCK_T + tl.arange(0, BLOCK_T)
+    i_t = i_tile.to(tl.int64) * BLOCK_T + tl.arange(0, BLOCK_T)
     m_t = i_t < n_rows
     o_c = tl.arange(0, CHUNK)
     held, v_s, tables = (), (), ()
@@ -289,6 +288,54 @@ def _wan_qkv_kernel(
                 b_v = _pack_pairs(v_a + vb_a, v_b + vb_b)
             tl.store(v_ptr + o_row[:, None] * P + o_p[None, :], b_v,
                      mask=m_t[:, None] & m_p[None, :])
+
+
+@triton.jit(do_not_specialize=["n_rows", "seq_tokens", "rope_len", "out_tokens", "out_off"])
+def _wan_qkv_kernel(
+    x_ptr, bias_ptr, wq_ptr, wk_ptr, fr_ptr, fi_ptr, q_ptr, k_ptr, v_ptr,
+    n_rows, seq_tokens, rope_len, out_tokens, out_off, eps,
+    P: tl.constexpr, HALF_HD: tl.constexpr, BLOCK_T: tl.constexpr, CHUNK: tl.constexpr,
+    N_CHUNKS: tl.constexpr, HOLD: tl.constexpr, EARLY_LOADS: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_V: tl.constexpr, PDL: tl.constexpr = False,
+):
+    """One packed input: program i takes tile i (``_wan_tile``)."""
+    enter_dependent_launch(PDL)
+    _wan_tile(tl.program_id(0), x_ptr, bias_ptr, wq_ptr, wk_ptr, fr_ptr, fi_ptr, q_ptr, k_ptr,
+              v_ptr, n_rows, seq_tokens, rope_len, out_tokens, out_off, eps, P, HALF_HD,
+              BLOCK_T, CHUNK, N_CHUNKS, HOLD, EARLY_LOADS, HAS_BIAS, HAS_V)
+
+
+@triton.jit(do_not_specialize=["L_v", "L_a", "L_u", "rope_len"])
+def _wan_joint3_kernel(
+    xv_ptr, bias_ptr, wvq_ptr, wvk_ptr, fr_ptr, fi_ptr, xa_ptr, waq_ptr, wak_ptr, xu_ptr,
+    wuq_ptr, wuk_ptr, q_ptr, k_ptr, v_ptr, L_v, L_a, L_u, rope_len, eps_v, eps_a, eps_u,
+    P: tl.constexpr, HALF_HD: tl.constexpr, BLOCK_T: tl.constexpr, CHUNK: tl.constexpr,
+    N_CHUNKS: tl.constexpr, HOLD: tl.constexpr, EARLY_LOADS: tl.constexpr,
+    PDL: tl.constexpr = False,
+):
+    """The three joint3 segments in one launch: the video tiles first (bias, RoPE for
+    t < rope_len, V + bias), then action and und (no bias, no RoPE, V copied), each
+    written at its row offset of the (L_v + L_a + L_u)-row workspaces; the same tiles
+    as one launch per segment, so the same bits. One table placement for all three (the
+    video's: early loads in the short segments' branches alone would raise the
+    registers of the whole kernel, sm_90 offline: 128 against 106 at D = 3072)."""
+    enter_dependent_launch(PDL)
+    pid = tl.program_id(0)
+    n_v = tl.cdiv(L_v, BLOCK_T)
+    n_a = tl.cdiv(L_a, BLOCK_T)
+    total = L_v + L_a + L_u
+    if pid < n_v:
+        _wan_tile(pid, xv_ptr, bias_ptr, wvq_ptr, wvk_ptr, fr_ptr, fi_ptr, q_ptr, k_ptr, v_ptr,
+                  L_v, L_v, rope_len, total, 0, eps_v, P, HALF_HD, BLOCK_T, CHUNK, N_CHUNKS,
+                  HOLD, EARLY_LOADS, True, True)
+    elif pid < n_v + n_a:
+        _wan_tile(pid - n_v, xa_ptr, xa_ptr, waq_ptr, wak_ptr, fr_ptr, fi_ptr, q_ptr, k_ptr,
+                  v_ptr, L_a, L_a, 0, total, L_v, eps_a, P, HALF_HD, BLOCK_T, CHUNK, N_CHUNKS,
+                  HOLD, EARLY_LOADS, False, True)
+    else:
+        _wan_tile(pid - n_v - n_a, xu_ptr, xu_ptr, wuq_ptr, wuk_ptr, fr_ptr, fi_ptr, q_ptr,
+                  k_ptr, v_ptr, L_u, L_u, 0, total, L_v + L_a, eps_u, P, HALF_HD, BLOCK_T,
+                  CHUNK, N_CHUNKS, HOLD, EARLY_LOADS, False, True)
 
 
 # ----------------------------------------------------------------------------
@@ -616,10 +663,30 @@ def _cat_fake(packed_qkv, qkv_bias, norm_q_weight, norm_k_weight, freqs_re, freq
                head_dim, video_offset, rope_seq_len, q_cat_out, k_cat_out, v_cat_out)
 
 
+JOINT3_ONE_LAUNCH = False  # the three segments in one launch: not yet measured (tune_qkv.py)
+
+
 def _run_joint3(packed_v, bias, wvq, wvk, freqs_re, freqs_im, packed_a, waq, wak, packed_u, wuq,
-                wuk, heads, head_dim, rope_seq_len, eps_v, eps_a, eps_u, q_cat, k_cat, v_cat):
+                wuk, heads, head_dim, rope_seq_len, eps_v, eps_a, eps_u, q_cat, k_cat, v_cat,
+                one_launch=None):
+    """One launch per segment, or (``one_launch``, default ``JOINT3_ONE_LAUNCH``) all three
+    in ``_wan_joint3_kernel``: the tiles and bits of the per-segment launches."""
     total = q_cat.shape[1]
-    L_v, L_a = packed_v.shape[1], packed_a.shape[1]
+    L_v, L_a, L_u = packed_v.shape[1], packed_a.shape[1], packed_u.shape[1]
+    if JOINT3_ONE_LAUNCH if one_launch is None else one_launch:
+        D = heads * head_dim
+        cfg_v = row_config(D, L_v, packed_v.device)
+        i32 = [t.view(torch.int32) for t in (packed_v, bias, wvq, wvk, packed_a, waq, wak,
+                                             packed_u, wuq, wuk, q_cat, k_cat, v_cat)]
+        grid = (cdiv(L_v, cfg_v.block_t) + cdiv(L_a, cfg_v.block_t) + cdiv(L_u, cfg_v.block_t),)
+        with device_guard(packed_v):
+            return _wan_joint3_kernel[grid](
+                *i32[:4], freqs_re, freqs_im, *i32[4:], L_v, L_a, L_u, rope_seq_len, eps_v,
+                eps_a, eps_u, P=D // 2, HALF_HD=head_dim // 2, BLOCK_T=cfg_v.block_t,
+                CHUNK=cfg_v.chunk, N_CHUNKS=cfg_v.n_chunks, HOLD=cfg_v.hold,
+                EARLY_LOADS=cfg_v.early, num_warps=cfg_v.num_warps,
+                **dependent_launch(packed_v.device),
+            )
     _launch_wan(packed_v, bias, wvq, wvk, freqs_re, freqs_im, q_cat, k_cat, v_cat, heads,
                 head_dim, rope_seq_len, eps_v, out_tokens=total, out_off=0)
     # action / und: no bias, no RoPE (rope_len 0: the table is never read), V copied raw
