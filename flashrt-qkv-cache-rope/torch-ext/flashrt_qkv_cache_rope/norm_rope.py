@@ -1,6 +1,6 @@
 """Q/K RMSNorm + RoPE families (spec: postprocess-norms.md §2, groups b, c, f).
 
-Two Triton kernels serve nine public functions:
+Three Triton kernels serve nine public functions:
 
 * ``_head_norm_rope_kernel``: per-head (128) RMSNorm + rotate-half RoPE on "head
   vectors" addressed by (row, head). Heads ``[0, NA)`` form section A (Q),
@@ -15,7 +15,8 @@ Two Triton kernels serve nine public functions:
   or a bit copy), output rows placed at ``b*out_tokens + out_off + t`` (cat
   workspaces). Serves ``qkv_split_norm_rope_bf16``,
   ``qkv_split_bias_norm_rope_v_bf16``, its ``_cat`` twin and joint3 (one launch
-  per segment).
+  per segment; ``_wan_joint3_kernel`` runs the same tiles of all three in one
+  launch when ``JOINT3_ONE_LAUNCH`` is set). Both kernels run ``_wan_tile``.
 
 Each public function validates (RuntimeError, before any allocation or
 launch), allocates missing outputs, and launches directly when eager or
