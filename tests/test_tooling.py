@@ -292,3 +292,53 @@ def test_results_markdown_lists_rows_cut_by_the_budget():
     rec["not_measured"] = ["nvfp4_sf_linear_to_swizzled rows=2520,D=16384"]
     md = render_markdown("flashrt-nvfp4", [rec])
     assert "not measured in this run" in md and "rows=2520,D=16384" in md
+
+
+_OFFLINE_PROBE = """
+import json, triton, triton.language as tl
+from flashrt_tools.offline import compile_sm90, resources
+
+@triton.jit
+def copy(x_ptr, y_ptr, n, BLOCK: tl.constexpr):
+    o = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    tl.store(y_ptr + o, tl.load(x_ptr + o, mask=o < n) * 2.0, mask=o < n)
+
+sig = {"x_ptr": "*fp32", "y_ptr": "*fp32", "n": "i32"}
+print(json.dumps([resources(compile_sm90(copy, sig, {"BLOCK": b}, num_warps=1, aligned=(0, 1)))
+                  for b in (128, 2048)]))
+"""
+
+
+def test_offline_sm90_resources_need_no_gpu(tmp_path):
+    """flashrt_tools.offline compiles for sm_90 with the Triton wheel's ptxas on any
+    machine (in a process outside the interpreter this run may use): a copy kernel's
+    registers grow with the elements a thread holds, and its SASS has the global loads
+    and stores it must have."""
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    probe = tmp_path / "probe.py"  # a file: @triton.jit reads the kernel's source
+    probe.write_text(_OFFLINE_PROBE)
+    run = subprocess.run([sys.executable, str(probe)], capture_output=True, text=True,
+                         env=env, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-2000:]
+    small, large = json.loads(run.stdout.splitlines()[-1])
+    assert 0 < small["regs"] < large["regs"] and small["local_bytes"] == 0
+    assert small["opcodes"]["LDG"] >= 1 and small["opcodes"]["STG"] >= 1
+    assert large["sass"] > small["sass"]
+
+
+def test_offline_compile_refuses_an_interpreted_kernel():
+    import triton
+    import triton.language as tl
+
+    from flashrt_tools.offline import compile_sm90
+
+    @triton.jit
+    def k(x_ptr, BLOCK: tl.constexpr):
+        tl.store(x_ptr + tl.arange(0, BLOCK), 1.0)
+
+    if isinstance(k, triton.runtime.jit.JITFunction):  # a GPU run: not interpreted
+        return
+    with pytest.raises(TypeError, match="not a compilable"):
+        compile_sm90(k, {"x_ptr": "*fp32"}, {"BLOCK": 16})
