@@ -239,6 +239,22 @@ def wan_candidates(common, D, T, dev):
     return rule, cands
 
 
+def _verified_us(fn, sets, want):
+    """(ok, graph-replay us or None): ``fn`` checked against ``want`` on set 0 first."""
+    ok = all(compare("bf16", g, w).ok for g, w in zip(fn(sets[0]), want))
+    return ok, harness.graph_us(fn, sets) if ok else None
+
+
+def _config_line(lead, r, copy_us):
+    """One log line of a whole-hidden kernel candidate."""
+    c = r["config"]
+    return (f"    {lead}chunk={c['chunk']}x{c['n_chunks']} hold={c['hold']} "
+            f"warps={c['num_warps']:2d} early={int(c['early'])} regs={r.get('regs', '?')}"
+            + (" (rule)" if r["rule"] else "       ")
+            + (f" {r['us']:7.2f} us {100 * copy_us / r['us']:5.1f}% copy" if r["ok"]
+               else " REJECT"))
+
+
 def wan_sweep(kernel, cases, log):
     """The whole-hidden kernel at ``row_config`` and around it (``wan_candidates``), both
     of its main functions; the launcher reads ``row_config`` from its module at call
@@ -272,20 +288,14 @@ def wan_sweep(kernel, cases, log):
             rows = []
             for cfg in cands:
                 norm_rope.row_config = lambda D, n, device, cfg=cfg: cfg
-                ok = all(compare("bf16", g, w).ok for g, w in zip(fn(sets[0]), want))
-                us = harness.graph_us(fn, sets) if ok else None
+                ok, us = _verified_us(fn, sets, want)
                 rows.append({"config": cfg._asdict(), "rule": cfg == rule, "ok": ok, "us": us,
                              **harness.kernel_resources(launched.get("kernel"))})
             norm_rope.row_config = rule_fn
             copy_us = harness.same_size_copy_us(nbytes, len(sets))
             log(f"  {fn_name} T={T} H={H}: {nbytes / 1e6:.1f} MB, same-size copy {copy_us:.2f} us")
             for r in rows:
-                c = r["config"]
-                log(f"    chunk={c['chunk']}x{c['n_chunks']} hold={c['hold']} warps={c['num_warps']:2d} "
-                    f"early={int(c['early'])} regs={r.get('regs', '?')}"
-                    + (" (rule)" if r["rule"] else "       ")
-                    + (f" {r['us']:7.2f} us {100 * copy_us / r['us']:5.1f}% copy" if r["ok"]
-                       else " REJECT"))
+                log(_config_line("", r, copy_us))
             out.append({"function": fn_name, "shape": f"T={T},H={H},hd=128", "bytes": nbytes,
                         "same_size_copy_us": copy_us, "rows": rows})
             del sets
@@ -320,8 +330,7 @@ def joint3_sweep(kernel, cases, log, shape=(2520, 16, 16, 24)):
             norm_rope.row_config = lambda D_, n, device, cfg=cfg: (
                 cfg if n > 64 else cfg._replace(early=rule_fn(D_, n, device).early))
             norm_rope.JOINT3_ONE_LAUNCH = one
-            ok = all(compare("bf16", g, w).ok for g, w in zip(fn(sets[0]), want))
-            us = harness.graph_us(fn, sets) if ok else None
+            ok, us = _verified_us(fn, sets, want)
             rows.append({"config": cfg._asdict(), "one_launch": one, "rule": cfg == rule,
                          "ok": ok, "us": us})
     finally:
@@ -329,11 +338,7 @@ def joint3_sweep(kernel, cases, log, shape=(2520, 16, 16, 24)):
     copy_us = harness.same_size_copy_us(nbytes, len(sets))
     log(f"  joint3 L={L_v}/{L_a}/{L_u} H={H}: {nbytes / 1e6:.1f} MB, same-size copy {copy_us:.2f} us")
     for r in rows:
-        c = r["config"]
-        log(f"    {'one launch ' if r['one_launch'] else 'per segment'} chunk={c['chunk']}x"
-            f"{c['n_chunks']} hold={c['hold']} warps={c['num_warps']:2d} early={int(c['early'])}"
-            + (f" {r['us']:7.2f} us {100 * copy_us / r['us']:5.1f}% copy" if r["ok"]
-               else " REJECT"))
+        log(_config_line("one launch  " if r["one_launch"] else "per segment ", r, copy_us))
     return {"shape": f"L={L_v}/{L_a}/{L_u},H={H},hd=128", "bytes": nbytes,
             "same_size_copy_us": copy_us, "rows": rows}
 
