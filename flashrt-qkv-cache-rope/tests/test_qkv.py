@@ -158,6 +158,74 @@ def test_bias_rope_full_table_reads_first_half_only(kernel, device):
         assert torch.equal(_bits(a), _bits(b))
 
 
+def _norm_calls(device):
+    """(function, kwargs) of every function with an ``eps`` argument except joint3 (whose
+    three eps have their own tests): the decode, per-head and strided head kernel, the
+    whole-hidden kernel with and without bias, and its cat twin."""
+    g = _gen()
+    return {
+        "decode_q_norm_rope_stage_bf16": cases.decode_inputs(3, device, g),
+        "decode_k_norm_rope_kvwrite_bf16": cases.decode_inputs(3, device, g, kv=True),
+        "decode_k_norm_rope_kvwrite_devpos_bf16": cases.devpos_inputs(2, 5, 3, device, g),
+        "qkv_split_per_head_norm_rope_bf16": cases.per_head_inputs(2, 3, 3, 1, device, g),
+        "qk_norm_rope_strided_bf16": cases.strided_inputs(3, 2, 1, 2 * 128 + 40, 128 + 8,
+                                                          device, g),
+        "qkv_split_norm_rope_bf16": cases.wan_inputs(2, 5, 3, 8, device, g),
+        "qkv_split_bias_norm_rope_v_bf16": cases.wan_inputs(2, 5, 3, 8, device, g, bias=True),
+        "qkv_split_bias_norm_rope_v_cat_bf16": cases.cat_inputs(2, 5, 3, 8, 3, 12, device, g),
+    }
+
+
+NORM_FUNCTIONS = ["decode_q_norm_rope_stage_bf16", "decode_k_norm_rope_kvwrite_bf16",
+                  "decode_k_norm_rope_kvwrite_devpos_bf16", "qkv_split_per_head_norm_rope_bf16",
+                  "qk_norm_rope_strided_bf16", "qkv_split_norm_rope_bf16",
+                  "qkv_split_bias_norm_rope_v_bf16", "qkv_split_bias_norm_rope_v_cat_bf16"]
+
+
+def _fresh(kw):
+    return {k: (v.clone() if torch.is_tensor(v) else v) for k, v in kw.items()}
+
+
+@pytest.mark.parametrize("name", NORM_FUNCTIONS)
+def test_eps_reaches_the_kernel(kernel, device, name):
+    """A non-default eps (3.0, of the order of the inputs' mean square, 4) is the one the
+    kernel adds: results equal the reference at that eps, and differ from the default's."""
+    kw = _norm_calls(device)[name]
+    got = getattr(kernel, name)(**_fresh(kw), eps=3.0)
+    got = got if isinstance(got, tuple) else (got,)
+    want = getattr(reference_of(kernel), name)(**_fresh(kw), eps=3.0)
+    want = want if isinstance(want, tuple) else (want,)
+    default = getattr(kernel, name)(**_fresh(kw))
+    default = default if isinstance(default, tuple) else (default,)
+    for g, w in zip(got, want):
+        _assert_close("bf16", g, w)
+    assert not torch.equal(_bits(got[0]), _bits(default[0]))
+
+
+@pytest.mark.parametrize("name", ["qkv_split_per_head_norm_rope_bf16", "qk_norm_rope_strided_bf16"])
+def test_full_width_tables_use_every_entry(kernel, device, name):
+    """ROPE_HALF_FULL: output element i uses cos[i] and sin[i]. The cases' tables are HF/Qwen's
+    [c, c] (both halves equal), which cannot tell the second half from the first: here every
+    entry is its own angle."""
+    g = _gen()
+    if name == "qkv_split_per_head_norm_rope_bf16":
+        kw = cases.per_head_inputs(2, 3, 3, 1, device, g)
+    else:
+        kw = cases.strided_inputs(3, 2, 1, 2 * 128 + 40, 128 + 8, device, g)
+    angle = torch.rand(kw["cos"].shape, generator=g) * 6.2831853
+    kw["cos"] = angle.cos().to(torch.bfloat16).to(device)
+    kw["sin"] = angle.sin().to(torch.bfloat16).to(device)
+    got = getattr(kernel, name)(**kw)
+    want = getattr(reference_of(kernel), name)(**kw)
+    for g_, w in zip(got[:2], want[:2]):
+        _assert_close("bf16", g_, w)
+    # the same call with the first halves duplicated gives other bits in the second half
+    dup = dict(kw, cos=torch.cat([kw["cos"][..., :64]] * 2, -1),
+               sin=torch.cat([kw["sin"][..., :64]] * 2, -1))
+    other = getattr(kernel, name)(**dup)
+    assert not torch.equal(_bits(other[0][..., 64:]), _bits(got[0][..., 64:]))
+
+
 # --- whole-hidden (Wan) kernel: launch modes ------------------------------------------------------
 
 
@@ -307,25 +375,49 @@ def test_devpos_writes_only_its_row(kernel, device, pos):
     assert torch.equal(_bits(got[1][pos]), _bits(v_want))
 
 
+def _guarded(cache, guard=8):
+    """``cache`` copied into the middle of a buffer with ``guard`` rows (of its last two
+    dimensions) of -3.0 before and after it: returns (the contiguous view, the buffer).
+    A write one row before or past the cache lands in the guard (checked), not in memory
+    the test cannot see."""
+    row = cache.shape[-2:]
+    rows = cache.numel() // (row[0] * row[1])
+    store = torch.full((rows + 2 * guard, *row), -3.0, dtype=cache.dtype, device=cache.device)
+    view = store[guard:guard + rows].view(cache.shape)
+    view.copy_(cache)
+    return view, store
+
+
+def _guards_untouched(store, guard=8):
+    return bool((store[:guard] == -3.0).all() and (store[-guard:] == -3.0).all())
+
+
 @pytest.mark.parametrize("pos", [-1, 8, 1000, -(2**31)])
 def test_devpos_out_of_range_writes_nothing(kernel, device, pos):
-    """Defined behaviour: a position outside [0, max_seq_len) is masked on the device."""
+    """Defined behaviour: a position outside [0, max_seq_len) is masked on the device;
+    rows -1 and max_seq_len (guard rows around the caches) stay untouched too."""
     kw = cases.devpos_inputs(3, 8, 0, device, _gen())
     kw["cur_pos"].fill_(pos)
+    (kw["k_cache"], k_store), (kw["v_cache"], v_store) = (_guarded(kw["k_cache"]),
+                                                          _guarded(kw["v_cache"]))
     before = (_bits(kw["k_cache"]), _bits(kw["v_cache"]))
     kernel.decode_k_norm_rope_kvwrite_devpos_bf16(**kw)
     assert torch.equal(_bits(kw["k_cache"]), before[0])
     assert torch.equal(_bits(kw["v_cache"]), before[1])
+    assert _guards_untouched(k_store) and _guards_untouched(v_store)
 
 
 @pytest.mark.parametrize("pos", [-5, -1, 0, 19, 21, 24, 500])
 def test_fp16_device_position_rows_outside_cache_skipped(kernel, device, pos):
     """Row cache_offset + pos + s is written when inside [0, max_seq_len), skipped otherwise;
-    Q is always written; every other cache row is untouched."""
-    S, off, mx = 3, 3, 24
-    kw = cases.kvcache_inputs(1, S, 4, 2, 16, off, mx, device, _gen(), dtype=torch.float16)
+    Q is always written; every other cache row is untouched. Two batches, so a row just
+    past one batch's cache (or just before the next one's) is a row of the other batch,
+    and guard rows around both catch rows -1, -2 and max_seq_len + k."""
+    B, S, off, mx = 2, 3, 3, 24
+    kw = cases.kvcache_inputs(B, S, 4, 2, 16, off, mx, device, _gen(), dtype=torch.float16)
     kw["device_position"] = torch.tensor([pos], dtype=torch.int32, device=device)
-    kw["k_cache"], kw["v_cache"] = _nan_like(kw["k_cache"]), _nan_like(kw["v_cache"])
+    (kw["k_cache"], k_store), (kw["v_cache"], v_store) = (_guarded(_nan_like(kw["k_cache"])),
+                                                          _guarded(_nan_like(kw["v_cache"])))
     before = (_bits(kw["k_cache"]), _bits(kw["v_cache"]))
     q, k_cache, v_cache = kernel.qkv_split_rope_kvcache_fp16(**kw)
     want = reference_of(kernel).qkv_split_rope_kvcache_fp16(**kw)
@@ -334,6 +426,7 @@ def test_fp16_device_position_rows_outside_cache_skipped(kernel, device, pos):
     untouched = torch.tensor([r not in written for r in range(mx)])
     for c, b in zip((k_cache, v_cache), before):
         assert torch.equal(_bits(c)[:, untouched], b[:, untouched])
+    assert _guards_untouched(k_store) and _guards_untouched(v_store)
     for r in written:
         _assert_close("fp16", k_cache[:, r], want[1][:, r])
         assert torch.equal(_bits(v_cache[:, r]), _bits(want[2][:, r]))

@@ -111,7 +111,10 @@ def _sweep(on_gpu):
             # dispatch: fs = 2 with an odd group (groups straddle pixel pairs: strided
             # loads), fs = 3, and ho = 33 / wo = 130: two row and two column blocks
             ((1, 3, 2, 4, 6), 4, 1, 2, 3), ((1, 2, 3, 6, 9), 2, 1, 3, 9),
-            ((1, 1, 3, 66, 260), 1, 2, 2, 8)]
+            ((1, 1, 3, 66, 260), 1, 2, 2, 8),
+            # a padded front frame with a group that is not a power of two (the IEEE
+            # division path): pixel pairs (g = 6) and strided loads (g = 3)
+            ((1, 3, 3, 4, 6), 4, 2, 2, 6), ((1, 3, 1, 3, 5), 2, 2, 1, 3)]
     im2col = [1]
     if on_gpu:
         wan = [(1, 16, 21, 60, 104), (1, 96, 9, 60, 104), (1, 48, 21, 60, 104)]

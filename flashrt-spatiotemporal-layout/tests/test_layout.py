@@ -247,6 +247,63 @@ def test_avg_pool_padded_frames_count_in_divisor(kernel, device):
     assert _same(got, want)
 
 
+def test_avg_pool_sums_in_channel_order(kernel, device):
+    """The fp32 sum runs over g = 0..G-1 in order. Each group's g = 0 and g = 3 (pixels
+    (0, 0) and (1, 1) of frame 0's 2x2 block) are +2^20 and -2^20: in that order the
+    fraction of g = 1, 2 below 2^20's ulp (0.125) is rounded away before -2^20 cancels,
+    in any other order of the pairs it is kept, and the means differ."""
+    g = _gen()
+    x = cases.randn((1, 3, 2, 4, 6), g, device, 2.0)
+    x[:, :, 0, 0::2, 0::2] = 2.0 ** 20
+    x[:, :, 0, 1::2, 1::2] = -(2.0 ** 20)
+    got = kernel.avg_pool3d_channels_bf16(x, 3, 2, 2, 8)
+    want = reference_of(kernel).avg_pool3d_channels_bf16(x, 3, 2, 2, 8)
+    assert _same(got, want)
+    # the same sum with -2^20 added before g = 2 gives other bits
+    e = x.float().cpu().reshape(1, 3, 1, 2, 2, 2, 3, 2).permute(0, 1, 3, 5, 7, 2, 4, 6)
+    e = e.reshape(1, 3, 8, 1, 2, 3)
+    acc = torch.zeros(1, 3, 1, 2, 3)
+    for i in (0, 1, 3, 2, 4, 5, 6, 7):
+        acc = acc + e[:, :, i]
+    assert (got.cpu() != (acc / 8).to(BF16)).any()
+
+
+def _sums_that_round_apart(gen, n):
+    """n fp32 values s (random sign and power-of-two scale) with
+    bf16(s / 3) != bf16(s * fp32(1/3)): one fp32 ulp below 3 * (a bf16 tie), where the
+    correctly rounded quotient is the tie and the reciprocal product is not."""
+    k = torch.arange(128, dtype=torch.float64)
+    ties = (1.0 + (2 * k + 1) / 256).float()  # midpoints of bf16 neighbours in [1, 2)
+    s = torch.nextafter(3 * ties, torch.tensor(0.0))
+    apart = (s / 3).to(BF16).view(torch.int16) != (s * (torch.tensor(1.0) / 3)).to(BF16).view(
+        torch.int16)
+    s = s[apart]
+    assert s.numel() >= 8
+    pick = s[torch.randint(0, s.numel(), (n,), generator=gen)]
+    sign = torch.randint(0, 2, (n,), generator=gen) * 2 - 1
+    return pick * sign * 2.0 ** torch.randint(-4, 5, (n,), generator=gen)
+
+
+def test_avg_pool_divides_by_a_non_power_of_two_group(kernel, device):
+    """group_size 3: one IEEE division by 3, not a multiplication by fp32(1/3). Each output's
+    three channels are bf16 parts a + b + c of a sum s (exact in fp32, in order) that the
+    two round to different bf16 values."""
+    g = _gen()
+    B, Co, T, H, W = 1, 2, 2, 3, 5
+    s = _sums_that_round_apart(g, B * Co * T * H * W)
+    a = s.to(BF16).float()
+    b = (s - a).to(BF16).float()
+    c = s - a - b
+    assert torch.equal(c.to(BF16).float(), c) and torch.equal(a + b + c, s)
+    x = torch.stack([a, b, c], 1).reshape(B, Co, T, H, W, 3).permute(0, 1, 5, 2, 3, 4)
+    x = x.reshape(B, 3 * Co, T, H, W).to(BF16).to(device)
+    got = kernel.avg_pool3d_channels_bf16(x, Co, 1, 1, 3)
+    want = reference_of(kernel).avg_pool3d_channels_bf16(x, Co, 1, 1, 3)
+    assert _same(got, want)
+    assert _same(got.cpu(), (s / 3).to(BF16).reshape(B, Co, T, H, W))
+    assert not (got.cpu() == (s * (torch.tensor(1.0) / 3)).to(BF16).reshape(got.shape)).any()
+
+
 @pytest.mark.parametrize("function", ["ncdhw_quantize_fp8_static_ndhwc_bf16",
                                       "upsample2x_quantize_fp8_static_nhwc_bf16"])
 def test_fp8_power_of_two_scale_equals_division(kernel, device, function):
