@@ -112,14 +112,17 @@ LAUNCH_SHAPES = {"tile1": (False, 1, 1, 0, False, 1), "tile4": (False, 4, 2, 0, 
                  "chunked": (True, 1, 1, 0, False, 1)}
 
 
+@pytest.mark.parametrize("eps", [1e-6, 1.0], ids=["eps=default", "eps=1"])
 @pytest.mark.parametrize("broadcast", [False, True], ids=["style=rows", "style=1"])
 @pytest.mark.parametrize("function", [ADA, FUSED])
 @pytest.mark.parametrize("shape", LAUNCH_SHAPES)
 @pytest.mark.parametrize("rows,dim", [(1, 126), (37, 130)])
 def test_every_launch_shape_matches_reference(kernel, device, function, shape, rows, dim,
-                                              broadcast):
+                                              broadcast, eps):
     """Each kernel path on 1 row and on a ragged row count (persistent: 19 tiles over 4
-    programs), both style layouts; every output (the in-place residual included)."""
+    programs), both style layouts; every output (the in-place residual included). eps = 1
+    against mean squares of 4-5: a dropped eps, or one added outside the root, moves the
+    outputs by ~10% (the default eps is lost in fp32 rounding at these magnitudes)."""
     ada = _ada(kernel)
     chunked, block_r, num_warps, persistent, late, prefetch = LAUNCH_SHAPES[shape]
     block_d = 32 if chunked else ada.next_power_of_2(dim)
@@ -130,8 +133,8 @@ def test_every_launch_shape_matches_reference(kernel, device, function, shape, r
     out = _poison((rows, dim), torch.float8_e4m3fn if fused else torch.bfloat16, device)
     gate_out = _poison((rows, dim), torch.bfloat16, device)
     ada._launch(kw.get("residual"), kw["x"], kw.get("gate"), kw["weight"], kw["style"],
-                kw.get("scale"), out, gate_out, 1e-6, cfg, late, prefetch)
-    want = getattr(reference_of(kernel), function)(*original.values())
+                kw.get("scale"), out, gate_out, eps, cfg, late, prefetch)
+    want = getattr(reference_of(kernel), function)(*original.values(), eps=eps)
     got = (kw["residual"], out, gate_out) if fused else (out, gate_out)
     for fmt, g, w in zip(cases.FUNCTIONS[function][1], got, want):
         v = compare(fmt, g, w)
@@ -316,12 +319,12 @@ def _ops(kernel):
     return importlib.import_module(f"{kernel.__name__}._ops").ops
 
 
-def _op_args(function, kw, device):
+def _op_args(function, kw, device, eps=1e-6):
     rows, dim = kw["x"].shape
     fp8 = function == FUSED
     out = torch.empty(rows, dim, dtype=torch.float8_e4m3fn if fp8 else torch.bfloat16,
                       device=device)
-    return (*kw.values(), 1e-6, out, torch.empty(rows, dim, dtype=torch.bfloat16, device=device))
+    return (*kw.values(), eps, out, torch.empty(rows, dim, dtype=torch.bfloat16, device=device))
 
 
 @pytest.mark.parametrize("broadcast", [False, True], ids=["style=rows", "style=1"])
@@ -343,14 +346,43 @@ def test_opcheck(kernel, device, function, broadcast):
 
 @pytest.mark.parametrize("function", [ADA, FUSED])
 def test_direct_launch_equals_op(kernel, device, function):
+    """The direct launch and the registered op give the same bits; eps = 0.5 (mean squares
+    ~4-5): both paths must pass the caller's eps to the kernel."""
     kw = cases.ada_inputs(5, 130, device, _gen(), fused=function == FUSED)
+    original = {k: v.clone() for k, v in kw.items()}
     kw2 = {k: v.clone() for k, v in kw.items()}
-    got = getattr(kernel, function)(**kw)
-    args = _op_args(function, kw2, device)
+    got = getattr(kernel, function)(**kw, eps=0.5)
+    args = _op_args(function, kw2, device, eps=0.5)
     getattr(_ops(kernel), function)(*args)
     want = (kw2["residual"],) + args[-2:] if function == FUSED else args[-2:]
     for g, w in zip(got, want):
         assert torch.equal(_bits(g), _bits(w))
+    ref = getattr(reference_of(kernel), function)(**original, eps=0.5)
+    for fmt, g, w in zip(cases.FUNCTIONS[function][1], got, ref):
+        v = compare(fmt, g, w)
+        assert v.ok, v.message
+
+
+@pytest.mark.parametrize("broadcast", [False, True], ids=["style=rows", "style=1"])
+@pytest.mark.parametrize("function", [ADA, FUSED])
+def test_default_eps(kernel, device, function, broadcast):
+    """Called without eps: 1e-6 (spec §0.2, §5.2). Activations (and the residual) scaled
+    by 2^-10 (exact): mean squares ~5e-6, where the default eps moves every output and
+    eps = 1e-5 gives other results."""
+    kw = cases.ada_inputs(5, 130, device, _gen(), broadcast=broadcast, fused=function == FUSED)
+    for name in ("residual", "x"):
+        if name in kw:
+            kw[name] = (kw[name].float() * 2**-10).bfloat16()
+    original = {k: v.clone() for k, v in kw.items()}
+    got = getattr(kernel, function)(**kw)
+    ref = reference_of(kernel)
+    formats = cases.FUNCTIONS[function][1]
+    for fmt, g, w in zip(formats, got, getattr(ref, function)(**original, eps=1e-6)):
+        v = compare(fmt, g, w)
+        assert v.ok, v.message
+    i_out = 1 if function == FUSED else 0
+    other = getattr(ref, function)(**original, eps=1e-5)[i_out]
+    assert not compare(formats[i_out], got[i_out], other).ok
 
 
 def test_compile_fullgraph_no_recompile_across_row_counts(kernel, device):

@@ -105,6 +105,25 @@ def test_fp8_saturates_not_nan(kernel, device):
     assert compare("fp8", out, ref).ok
 
 
+@pytest.mark.parametrize("function", [f for f in FUNCTIONS if "fp8" in f])
+def test_fp8_nan_maps_to_minus_448(kernel, device, function):
+    """Spec §0.2 edge case: the clamp's max/min drop a NaN operand (CUDA fminf/fmaxf), so a
+    row whose RMS is NaN quantizes to -448 everywhere, not NaN and not +448; the other rows
+    are unaffected."""
+    flags, _ = cases.FUNCTIONS[function]
+    kw = cases.norm_inputs(3, 130, device, _gen(), **flags)
+    kw["x"][1, 7] = float("nan")
+    keep = torch.tensor([0, 2], device=device)  # rows are independent
+    finite = {k: (v[keep] if v.dim() == 2 else v).clone() for k, v in kw.items()}
+    out = _call(kernel, function, kw)
+    assert torch.equal(out[1].float(), torch.full((130,), -448.0, device=device))
+    v = compare("fp8", out[keep], getattr(reference_of(kernel), function)(*finite.values()))
+    assert v.ok, v.message
+    if flags.get("residual"):
+        want_res = (finite["residual"].float() + finite["x"].float()).bfloat16()
+        assert compare("exact", kw["residual"][keep], want_res).ok
+
+
 def test_fp8_power_of_two_scale_byte_parity(kernel, device):
     """With scale 2^-5 multiply-by-reciprocal equals division: codes equal the reference's."""
     kw = cases.norm_inputs(9, 1030, device, _gen(), quant=True, scale=0.03125)
@@ -128,23 +147,34 @@ LAUNCH_SHAPES = {"tile1": (False, 1, 1, 0), "tile4": (False, 4, 2, 0),
                  "persistent": (False, 2, 2, 1), "chunked": (True, 1, 1, 0)}
 
 
-def _reference_checking_residual(kernel, function, flags, original, kw):
+def _reference_checking_residual(kernel, function, flags, original, kw, **eps):
     """The reference output for the original inputs; for the residual variants also
-    asserts that the kernel's in-place residual update equals the reference's."""
+    asserts that the kernel's in-place residual update equals the reference's (NaN
+    positions included)."""
     ref = reference_of(kernel)
     if not flags.get("residual"):
-        return getattr(ref, function)(*original.values())
-    want, want_res = getattr(ref, function + "_with_residual")(*original.values())
+        return getattr(ref, function)(*original.values(), **eps)
+    want, want_res = getattr(ref, function + "_with_residual")(*original.values(), **eps)
     assert compare("exact", kw["residual"], want_res).ok
     return want
 
 
+def _default_eps(function):
+    """The spec's default eps of each function (§0.2): LayerNorm 1e-5, RMSNorm 1e-6."""
+    return 1e-5 if function == "layer_norm_bf16" else 1e-6
+
+
+@pytest.mark.parametrize("eps", [None, 1.0], ids=["eps=default", "eps=1"])
 @pytest.mark.parametrize("function", FUNCTIONS)
 @pytest.mark.parametrize("shape", LAUNCH_SHAPES)
 @pytest.mark.parametrize("rows,dim", [(1, 126), (37, 130)])
-def test_every_launch_shape_matches_reference(kernel, device, function, shape, rows, dim):
+def test_every_launch_shape_matches_reference(kernel, device, function, shape, rows, dim, eps):
     """Each kernel path on 1 row and on a ragged row count (persistent: 19 tiles over 4
-    programs); every output (and the in-place residual) against the reference."""
+    programs); every output (and the in-place residual) against the reference. eps = 1
+    against mean squares (variances) of 4-8: a dropped eps, or one added outside the
+    root, moves the outputs by ~10% (the default eps is lost in fp32 rounding at these
+    magnitudes)."""
+    eps = _default_eps(function) if eps is None else eps
     norms = _norms(kernel)
     chunked, block_r, num_warps, persistent = LAUNCH_SHAPES[shape]
     block_d = 32 if chunked else norms.next_power_of_2(dim)
@@ -154,11 +184,11 @@ def test_every_launch_shape_matches_reference(kernel, device, function, shape, r
     original = {k: v.clone() for k, v in kw.items()}
     out = _poison((rows, dim), _out_dtype(function), device)
     if function == "layer_norm_bf16":
-        norms._launch_layer_norm(kw["x"], kw["weight"], kw["bias"], out, 1e-5, cfg)
+        norms._launch_layer_norm(kw["x"], kw["weight"], kw["bias"], out, eps, cfg)
     else:
-        norms._launch_rms(kw["x"], kw.get("residual"), kw["weight"], kw.get("scale"), out, 1e-6,
+        norms._launch_rms(kw["x"], kw.get("residual"), kw["weight"], kw.get("scale"), out, eps,
                           cfg)
-    want = _reference_checking_residual(kernel, function, flags, original, kw)
+    want = _reference_checking_residual(kernel, function, flags, original, kw, eps=eps)
     v = compare(fmt, out, want)
     assert v.ok, v.message
 
@@ -405,9 +435,9 @@ OPCHECK_UTILS = ("test_schema", "test_autograd_registration", "test_faketensor",
                  "test_aot_dispatch_dynamic")
 
 
-def _op_args(function, kw, out):
-    """Schema order: inputs, eps, out (spec §3.2); each function's default eps."""
-    return (*kw.values(), 1e-5 if function == "layer_norm_bf16" else 1e-6, out)
+def _op_args(function, kw, out, eps=None):
+    """Schema order: inputs, eps, out (spec §3.2); eps None: the function's default."""
+    return (*kw.values(), _default_eps(function) if eps is None else eps, out)
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
@@ -430,16 +460,42 @@ def test_opcheck(kernel, device, function):
 
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_direct_launch_equals_op(kernel, device, function):
-    """Eager wrappers launch directly (host time); the registered op gives the same bits."""
-    flags, _ = cases.FUNCTIONS[function]
+    """Eager wrappers launch directly (host time); the registered op gives the same bits.
+    eps = 0.5 (mean squares ~4-8): both paths must pass the caller's eps to the kernel."""
+    flags, fmt = cases.FUNCTIONS[function]
     kw = cases.norm_inputs(5, 130, device, _gen(), **flags)
+    original = {k: v.clone() for k, v in kw.items()}
     kw2 = {k: v.clone() for k, v in kw.items()}
-    a = _call(kernel, function, kw)
+    a = _call(kernel, function, kw, eps=0.5)
     b = torch.empty_like(a)
-    getattr(_ops(kernel), function)(*_op_args(function, kw2, b))
+    getattr(_ops(kernel), function)(*_op_args(function, kw2, b, eps=0.5))
     assert torch.equal(_bits(a), _bits(b))
     if "residual" in kw:
         assert torch.equal(_bits(kw["residual"]), _bits(kw2["residual"]))
+    want = _reference_checking_residual(kernel, function, flags, original, kw, eps=0.5)
+    v = compare(fmt, a, want)
+    assert v.ok, v.message
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_default_eps(kernel, device, function):
+    """Called without eps: 1e-6, LayerNorm 1e-5 (spec §0.2, §3.2). Activations scaled by
+    2^-10 (exact): mean squares and variances ~4e-6, where the default eps moves every
+    output and the other function's default gives other results."""
+    flags, fmt = cases.FUNCTIONS[function]
+    kw = cases.norm_inputs(5, 130, device, _gen(), **flags)
+    for name in ("residual", "x"):
+        if name in kw:
+            kw[name] = (kw[name].float() * 2**-10).bfloat16()
+    original = {k: v.clone() for k, v in kw.items()}
+    got = getattr(kernel, function)(*kw.values())
+    want = _reference_checking_residual(kernel, function, flags, original, kw,
+                                        eps=_default_eps(function))
+    v = compare(fmt, got, want)
+    assert v.ok, v.message
+    other = 1e-6 if function == "layer_norm_bf16" else 1e-5
+    assert not compare(fmt, got, getattr(reference_of(kernel), function)(
+        *original.values(), eps=other)).ok
 
 
 def test_compile_fullgraph_no_recompile_across_row_counts(kernel, device):

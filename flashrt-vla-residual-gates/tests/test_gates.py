@@ -95,6 +95,29 @@ def test_rounded_product_before_add(kernel, device):
     assert not torch.equal(_bits(got), _bits(fused[rows]))
 
 
+@pytest.mark.parametrize("in_place", [False, True], ids=["out", "out=residual"])
+def test_bias_added_after_residual_sum(kernel, device, in_place):
+    """bias_residual_bf16 is bf16((r + x) + b): the bias is added after r + x (spec §4.2).
+    A residual stream of large activations (|r| ~ 4096, fp32 ulp 2^-12 .. 2^-10) and an x
+    that cancels it exactly on half the elements: there (r + x) + b = b, while x + b would
+    round the 0.02-scale bias to a multiple of x's ulp first (another bf16 on about a
+    quarter of the elements)."""
+    rows, dim = 7, 258
+    kw = cases.single_inputs("bias_residual_bf16", rows, dim, device, _gen(21))
+    r = (kw["residual"].float() * 4096).bfloat16()
+    cancel = torch.rand((rows, dim), generator=_gen(22)).to(device) < 0.5
+    kw["residual"] = r
+    kw["x"] = torch.where(cancel, -r.float(), kw["x"].float() * 4096).bfloat16()
+    want = reference_of(kernel).bias_residual_bf16(**kw)
+    bias_first = (kw["residual"].float() + (kw["x"].float() + kw["bias"].float())).bfloat16()
+    assert (_bits(want) != _bits(bias_first)).sum() > rows * dim // 8  # the test can tell
+    residual = kw["residual"].clone()
+    out = residual if in_place else _poisoned_like(residual)
+    got = kernel.bias_residual_bf16(residual, kw["x"], kw["bias"], out=out)
+    assert got is out
+    assert compare("exact", got, want).ok
+
+
 def _gates(kernel):
     return importlib.import_module(f"{kernel.__name__}.gates")
 
