@@ -95,6 +95,13 @@ def test_fp8_saturates_not_nan(kernel, device):
 # --- launch shapes: every kernel path, at the dispatch boundaries -----------------------------
 
 
+def _assert_matches(function, got, want):
+    """Every output of ``function`` within its format's tolerance of the reference's."""
+    for fmt, g, w in zip(cases.FUNCTIONS[function][1], got, want):
+        v = compare(fmt, g, w)
+        assert v.ok, v.message
+
+
 def _ada(kernel):
     return importlib.import_module(f"{kernel.__name__}.ada_norms")
 
@@ -135,10 +142,8 @@ def test_every_launch_shape_matches_reference(kernel, device, function, shape, r
     ada._launch(kw.get("residual"), kw["x"], kw.get("gate"), kw["weight"], kw["style"],
                 kw.get("scale"), out, gate_out, eps, cfg, late, prefetch)
     want = getattr(reference_of(kernel), function)(*original.values(), eps=eps)
-    got = (kw["residual"], out, gate_out) if fused else (out, gate_out)
-    for fmt, g, w in zip(cases.FUNCTIONS[function][1], got, want):
-        v = compare(fmt, g, w)
-        assert v.ok, v.message
+    _assert_matches(function, (kw["residual"], out, gate_out) if fused else (out, gate_out),
+                    want)
 
 
 @pytest.mark.parametrize("broadcast", [False, True], ids=["style=rows", "style=1"])
@@ -357,10 +362,7 @@ def test_direct_launch_equals_op(kernel, device, function):
     want = (kw2["residual"],) + args[-2:] if function == FUSED else args[-2:]
     for g, w in zip(got, want):
         assert torch.equal(_bits(g), _bits(w))
-    ref = getattr(reference_of(kernel), function)(**original, eps=0.5)
-    for fmt, g, w in zip(cases.FUNCTIONS[function][1], got, ref):
-        v = compare(fmt, g, w)
-        assert v.ok, v.message
+    _assert_matches(function, got, getattr(reference_of(kernel), function)(**original, eps=0.5))
 
 
 @pytest.mark.parametrize("broadcast", [False, True], ids=["style=rows", "style=1"])
@@ -377,9 +379,7 @@ def test_default_eps(kernel, device, function, broadcast):
     got = getattr(kernel, function)(**kw)
     ref = reference_of(kernel)
     formats = cases.FUNCTIONS[function][1]
-    for fmt, g, w in zip(formats, got, getattr(ref, function)(**original, eps=1e-6)):
-        v = compare(fmt, g, w)
-        assert v.ok, v.message
+    _assert_matches(function, got, getattr(ref, function)(**original, eps=1e-6))
     i_out = 1 if function == FUSED else 0
     other = getattr(ref, function)(**original, eps=1e-5)[i_out]
     assert not compare(formats[i_out], got[i_out], other).ok
