@@ -29,6 +29,15 @@ def _bits(t):
     return t.view({1: torch.uint8, 2: torch.int16, 4: torch.int32}[t.element_size()]).clone()
 
 
+def _fresh(kw):
+    """Tensor arguments cloned (in-place outputs start from the same values)."""
+    return {k: (v.clone() if torch.is_tensor(v) else v) for k, v in kw.items()}
+
+
+def _as_tuple(out):
+    return out if isinstance(out, tuple) else (out,)
+
+
 def _nan_like(t):
     return torch.full_like(t, float("nan"))
 
@@ -92,10 +101,8 @@ def test_out_buffers_written_and_returned(kernel, device, index):
     name, kw, outs = _optional_out_calls(device)[index]
     bufs = {o: torch.full(shape, float("nan"), dtype=dt, device=device)
             for o, (shape, dt) in outs.items()}
-    got = getattr(kernel, name)(**kw, **bufs)
-    got = got if isinstance(got, tuple) else (got,)
-    want = getattr(reference_of(kernel), name)(**kw)
-    want = want if isinstance(want, tuple) else (want,)
+    got = _as_tuple(getattr(kernel, name)(**kw, **bufs))
+    want = _as_tuple(getattr(reference_of(kernel), name)(**kw))
     assert len(got) == len(bufs) == len(want)
     for g, b, w in zip(got, bufs.values(), want):
         assert g is b
@@ -105,8 +112,7 @@ def test_out_buffers_written_and_returned(kernel, device, index):
         else:
             _assert_close("bf16", g, w)
     # allocated outputs equal the passed-buffer results
-    again = getattr(kernel, name)(**kw)
-    again = again if isinstance(again, tuple) else (again,)
+    again = _as_tuple(getattr(kernel, name)(**kw))
     for a, g in zip(again, got):
         assert torch.equal(_bits(a), _bits(g))
 
@@ -117,8 +123,7 @@ def test_fp16_outputs_within_one_ulp(kernel, device, name):
         kw = cases.bias_rope_inputs(2, 5, 3, 2, 80, device, _gen(), full_table=True)
     else:
         kw = cases.kvcache_inputs(2, 4, 3, 2, 16, 1, 6, device, _gen(), dtype=torch.float16)
-    got = getattr(kernel, name)(**{k: (v.clone() if torch.is_tensor(v) else v)
-                                   for k, v in kw.items()})
+    got = getattr(kernel, name)(**_fresh(kw))
     want = getattr(reference_of(kernel), name)(**kw)
     for g, w in zip(got, want):
         _assert_close("fp16", g, w)
@@ -158,45 +163,32 @@ def test_bias_rope_full_table_reads_first_half_only(kernel, device):
         assert torch.equal(_bits(a), _bits(b))
 
 
-def _norm_calls(device):
-    """(function, kwargs) of every function with an ``eps`` argument except joint3 (whose
-    three eps have their own tests): the decode, per-head and strided head kernel, the
-    whole-hidden kernel with and without bias, and its cat twin."""
-    g = _gen()
-    return {
-        "decode_q_norm_rope_stage_bf16": cases.decode_inputs(3, device, g),
-        "decode_k_norm_rope_kvwrite_bf16": cases.decode_inputs(3, device, g, kv=True),
-        "decode_k_norm_rope_kvwrite_devpos_bf16": cases.devpos_inputs(2, 5, 3, device, g),
-        "qkv_split_per_head_norm_rope_bf16": cases.per_head_inputs(2, 3, 3, 1, device, g),
-        "qk_norm_rope_strided_bf16": cases.strided_inputs(3, 2, 1, 2 * 128 + 40, 128 + 8,
-                                                          device, g),
-        "qkv_split_norm_rope_bf16": cases.wan_inputs(2, 5, 3, 8, device, g),
-        "qkv_split_bias_norm_rope_v_bf16": cases.wan_inputs(2, 5, 3, 8, device, g, bias=True),
-        "qkv_split_bias_norm_rope_v_cat_bf16": cases.cat_inputs(2, 5, 3, 8, 3, 12, device, g),
-    }
+# inputs(device, gen) of every function with an ``eps`` argument except joint3 (whose three
+# eps have their own tests): the decode, per-head and strided head kernel, the whole-hidden
+# kernel with and without bias, and its cat twin
+NORM_INPUTS = {
+    "decode_q_norm_rope_stage_bf16": lambda d, g: cases.decode_inputs(3, d, g),
+    "decode_k_norm_rope_kvwrite_bf16": lambda d, g: cases.decode_inputs(3, d, g, kv=True),
+    "decode_k_norm_rope_kvwrite_devpos_bf16": lambda d, g: cases.devpos_inputs(2, 5, 3, d, g),
+    "qkv_split_per_head_norm_rope_bf16": lambda d, g: cases.per_head_inputs(2, 3, 3, 1, d, g),
+    "qk_norm_rope_strided_bf16": lambda d, g: cases.strided_inputs(3, 2, 1, 2 * 128 + 40,
+                                                                   128 + 8, d, g),
+    "qkv_split_norm_rope_bf16": lambda d, g: cases.wan_inputs(2, 5, 3, 8, d, g),
+    "qkv_split_bias_norm_rope_v_bf16": lambda d, g: cases.wan_inputs(2, 5, 3, 8, d, g,
+                                                                     bias=True),
+    "qkv_split_bias_norm_rope_v_cat_bf16": lambda d, g: cases.cat_inputs(2, 5, 3, 8, 3, 12,
+                                                                         d, g),
+}
 
 
-NORM_FUNCTIONS = ["decode_q_norm_rope_stage_bf16", "decode_k_norm_rope_kvwrite_bf16",
-                  "decode_k_norm_rope_kvwrite_devpos_bf16", "qkv_split_per_head_norm_rope_bf16",
-                  "qk_norm_rope_strided_bf16", "qkv_split_norm_rope_bf16",
-                  "qkv_split_bias_norm_rope_v_bf16", "qkv_split_bias_norm_rope_v_cat_bf16"]
-
-
-def _fresh(kw):
-    return {k: (v.clone() if torch.is_tensor(v) else v) for k, v in kw.items()}
-
-
-@pytest.mark.parametrize("name", NORM_FUNCTIONS)
+@pytest.mark.parametrize("name", NORM_INPUTS)
 def test_eps_reaches_the_kernel(kernel, device, name):
     """A non-default eps (3.0, of the order of the inputs' mean square, 4) is the one the
     kernel adds: results equal the reference at that eps, and differ from the default's."""
-    kw = _norm_calls(device)[name]
-    got = getattr(kernel, name)(**_fresh(kw), eps=3.0)
-    got = got if isinstance(got, tuple) else (got,)
-    want = getattr(reference_of(kernel), name)(**_fresh(kw), eps=3.0)
-    want = want if isinstance(want, tuple) else (want,)
-    default = getattr(kernel, name)(**_fresh(kw))
-    default = default if isinstance(default, tuple) else (default,)
+    kw = NORM_INPUTS[name](device, _gen())
+    got = _as_tuple(getattr(kernel, name)(**_fresh(kw), eps=3.0))
+    want = _as_tuple(getattr(reference_of(kernel), name)(**_fresh(kw), eps=3.0))
+    default = _as_tuple(getattr(kernel, name)(**_fresh(kw)))
     for g, w in zip(got, want):
         _assert_close("bf16", g, w)
     assert not torch.equal(_bits(got[0]), _bits(default[0]))
@@ -208,10 +200,7 @@ def test_full_width_tables_use_every_entry(kernel, device, name):
     [c, c] (both halves equal), which cannot tell the second half from the first: here every
     entry is its own angle."""
     g = _gen()
-    if name == "qkv_split_per_head_norm_rope_bf16":
-        kw = cases.per_head_inputs(2, 3, 3, 1, device, g)
-    else:
-        kw = cases.strided_inputs(3, 2, 1, 2 * 128 + 40, 128 + 8, device, g)
+    kw = NORM_INPUTS[name](device, g)
     angle = torch.rand(kw["cos"].shape, generator=g) * 6.2831853
     kw["cos"] = angle.cos().to(torch.bfloat16).to(device)
     kw["sin"] = angle.sin().to(torch.bfloat16).to(device)
@@ -750,7 +739,7 @@ def test_direct_launch_equals_op(kernel, device):
         assert torch.equal(_bits(a), _bits(b))
     kv = cases.kvcache_inputs(1, 3, 2, 1, 16, 1, 6, device, _gen(), dtype=torch.float16)
     pos = torch.tensor([1], dtype=torch.int32, device=device)
-    kv2 = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in kv.items()}
+    kv2 = _fresh(kv)
     a = kernel.qkv_split_rope_kvcache_fp16(**kv, device_position=pos)
     q2 = torch.empty_like(a[0])
     ops.qkv_split_rope_kvcache_fp16(kv2["packed_qkv"], kv2["rope"], 2, 1, 16, 1, pos, q2,
@@ -782,8 +771,7 @@ def test_compile_fullgraph_no_recompile_across_token_counts(kernel, device):
                 cases.decode_inputs(3, device, g))
 
     def clone(args):
-        return tuple({k: (v.clone() if torch.is_tensor(v) else v) for k, v in a.items()}
-                     for a in args)
+        return tuple(_fresh(a) for a in args)
 
     torch._dynamo.reset()
     compiled = torch.compile(fn, fullgraph=True, dynamic=True, backend=backend)

@@ -17,9 +17,7 @@ import re
 import sys
 from pathlib import Path
 
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
+from flashrt_tools.offline import compile_sm90
 
 # (BLOCK_M, BLOCK_N, BLOCK_KH, warps, SPLIT, A_FP4, EVEN_K): one per branch of the
 # launch rule (16 / 32 / 64-row tiles, 32 / 64 / 128-byte steps, split-K, W4A4, K tail)
@@ -35,11 +33,8 @@ def operand_layout(sm, bm, bn, bkh, warps, split, a_fp4, even):
     const = dict(A_FP4=a_fp4, HAS_BIAS=False, SPLIT=split, BLOCK_M=bm, BLOCK_N=bn,
                  BLOCK_KH=bkh, PTX_DECODE=True, EVEN_K=even,
                  SCALE_WORDS=sm.DOT_SCALES == "words", PDL=True, PREFETCH=True, EARLY_RELEASE=True)
-    sig.update({k: "constexpr" for k in const})
-    aligned = {(i,): [["tt.divisibility", 16]] for i in list(range(8)) + [9, 10, 11]}
-    src = ASTSource(fn=sm._dot_kernel, signature=sig, constexprs=const, attrs=aligned)
-    ttgir = triton.compile(src, target=GPUTarget("cuda", 90, 32),
-                           options={"num_warps": warps, "num_stages": 3}).asm["ttgir"]
+    ttgir = compile_sm90(sm._dot_kernel, sig, const, num_warps=warps,
+                         aligned=list(range(8)) + [9, 10, 11], num_stages=3).asm["ttgir"]
     enc = re.search(r"tt\.elementwise_inline_asm .*? : tensor<[^>]*, (#\w+)>", ttgir).group(1)
     return re.search(re.escape(enc) + r" = (#ttg\.\w+<\{.*?\}>)", ttgir).group(1)
 

@@ -258,18 +258,15 @@ def _wan_tile(
         m_p = o_p < P
         if HOLD == 0:
             b_a, b_b = held[c]
-        elif HOLD == 1:  # the bias is loaded again (from cache)
-            b_x = held[c]
+        else:  # the words held (1) or loaded again (2: never merged with the first load)
+            if HOLD == 1:
+                b_x = held[c]
+            else:
+                b_x = _wan_words(x_ptr, i_t, m_t, o_p, P, 2)
             b_bias = b_x  # placeholder without bias
-            if HAS_BIAS:
+            if HAS_BIAS:  # the bias is loaded again (from cache)
                 b_bias = _wan_bias_words(bias_ptr, o_p, P, 2)
-            b_a, b_b = _wan_qk_halves(b_x, b_bias, HAS_BIAS, True)
-        else:  # a second load is never merged with the first
-            b_x = _wan_words(x_ptr, i_t, m_t, o_p, P, 2)
-            b_bias = b_x
-            if HAS_BIAS:
-                b_bias = _wan_bias_words(bias_ptr, o_p, P, 2)
-            b_a, b_b = _wan_qk_halves(b_x, b_bias, HAS_BIAS, False)
+            b_a, b_b = _wan_qk_halves(b_x, b_bias, HAS_BIAS, HOLD == 1)
         if EARLY_LOADS:
             b_w, b_fr, b_fi = tables[c]
         else:
@@ -672,7 +669,6 @@ def _run_joint3(packed_v, bias, wvq, wvk, freqs_re, freqs_im, packed_a, waq, wak
                 one_launch=None):
     """One launch per segment, or (``one_launch``, default ``JOINT3_ONE_LAUNCH``) all three
     in ``_wan_joint3_kernel``: the tiles and bits of the per-segment launches."""
-    total = q_cat.shape[1]
     L_v, L_a, L_u = packed_v.shape[1], packed_a.shape[1], packed_u.shape[1]
     if JOINT3_ONE_LAUNCH if one_launch is None else one_launch:
         D = heads * head_dim
@@ -688,6 +684,7 @@ def _run_joint3(packed_v, bias, wvq, wvk, freqs_re, freqs_im, packed_a, waq, wak
                 EARLY_LOADS=cfg_v.early, num_warps=cfg_v.num_warps,
                 **dependent_launch(packed_v.device),
             )
+    total = L_v + L_a + L_u  # the workspaces' rows (checked)
     _launch_wan(packed_v, bias, wvq, wvk, freqs_re, freqs_im, q_cat, k_cat, v_cat, heads,
                 head_dim, rope_seq_len, eps_v, out_tokens=total, out_off=0)
     # action / und: no bias, no RoPE (rope_len 0: the table is never read), V copied raw
