@@ -17,10 +17,11 @@ split with its three hold modes) for ``qkv_split_norm_rope_bf16`` and
 ``qkv_split_bias_norm_rope_v_bf16`` at T = 2520 and 4096, 24 and 40 heads.
 
 ``--joint3`` times ``qkv_split_joint3_cat_bf16`` (L = 2520 / 16 / 16, 24 heads) with one
-launch per segment (the rule) against the three segments in one launch
-(``norm_rope.JOINT3_ONE_LAUNCH``, not yet measured: two short launches of 16 rows each
-are most of the gap between joint3, 32.34 us, and the cat writer, 27.20 us, in the
-2026-12-03 record), at the rule's tiles and every ``wan_candidates`` setting.
+launch per segment against the three segments in one launch
+(``norm_rope.JOINT3_ONE_LAUNCH``), at the rule's tiles and every ``wan_candidates``
+setting. H200, 2026-12-04: one launch 28.70 us, per segment 32.48 (the two short
+16-row launches were most of the gap to the cat writer, 27.20 us in the 2026-12-03
+record); one launch at the other settings 30.09-34.97. Adopted: one launch.
 
 ``--grid`` also measures the bench_qkv.py rows that its quick grid skips
 (Wan T = 2520 norm + RoPE and bias + norm + RoPE + V, decode heads 4 and 8),
@@ -37,12 +38,17 @@ but BLOCK_V = 16 (1.66), compile 3.51 us. The launch rule (``vector_config``) st
 Wan T = 2520 (``--wan``, the sweep before the exact-chunk modes existed, norm + RoPE
 only): ``row_config`` fastest of its four settings, 20.09 us at 24 heads (84% of a
 same-size copy), 34.15 us at 40 heads (78%); twice the warps or early table loads
-6-62% slower. The exact-chunk modes are not yet measured. Offline sm_90 register
-counts (ptxas, a thread), norm + RoPE with late tables: the rule 77 (D = 3072, 4
-warps) / 74 (5120, 8 warps); exact chunks at 8 warps holding halves / words / nothing
-48 / 40 / 32 (3072) and 64 / 48 / 40 (5120); with bias and V at 5120 93 / 78 / 64
-against the rule's 104: more programs resident per SM, more bytes in flight, the
-hypothesis the sweep tests.
+6-62% slower.
+The exact-chunk modes (H200, 2026-12-04, ``--wan``, registers a thread from the launched
+kernel; us, rule / best other): norm + RoPE T = 2520 / 4096 at 24 heads 20.07 / 19.61
+(512 x 3, hold nothing, 4 warps, 48 regs) and 29.52 / 30.20 (the same); at 40 heads
+33.39 / 31.81 and 51.18 / 51.04 (512 x 5, hold nothing, 4 warps); bias + norm + RoPE +
+V: the rule fastest at all four shapes (27.37 / 41.99 at 24 heads, 49.95 / 77.74 at
+40; the next 7-10% slower). Fewer registers did not buy speed: every 8-warp exact-chunk
+program (32-93 registers against the rule's 74-104) was 11-53% slower, so
+occupancy is not what holds these rows at 78-88% of copy bandwidth. The rule stays (the
+one faster mode wins 2-5% on the norm-only function at two shapes and loses at the
+others).
 """
 
 import argparse

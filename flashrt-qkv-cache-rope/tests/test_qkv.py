@@ -256,14 +256,15 @@ def test_wan_launch_modes(kernel, device, monkeypatch, bias, shape):
         assert all(torch.equal(a, b) for a, b in zip(bits, ref)), name
 
 
-@pytest.mark.parametrize("lengths", [(5, 3, 2), (9, 1, 6)], ids=["5-3-2", "9-1-6"])
-def test_joint3_one_launch_equals_three(kernel, device, monkeypatch, lengths):
+@pytest.mark.parametrize("lengths,B", [((5, 3, 2), 1), ((9, 1, 6), 1), ((5, 3, 2), 2)],
+                         ids=["5-3-2", "9-1-6", "5-3-2-batch2"])
+def test_joint3_one_launch_equals_three(kernel, device, monkeypatch, lengths, B):
     """The three joint3 segments in one launch (``_wan_joint3_kernel``, taken when
     ``JOINT3_ONE_LAUNCH`` is set) give the bits of one launch per segment, every row of
     the workspaces written (poisoned first) and equal to the reference."""
     norm_rope = importlib.import_module(f"{kernel.__name__}.norm_rope")
     L_v, L_a, L_u = lengths
-    kw = cases.joint3_inputs(L_v, L_a, L_u, 2, 8, device, _gen())
+    kw = cases.joint3_inputs(L_v, L_a, L_u, 2, 8, device, _gen(), B=B)
     extra = dict(rope_seq_len=L_v - 1, eps_a=0.5, eps_u=3.0)  # eps that move the bits
     outs = []
     for one_launch in (False, True):

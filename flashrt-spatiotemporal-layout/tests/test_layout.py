@@ -239,6 +239,18 @@ def test_upsample_tiles_equal_reference(kernel, device, config):
     assert torch.equal(got.view(torch.uint8), want.view(torch.uint8))
 
 
+def test_upsample_wide_rows_equal_reference(kernel, device):
+    """Rows at least ``_UPSAMPLE_WIDE_W`` wide take the launcher's [C, 32] tiles (W = 200:
+    a ragged last width tile; C = 12 pads the 128-channel block); same bytes as the
+    reference."""
+    layout = importlib.import_module(f"{kernel.__name__}.layout")
+    W = layout._UPSAMPLE_WIDE_W + 8
+    x = cases.randn((1, 12, 2, W), _gen(), device, 8.0)
+    got = kernel.upsample2x_quantize_fp8_static_nhwc_bf16(x, 0.04)
+    want = reference_of(kernel).upsample2x_quantize_fp8_static_nhwc_bf16(x, 0.04)
+    assert torch.equal(got.view(torch.uint8), want.view(torch.uint8))
+
+
 def test_avg_pool_padded_frames_count_in_divisor(kernel, device):
     """T = 1 with factor_t = 2: one zero frame in front, mean over 8 values of which 4 are 0."""
     x = cases.randn((1, 1, 1, 2, 2), _gen(), device, 2.0)

@@ -14,9 +14,10 @@ Three Triton kernels serve nine public functions:
   fp32 ``freqs_re/freqs_im`` for tokens ``t < rope_len``, optional V (bias added,
   or a bit copy), output rows placed at ``b*out_tokens + out_off + t`` (cat
   workspaces). Serves ``qkv_split_norm_rope_bf16``,
-  ``qkv_split_bias_norm_rope_v_bf16``, its ``_cat`` twin and joint3 (one launch
-  per segment; ``_wan_joint3_kernel`` runs the same tiles of all three in one
-  launch when ``JOINT3_ONE_LAUNCH`` is set). Both kernels run ``_wan_tile``.
+  ``qkv_split_bias_norm_rope_v_bf16``, its ``_cat`` twin and joint3 when
+  ``JOINT3_ONE_LAUNCH`` is unset (one launch per segment).
+* ``_wan_joint3_kernel``: joint3's three segments in one launch, the same tiles
+  (``JOINT3_ONE_LAUNCH``, the default). Both Wan kernels run ``_wan_tile``.
 
 Each public function validates (RuntimeError, before any allocation or
 launch), allocates missing outputs, and launches directly when eager or
@@ -306,7 +307,7 @@ def _wan_qkv_kernel(
 @triton.jit(do_not_specialize=["L_v", "L_a", "L_u", "rope_len"])
 def _wan_joint3_kernel(
     xv_ptr, bias_ptr, wvq_ptr, wvk_ptr, fr_ptr, fi_ptr, xa_ptr, waq_ptr, wak_ptr, xu_ptr,
-    wuq_ptr, wuk_ptr, q_ptr, k_ptr, v_ptr, L_v, L_a, L_u, rope_len, eps_v, eps_a, eps_u,
+    wuq_ptr, wuk_ptr, q_ptr, k_ptr, v_ptr, B, L_v, L_a, L_u, rope_len, eps_v, eps_a, eps_u,
     P: tl.constexpr, HALF_HD: tl.constexpr, BLOCK_T: tl.constexpr, CHUNK: tl.constexpr,
     N_CHUNKS: tl.constexpr, HOLD: tl.constexpr, EARLY_LOADS: tl.constexpr,
     PDL: tl.constexpr = False,
@@ -314,25 +315,26 @@ def _wan_joint3_kernel(
     """The three joint3 segments in one launch: the video tiles first (bias, RoPE for
     t < rope_len, V + bias), then action and und (no bias, no RoPE, V copied), each
     written at its row offset of the (L_v + L_a + L_u)-row workspaces; the same tiles
-    as one launch per segment, so the same bits. One table placement for all three (the
+    as one launch per segment (each over its B x L rows), so the same bits. One table
+    placement for all three (the
     video's: early loads in the short segments' branches alone would raise the
     registers of the whole kernel, sm_90 offline: 128 against 106 at D = 3072)."""
     enter_dependent_launch(PDL)
     pid = tl.program_id(0)
-    n_v = tl.cdiv(L_v, BLOCK_T)
-    n_a = tl.cdiv(L_a, BLOCK_T)
+    n_v = tl.cdiv(B * L_v, BLOCK_T)
+    n_a = tl.cdiv(B * L_a, BLOCK_T)
     total = L_v + L_a + L_u
     if pid < n_v:
         _wan_tile(pid, xv_ptr, bias_ptr, wvq_ptr, wvk_ptr, fr_ptr, fi_ptr, q_ptr, k_ptr, v_ptr,
-                  L_v, L_v, rope_len, total, 0, eps_v, P, HALF_HD, BLOCK_T, CHUNK, N_CHUNKS,
+                  B * L_v, L_v, rope_len, total, 0, eps_v, P, HALF_HD, BLOCK_T, CHUNK, N_CHUNKS,
                   HOLD, EARLY_LOADS, True, True)
     elif pid < n_v + n_a:
         _wan_tile(pid - n_v, xa_ptr, xa_ptr, waq_ptr, wak_ptr, fr_ptr, fi_ptr, q_ptr, k_ptr,
-                  v_ptr, L_a, L_a, 0, total, L_v, eps_a, P, HALF_HD, BLOCK_T, CHUNK, N_CHUNKS,
+                  v_ptr, B * L_a, L_a, 0, total, L_v, eps_a, P, HALF_HD, BLOCK_T, CHUNK, N_CHUNKS,
                   HOLD, EARLY_LOADS, False, True)
     else:
         _wan_tile(pid - n_v - n_a, xu_ptr, xu_ptr, wuq_ptr, wuk_ptr, fr_ptr, fi_ptr, q_ptr,
-                  k_ptr, v_ptr, L_u, L_u, 0, total, L_v + L_a, eps_u, P, HALF_HD, BLOCK_T,
+                  k_ptr, v_ptr, B * L_u, L_u, 0, total, L_v + L_a, eps_u, P, HALF_HD, BLOCK_T,
                   CHUNK, N_CHUNKS, HOLD, EARLY_LOADS, False, True)
 
 
@@ -661,7 +663,10 @@ def _cat_fake(packed_qkv, qkv_bias, norm_q_weight, norm_k_weight, freqs_re, freq
                head_dim, video_offset, rope_seq_len, q_cat_out, k_cat_out, v_cat_out)
 
 
-JOINT3_ONE_LAUNCH = False  # the three segments in one launch: not yet measured (tune_qkv.py)
+# The three segments in one launch (H200, tune_qkv.py --joint3, L = 2520 / 16 / 16, 24
+# heads: 28.70 us against 32.48 for one launch per segment; the two 16-row launches were
+# most of the difference).
+JOINT3_ONE_LAUNCH = True
 
 
 def _run_joint3(packed_v, bias, wvq, wvk, freqs_re, freqs_im, packed_a, waq, wak, packed_u, wuq,
@@ -669,16 +674,17 @@ def _run_joint3(packed_v, bias, wvq, wvk, freqs_re, freqs_im, packed_a, waq, wak
                 one_launch=None):
     """One launch per segment, or (``one_launch``, default ``JOINT3_ONE_LAUNCH``) all three
     in ``_wan_joint3_kernel``: the tiles and bits of the per-segment launches."""
-    L_v, L_a, L_u = packed_v.shape[1], packed_a.shape[1], packed_u.shape[1]
+    B, L_v = packed_v.shape[:2]
+    L_a, L_u = packed_a.shape[1], packed_u.shape[1]
     if JOINT3_ONE_LAUNCH if one_launch is None else one_launch:
         D = heads * head_dim
-        cfg_v = row_config(D, L_v, packed_v.device)
+        cfg_v = row_config(D, B * L_v, packed_v.device)
         i32 = [t.view(torch.int32) for t in (packed_v, bias, wvq, wvk, packed_a, waq, wak,
                                              packed_u, wuq, wuk, q_cat, k_cat, v_cat)]
-        grid = (cdiv(L_v, cfg_v.block_t) + cdiv(L_a, cfg_v.block_t) + cdiv(L_u, cfg_v.block_t),)
+        grid = (sum(cdiv(B * L, cfg_v.block_t) for L in (L_v, L_a, L_u)),)
         with device_guard(packed_v):
             return _wan_joint3_kernel[grid](
-                *i32[:4], freqs_re, freqs_im, *i32[4:], L_v, L_a, L_u, rope_seq_len, eps_v,
+                *i32[:4], freqs_re, freqs_im, *i32[4:], B, L_v, L_a, L_u, rope_seq_len, eps_v,
                 eps_a, eps_u, P=D // 2, HALF_HD=head_dim // 2, BLOCK_T=cfg_v.block_t,
                 CHUNK=cfg_v.chunk, N_CHUNKS=cfg_v.n_chunks, HOLD=cfg_v.hold,
                 EARLY_LOADS=cfg_v.early, num_warps=cfg_v.num_warps,
