@@ -79,14 +79,14 @@ NEW_ROWS = [
 ]
 
 
-def candidates(ada, D, rows, broadcast, device):
+def candidates(ada, D, rows, broadcast, device, fused):
     """Named (RowConfig, late style loads, prefetch depth) for width D: the rule (None:
     its own placement) and the alternatives (elements per thread, weight and style loaded
     beside x; on many rows persistent grids prefetching one tile ahead ("p<programs per
     SM>") or two ("...d2"), register rows loading weight, scale and shift after the
     reduction ("L"), a chunked row)."""
     C = ada.RowConfig
-    named = {"rule": (ada.row_config(D, rows, device, broadcast), None, 1)}
+    named = {"rule": (ada.row_config(D, rows, device, broadcast, fused), None, 1)}
     bd = ada.next_power_of_2(D)
     if bd > ada.REG_MAX_BLOCK:
         return named
@@ -213,7 +213,7 @@ def tune_row(kernel, ada, before, function, model, rows, dim, broadcast, *, warm
     rec = {"function": function, "model": model, "rows": rows, "D": dim,
            "style": "1x3D" if broadcast else "rowsx3D", "bytes": nbytes, "candidates": {}}
     named = [(n, ada, c, late, pf)
-             for n, (c, late, pf) in candidates(ada, dim, rows, broadcast, device).items()]
+             for n, (c, late, pf) in candidates(ada, dim, rows, broadcast, device, fused).items()]
     if before is not None:
         named.append(("before", before, None, None, 1))
     named = [c for c in named if not keep or c[0] in keep]

@@ -171,34 +171,64 @@ def test_launch_rule_boundaries(kernel, device):
     """row_config at its edges: the widest register row and the first chunked one, the
     few-rows/many-rows boundary (FEW_ROWS_PER_SM rows per SM), the persistent grid for a
     broadcast style only, below LATE_STYLE_BLOCK; many rows that wide: 16 elements per
-    thread, the weight, scale and shift loaded after the reduction."""
+    thread, the weight, scale and shift loaded after the reduction; so too many rows
+    from LATE_BROADCAST_BLOCK wide with a broadcast style (the fused op from
+    LATE_FUSED_ROWS rows)."""
     ada = _ada(kernel)
     few = ada.FEW_ROWS_PER_SM * ada.sm_count(device)
     assert ada.few_rows(few, device) and not ada.few_rows(few + 1, device)
-    late = lambda D, rows, b: ada.late_style_loads(ada.row_config(D, rows, device, b),  # noqa
-                                                   rows, device)
+
+    def late(D, rows, b, fused=False):
+        cfg = ada.row_config(D, rows, device, b, fused)
+        return ada.late_style_loads(cfg, rows, device, b, fused)
     for broadcast in (False, True):
         for D in (8192, 6146):
             many = ada.row_config(D, few + 1, device, broadcast)
             assert many == ada.RowConfig(False, 1, 8192, 16)
             assert late(D, few + 1, broadcast) and not late(D, few, broadcast)
-        assert not late(4096, few + 1, broadcast) and not late(8194, few + 1, broadcast)
+            assert late(D, few + 1, broadcast, fused=True)
+        assert not late(8194, few + 1, broadcast)
+        # 4096 wide: late for a broadcast style (the norm; the fused op from many rows)
+        assert late(4096, few + 1, broadcast) == broadcast
+        assert late(3072, few + 1, broadcast) == broadcast
+        assert not late(2048, few + 1, broadcast)
+        assert not late(4096, few + 1, broadcast, fused=True)
+        assert late(4096, ada.LATE_FUSED_ROWS, broadcast, fused=True) == broadcast
+        assert not late(4096, ada.LATE_FUSED_ROWS - 1, broadcast, fused=True)
+        if broadcast:
+            assert ada.row_config(3072, few + 1, device, True) == ada.RowConfig(False, 1, 4096, 8)
         assert not ada.row_config(8192, few, device, broadcast).chunked
         assert ada.row_config(8194, few, device, broadcast) == ada.RowConfig(True, 1, ada.CHUNK, 8)
         small = ada.row_config(3072, few, device, broadcast)
         large = ada.row_config(3072, few + 1, device, broadcast)
         assert small == ada.RowConfig(False, 1, 4096, 16)  # 8 elements per thread
-        assert (large.persistent > 0) == broadcast
+        fused_large = ada.row_config(3072, few + 1, device, broadcast, fused=True)
+        assert (fused_large.persistent > 0) == broadcast  # the fused op's Wan rows
+        assert large.persistent == 0
         assert large.block_r == 1 and 4096 // (32 * large.num_warps) in (16, 32)
 
 
 @pytest.mark.parametrize("broadcast", [False, True], ids=["style=rows", "style=1"])
 @pytest.mark.parametrize("function", [ADA, FUSED])
-@pytest.mark.parametrize("rows,dim", [(1, 4094), (33, 4098), (2, 8192), (33, 8194)])
+@pytest.mark.parametrize("rows,dim", [(1, 4094), (33, 2050), (33, 4098), (2, 8192), (33, 8194)])
 def test_dispatch_boundaries_match_reference(kernel, device, function, rows, dim, broadcast):
     """Public calls either side of the launch rule's edges (register row vs chunked, few
-    rows vs many: on the CPU interpreter 4 SMs, so 33 rows is "many")."""
+    rows vs many: on the CPU interpreter 4 SMs, so 33 rows is "many"; 2050 wide: the
+    4096 block, late style loads for the norm with a broadcast style)."""
     case = cases._case(function, rows, dim, broadcast)
+    verdicts, _ = run_case(kernel, reference_of(kernel), case, device, seed=GEN_SEED)
+    for v in verdicts:
+        assert v.ok, f"{case.id}: {v.message}"
+
+
+def test_fused_broadcast_late_rows_match_reference(kernel, device, monkeypatch):
+    """The fused op's late path with a broadcast style at the 4096 block (taken from
+    LATE_FUSED_ROWS rows: lowered to 33 here so that it runs on a CPU-sized input)."""
+    ada = _ada(kernel)
+    monkeypatch.setattr(ada, "LATE_FUSED_ROWS", 33)
+    cfg = ada.row_config(2050, 33, device, True, fused=True)
+    assert cfg.persistent == 0 and ada.late_style_loads(cfg, 33, device, True, fused=True)
+    case = cases._case(FUSED, 33, 2050, True)
     verdicts, _ = run_case(kernel, reference_of(kernel), case, device, seed=GEN_SEED)
     for v in verdicts:
         assert v.ok, f"{case.id}: {v.message}"

@@ -17,7 +17,8 @@ correctly rounded 1/sqrt (14% on the 10-row FP8 call).
 ``row_config`` picks the launch shape from the width, the style layout and the
 row-count class (benchmarks/tune_ada_norms.py measured it). Rows of up to
 ``REG_MAX_BLOCK`` elements stay in registers, every load of a tile issued before its
-reduction (many 8192-wide rows: the weight, scale and shift after it); wider rows are
+reduction (many 8192-wide rows, and many 4096-wide rows with a broadcast style (see
+``late_style_loads``): the weight, scale and shift after it); wider rows are
 done in ``CHUNK``-wide chunks over two passes (sum of squares, then modulate and store;
 the fused op re-reads the residual it stored in pass one). A persistent variant loops
 each program over many rows, loading the next row while the current one is reduced;
@@ -45,13 +46,15 @@ _FP8 = torch.float8_e4m3fn
 REG_MAX_BLOCK = 8192  # widest row kept in registers
 CHUNK = 4096  # chunk of a wider row, 8 warps
 LATE_STYLE_BLOCK = 8192  # many rows this wide load weight/scale/shift after the reduction
+LATE_BROADCAST_BLOCK = 4096  # ... and from this wide with a broadcast style: the norm
+LATE_FUSED_ROWS = 16384  # ... and the fused op from this many rows
 PERSISTENT_PROGRAMS_PER_SM = 2
 
 
-def row_config(D: int, n_rows: int, device, broadcast: bool) -> RowConfig:
+def row_config(D: int, n_rows: int, device, broadcast: bool, fused: bool = False) -> RowConfig:
     """The launch rule, from benchmarks/tune_ada_norms.py on H200. Keyed on the width,
-    the style layout and the row count class only (few rows vs many: two compiled
-    variants per width and layout at most).
+    the style layout, the function and the row count class (few rows, many, and for the
+    fused op with a broadcast style from ``LATE_FUSED_ROWS``).
 
     * few rows (one wave): one row per program, 8 elements per thread: the most threads
       on each row's serial load -> reduce -> store chain;
@@ -60,16 +63,18 @@ def row_config(D: int, n_rows: int, device, broadcast: bool) -> RowConfig:
       one's reduction, 16 elements per thread;
     * many rows, per-row style: 32 elements per thread (x and three style chunks: many
       16-byte loads in flight per thread);
-    * many 8192-wide rows, either style: one row per program, 16 elements per thread,
-      the weight, scale and shift loaded after the reduction (``late_style_loads``).
+    * many 8192-wide rows, either style, and many 4096-wide rows with a broadcast style
+      (the norm; the fused op from ``LATE_FUSED_ROWS`` rows): one row per program, 16
+      elements per thread, the weight, scale and shift loaded after the reduction
+      (``late_style_loads``).
     """
     block_d = next_power_of_2(D)
     if block_d > REG_MAX_BLOCK:
         return RowConfig(True, 1, CHUNK, 8)
     if few_rows(n_rows, device):
         return RowConfig(False, 1, block_d, max(1, min(16, block_d // 256)))
-    if block_d >= LATE_STYLE_BLOCK:
-        return RowConfig(False, 1, block_d, 16)
+    if _late_rows(block_d, n_rows, device, broadcast, fused):
+        return RowConfig(False, 1, block_d, block_d // 512)
     if broadcast:
         return RowConfig(False, 1, block_d, max(1, min(16, block_d // 512)),
                          PERSISTENT_PROGRAMS_PER_SM)
@@ -77,7 +82,16 @@ def row_config(D: int, n_rows: int, device, broadcast: bool) -> RowConfig:
 
 
 
-def late_style_loads(cfg: RowConfig, n_rows: int, device) -> bool:
+def _late_rows(block_d, n_rows, device, broadcast, fused) -> bool:
+    """Many register rows that run one row per program with late style loads."""
+    if few_rows(n_rows, device) or block_d > REG_MAX_BLOCK:
+        return False
+    return block_d >= LATE_STYLE_BLOCK or (
+        broadcast and block_d >= LATE_BROADCAST_BLOCK and (not fused or n_rows >= LATE_FUSED_ROWS))
+
+
+def late_style_loads(cfg: RowConfig, n_rows: int, device, broadcast: bool = False,
+                     fused: bool = False) -> bool:
     """Whether a register row (one program per tile) loads the weight, scale and shift
     after its reduction instead of beside x (not live across it: fewer registers a
     thread, more rows per SM), copying the gate chunk to gate_out first. Late for many
@@ -85,9 +99,13 @@ def late_style_loads(cfg: RowConfig, n_rows: int, device) -> bool:
     against the rule before: fused per-row style 264.3 vs 294.8 us, 58 instead of 167
     registers a thread; broadcast norm 108.3 vs 113.7 (the persistent grid); per-row
     norm 187.3 vs 187.1; the fused op with a broadcast style measured late at 32
-    elements per thread only: 187.6 vs 194.4)."""
-    return (not cfg.chunked and not cfg.persistent and cfg.block_d >= LATE_STYLE_BLOCK
-            and not few_rows(n_rows, device))
+    elements per thread only: 187.6 vs 194.4). With a broadcast style also from
+    ``LATE_BROADCAST_BLOCK`` (H200, 2026-12-04, against the persistent grid: the norm
+    at 2520 / 4096 / 16384 rows of 3072 / 3072 / 4096, 14.46 / 22.44 / 103.50 vs 14.76 /
+    23.84 / 110.95 us; the fused op 181.92 vs 192.85 at 16384 x 4096, but 25.17 / 38.20
+    vs 23.15 / 36.35 at the Wan rows, where the persistent grid stays)."""
+    return (not cfg.chunked and not cfg.persistent
+            and _late_rows(cfg.block_d, n_rows, device, broadcast, fused))
 
 
 @triton.jit
@@ -285,13 +303,14 @@ def _launch(residual, x, gate, weight, style, scale, out, gate_out, eps, cfg=Non
     launched kernel."""
     n_rows, D = x.shape
     broadcast = style.shape[0] == 1
-    cfg = cfg or row_config(D, n_rows, x.device, broadcast)
+    fused = residual is not None
+    cfg = cfg or row_config(D, n_rows, x.device, broadcast, fused)
     if late_style is None:
-        late_style = late_style_loads(cfg, n_rows, x.device)
+        late_style = late_style_loads(cfg, n_rows, x.device, broadcast, fused)
     with device_guard(x):
         return _ada_norm_kernel[(row_grid(cfg, n_rows, x.device),)](
             residual, x, gate, weight, style, scale, out, gate_out, n_rows, D, eps,
-            FUSED=residual is not None, BROADCAST=broadcast, CHUNKED=cfg.chunked,
+            FUSED=fused, BROADCAST=broadcast, CHUNKED=cfg.chunked,
             PERSISTENT=cfg.persistent > 0, LATE_STYLE=late_style, BLOCK_R=cfg.block_r,
             BLOCK_D=cfg.block_d, PREFETCH=prefetch, num_warps=cfg.num_warps,
             enable_fp_fusion=False,

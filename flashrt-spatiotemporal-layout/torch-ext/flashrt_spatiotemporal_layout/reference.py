@@ -71,7 +71,9 @@ def avg_pool3d_channels_bf16(x, out_channels, factor_t, factor_s, group_size):
     acc = torch.zeros(B, out_channels, to, ho, wo, dtype=torch.float32, device=x.device)
     for i in range(g):
         acc = acc + e[:, :, i]
-    return (acc / g).to(torch.bfloat16)
+    # divided by a tensor: CUDA's division by a Python scalar multiplies by its fp32
+    # reciprocal, which rounds differently for a group of 3, 5, 6 or 7
+    return (acc / torch.full_like(acc, g)).to(torch.bfloat16)
 
 
 def ndhwc_to_ncdhw_bf16(x):
