@@ -15,8 +15,19 @@ approximate rsqrt over a correctly rounded 1/sqrt (H200: 24.2 vs 25.1 us at 2520
 
 ``--group new`` runs ``NEW_ROWS`` only (the open targets of the last H200 record, each
 with its own candidates: now the broadcast norm at 16384x4096, with persistent grids
-prefetching two tiles ahead, ``_ada_norm_kernel``'s PREFETCH = 2; not yet run). Its
-previous H200 run (2026-12-02, 8192x8192, 1 GiB copy 4212 GB/s; us
+prefetching two tiles ahead, ``_ada_norm_kernel``'s PREFETCH = 2). H200, 2026-12-04 (us,
+(registers a thread)): r1e16L 102.29 (44), r1e8p2d2 107.52 (64), the rule (persistent,
+prefetch 1) 109.32 (99), r1e16L's neighbours r1e8L 110.28 (32) / r1e32L 113.65 (69),
+prefetch two ahead at 16 elements 110.57 (111); same-size copy 95.85, the ``traffic``
+kernel (the same 1 read : 2 write bytes, no math) 100.03: two tiles in flight did not
+help, loading the style after the reduction did. Then both functions with a broadcast
+style at the Wan rows and 16384x4096 (``--styles 1 --shapes 2520x3072,4096x3072,16384x4096
+--candidates rule,r1e16L,r1e8L,r1e32L``): the norm r1e16L 14.46 / 22.44 / 103.50 against
+the rule's 14.76 / 23.84 / 110.95 (r1e8L 101.22 at 16384 rows, 110.28 in the run
+before: r1e16L is the steadier); the fused op the rule 23.15 / 36.35 / 192.85, r1e16L
+25.17 / 38.20 / 181.92. Adopted: r1e16L for many 4096-wide rows with a broadcast style,
+the fused op from ``LATE_FUSED_ROWS`` (16384) rows (``late_style_loads``). The
+2026-12-02 run (2026-12-02, 8192x8192, 1 GiB copy 4212 GB/s; us
 under graph replay, (registers a thread); that run's "rule" = the rule before it: 32
 elements per thread per-row, the persistent grid at 16 for a broadcast style, every load
 before the reduction; "L" = weight, scale and shift loaded after it):

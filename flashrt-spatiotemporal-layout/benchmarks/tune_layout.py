@@ -42,10 +42,15 @@ Adopted: int32 index math; ndhwc_to_ncdhw without a residual reads whole channel
 ([128, 32] at 96 channels); 2048-element bf16 tiles up to 2^22 elements moved (pack
 C=96 [32, 64] x 2; the 16-channel rows had them already).
 
-Added after that round, not yet run: the upsample quantizer's rows (``up60``, ``uphi``:
-69% / 77% of copy BW in the 2026-12-03 bench record, the widest bandwidth gap of the
-package), first in the order, its tiles through ``_upsample2x_quantize(config=...)``;
-every row now also records a same-size device copy (``copy_us``).
+Added after that round: the upsample quantizer's rows (``up60``, ``uphi``: 69% / 77% of
+copy BW in the 2026-12-03 bench record, the widest bandwidth gap of the package), first
+in the order, its tiles through ``_upsample2x_quantize(config=...)``; every row now also
+records a same-size device copy (``copy_us``). H200, 2026-12-04 (``--rows up60,uphi``):
+21x96x60x104 the rule [32, 128] x 4 warps 26.08 us, (32, 64, 4) 25.85, (32, 128, 4) 26.07,
+[128, 32] x 8 30.18 (W = 104 leaves a 19% masked tail in 32-wide tiles); 9x96x120x208
+[128, 32] x 8 35.14, x 4 35.92, (128, 64, 8) 37.01, (32, 256, 8) 39.19, the rule 40.42
+(compile 168.40 / 305.66). Adopted: [C, 32] x 8 warps from W = 192
+(``_UPSAMPLE_WIDE_W``).
 """
 
 import time
