@@ -304,7 +304,7 @@ def _wan_qkv_kernel(
               BLOCK_T, CHUNK, N_CHUNKS, HOLD, EARLY_LOADS, HAS_BIAS, HAS_V)
 
 
-@triton.jit(do_not_specialize=["L_v", "L_a", "L_u", "rope_len"])
+@triton.jit(do_not_specialize=["B", "L_v", "L_a", "L_u", "rope_len"])
 def _wan_joint3_kernel(
     xv_ptr, bias_ptr, wvq_ptr, wvk_ptr, fr_ptr, fi_ptr, xa_ptr, waq_ptr, wak_ptr, xu_ptr,
     wuq_ptr, wuk_ptr, q_ptr, k_ptr, v_ptr, B, L_v, L_a, L_u, rope_len, eps_v, eps_a, eps_u,
@@ -316,9 +316,9 @@ def _wan_joint3_kernel(
     t < rope_len, V + bias), then action and und (no bias, no RoPE, V copied), each
     written at its row offset of the (L_v + L_a + L_u)-row workspaces; the same tiles
     as one launch per segment (each over its B x L rows), so the same bits. One table
-    placement for all three (the
-    video's: early loads in the short segments' branches alone would raise the
-    registers of the whole kernel, sm_90 offline: 128 against 106 at D = 3072)."""
+    placement for all three (the video's: early loads in the short segments' branches
+    alone would raise the registers of the whole kernel, sm_90 offline: 128 against 106
+    at D = 3072)."""
     enter_dependent_launch(PDL)
     pid = tl.program_id(0)
     n_v = tl.cdiv(B * L_v, BLOCK_T)
