@@ -89,6 +89,74 @@ def test_channel_scale_is_x_times_c_then_reciprocal(kernel, device):
     assert _same_bits(got, want)
 
 
+def test_channel_scale_rounds_like_reciprocal_on_fp8_ties(kernel, device):
+    """Catches x / s (division) and x * (c * r) (wrong order): inputs put x*c/s exactly on E4M3
+    rounding ties, where only (x * c) * fp32(1/s) lands on the spec's side (s = 7)."""
+    g = _gen()
+    mids = torch.tensor([(1 + (2 * j + 1) / 16) * 2.0 ** e for j in range(8) for e in range(-4, 6)])
+    R, N = 6, 40
+    m = mids[torch.randint(0, len(mids), (R, N), generator=g)]
+    m = m * (torch.randint(0, 2, (R, N), generator=g) * 2 - 1)
+    c = torch.tensor([1.0, 7.0]).repeat(N // 2)  # c = 1 columns hold x = 7 m, c = 7 ones x = m
+    x = torch.where(c == 1.0, m * 7, m)
+    assert torch.equal(x.to(BF16).float(), x)  # every input exact in bf16
+    kw = {"input": x.to(BF16).to(device), "channel_scale": c.to(BF16).to(device),
+          "scale": torch.tensor([7.0], device=device)}
+    want = reference_of(kernel).channel_scale_quantize_fp8_static_bf16(**kw)
+    xf, cf = x.to(device), c.to(device)
+    division = (xf * cf / 7.0).to(FP8)
+    reordered = (xf * (cf * (1.0 / kw["scale"]))).to(FP8)
+    assert not _same_bits(want, division) and not _same_bits(want, reordered)  # ties bite
+    out = _poison((R, N), FP8, device)
+    assert kernel.channel_scale_quantize_fp8_static_bf16(**kw, out=out) is out
+    assert _same_bits(out, want)
+
+
+@pytest.mark.parametrize("fn", cases.QUANT_FUNCS)
+def test_quantizers_nan_and_saturation(kernel, device, fn):
+    """Catches a missing or reordered clamp: NaN -> -448 (code 0xFE), out-of-range -> +-448."""
+    kw = cases.quant_inputs(fn, (5, 48), device, _gen(), scale=0.25)
+    x = kw["input"].clone()
+    x[0, ::3] = float("nan")
+    x[1, ::2], x[1, 1::2] = 300.0, -300.0  # 1200 after 1/s: saturates (channel scale: sign of c)
+    x[2, ::4] = 116.0  # 464 = the tie between 448 and 480 after 1/s
+    x[3, ::5] = -1e4
+    kw["input"] = x
+    out = _poison((5, 48), FP8, device)
+    getattr(kernel, fn)(**kw, out=out)
+    assert _same_bits(out, getattr(reference_of(kernel), fn)(**kw))
+    assert (_bits(out[0, ::3]) == 0xFE).all()  # NaN rows of every op end at -448
+
+
+@pytest.mark.parametrize("fn", cases.QUANT_FUNCS)
+@pytest.mark.parametrize("shape", [(3, 1100), (2, 2, 2085)], ids=str)
+def test_quantizers_rows_wider_than_one_column_block(kernel, device, fn, shape):
+    """Catches a lost column-block offset (grid axis 1) in the data or the per-column vector:
+    rows over 1024 columns take several programs per row, the last one ragged. fp8 rule:
+    GELU's tanh may put one deep-tail value (|G| near half the least subnormal) a code away."""
+    kw = cases.quant_inputs(fn, shape, device, _gen(), scale=0.25)
+    out = _poison(shape, FP8, device)
+    assert getattr(kernel, fn)(**kw, out=out) is out
+    v = compare("fp8", out, getattr(reference_of(kernel), fn)(**kw))
+    assert v.ok, v.message
+
+
+def test_ops_equal_direct_launch(kernel, device):
+    """Catches an op (the torch.compile path) registered with the wrong epilogue or mode:
+    every op gives the wrapper's bits."""
+    ops = _ops(kernel)
+    for fn in cases.GEMM_FUNCS:
+        kw = cases.gemm_inputs(fn, 5, 40, 24, device, _gen())
+        out = _poison((5, 24), BF16, device)
+        getattr(ops, fn)(*kw.values(), out)
+        assert _same_bits(out, getattr(kernel, fn)(**kw)), fn
+    for fn in cases.QUANT_FUNCS:
+        kw = cases.quant_inputs(fn, (3, 40), device, _gen())
+        out = _poison((3, 40), FP8, device)
+        getattr(ops, fn)(*kw.values(), out)
+        assert _same_bits(out, getattr(kernel, fn)(**kw)), fn
+
+
 # --- BF16 GEMM launch paths --------------------------------------------------------------------
 
 

@@ -81,6 +81,70 @@ def test_qkv_out_buffers_and_seq_len(kernel, device, seq_len):
         assert compare("bf16", q_out.reshape(B, L, H * hd), n.to(torch.bfloat16)).ok
 
 
+def _mismatch_rate(got, ref):
+    return (_bits(got) != _bits(ref)).double().mean().item()
+
+
+@pytest.mark.parametrize("eps", [None, 1e-4], ids=lambda e: f"eps={e or 'default'}")
+def test_eps_inside_the_root_at_small_magnitude(kernel, device, eps):
+    """Catches an ignored or wrong-default eps, or eps added outside the rsqrt (mean(x^2) ~ eps)."""
+    ref = reference_of(kernel)
+    extra = {} if eps is None else {"eps": eps}
+    d = cases.decode_inputs((3, 2, 128), device, _gen(), with_v=True)
+    d["k"] = d["k"] * 1e-3  # mean(x^2) ~ 4e-6: eps moves r by a large factor
+    q = kernel.q_norm_rope_bf16(d["k"], d["weight"], d["cos"], d["sin"], **extra)
+    v = compare("bf16", q, ref.q_norm_rope_bf16(d["k"], d["weight"], d["cos"], d["sin"], **extra))
+    assert v.ok, v.message
+    got_k, got_v = kernel.k_norm_rope_v_cache_bf16(**d, **extra)
+    want_k, want_v = ref.k_norm_rope_v_cache_bf16(**d, **extra)
+    v = compare("bf16", got_k, want_k)
+    assert v.ok, v.message
+    assert compare("exact", got_v, want_v).ok
+    B, L, H, hd = 2, 5, 3, 16
+    kw = cases.qkv_inputs(B, L, H, hd, device, _gen(), table_rows=8)
+    kw["packed_qkv"] = kw["packed_qkv"] * 1e-3
+    got = kernel.qkv_split_norm_rope_bf16(**kw, heads=H, head_dim=hd, **extra)
+    want = ref.qkv_split_norm_rope_bf16(**kw, heads=H, head_dim=hd, **extra)
+    for g, w in zip(got, want):
+        v = compare("bf16", g, w)
+        assert v.ok, v.message
+
+
+def test_outputs_are_nearly_bit_equal_to_reference(kernel, device):
+    """Catches sub-ulp scale errors (e.g. an RMS mean over D - 1) that 1-ulp tolerance hides:
+    only fp32 sum-order ties may differ, far below 1% of the outputs."""
+    ref = reference_of(kernel)
+    kw = cases.decode_inputs((64, 128), device, _gen())
+    assert _mismatch_rate(kernel.q_norm_rope_bf16(**kw), ref.q_norm_rope_bf16(**kw)) < 0.01
+    kw = cases.qkv_inputs(2, 16, 4, 32, device, _gen())
+    got = kernel.qkv_split_norm_rope_bf16(**kw, heads=4, head_dim=32)
+    want = ref.qkv_split_norm_rope_bf16(**kw, heads=4, head_dim=32)
+    for g, w in zip(got, want):
+        assert _mismatch_rate(g, w) < 0.01
+
+
+def test_qkv_late_load_variant_matches_reference(kernel, device, monkeypatch):
+    """Catches bugs in the EARLY_LOADS=False branch (grids over 12 programs per SM), which
+    the small sweep never takes: pinned to 1 SM, the late variant runs, equal to the early one."""
+    pp = importlib.import_module(f"{kernel.__name__}.postprocess")
+    B, L, H, hd, seq_len = 2, 13, 8, 128, 9  # D = 1024: 2 tokens per program, 13 programs
+    kw = cases.qkv_inputs(B, L, H, hd, device, _gen(), table_rows=16)
+    early = [t.clone() for t in kernel.qkv_split_norm_rope_bf16(**kw, heads=H, head_dim=hd,
+                                                                seq_len=seq_len)]
+    monkeypatch.setattr(pp, "sm_count", lambda device, interpreted=1: 1)
+    assert pp._qkv_launch_config(H * hd, B * L, device)[3] is False
+    q_out = torch.full((B, L, H, hd), float("nan"), dtype=torch.bfloat16, device=device)
+    k_out = _poisoned_like(q_out)
+    kernel.qkv_split_norm_rope_bf16(**kw, heads=H, head_dim=hd, seq_len=seq_len,
+                                    q_out=q_out, k_out=k_out)
+    want = reference_of(kernel).qkv_split_norm_rope_bf16(**kw, heads=H, head_dim=hd,
+                                                         seq_len=seq_len)
+    for g, w, e in zip((q_out, k_out), want, early):
+        v = compare("bf16", g, w)
+        assert v.ok, v.message
+        assert torch.equal(_bits(g), _bits(e))
+
+
 def test_qkv_ignores_v_section(kernel, device):
     B, L, H, hd = 1, 5, 2, 8
     kw = cases.qkv_inputs(B, L, H, hd, device, _gen())
@@ -327,3 +391,29 @@ def test_direct_launch_equals_op(kernel, device):
     k_b, v_b = torch.empty_like(k_a), torch.empty_like(v_a)
     ops.k_norm_rope_v_cache_bf16(d["k"], d["v"], d["weight"], d["cos"], d["sin"], k_b, v_b, 1e-6)
     assert torch.equal(_bits(k_a), _bits(k_b)) and torch.equal(_bits(v_a), _bits(v_b))
+
+
+def test_ops_pass_eps_and_seq_len_through(kernel, device):
+    """Catches an op (the compiled path) that drops eps or seq_len: small inputs, eps = 1e-4."""
+    ops, ref = _ops(kernel), reference_of(kernel)
+    d = cases.decode_inputs((3, 128), device, _gen(), with_v=True)
+    d["k"] = d["k"] * 1e-3
+    q = torch.empty_like(d["k"])
+    ops.q_norm_rope_bf16(d["k"], d["weight"], d["cos"], d["sin"], q, 1e-4)
+    assert compare("bf16", q, ref.q_norm_rope_bf16(d["k"], d["weight"], d["cos"], d["sin"],
+                                                   eps=1e-4)).ok
+    k_out, v_out = torch.empty_like(d["k"]), torch.empty_like(d["v"])
+    ops.k_norm_rope_v_cache_bf16(d["k"], d["v"], d["weight"], d["cos"], d["sin"], k_out, v_out,
+                                 1e-4)
+    want_k, want_v = ref.k_norm_rope_v_cache_bf16(**d, eps=1e-4)
+    assert compare("bf16", k_out, want_k).ok and compare("exact", v_out, want_v).ok
+    B, L, H, hd = 2, 6, 2, 8
+    kw = cases.qkv_inputs(B, L, H, hd, device, _gen(), table_rows=8)
+    kw["packed_qkv"] = kw["packed_qkv"] * 1e-3
+    outs = [torch.empty(B, L, H, hd, dtype=torch.bfloat16, device=device) for _ in range(2)]
+    ops.qkv_split_norm_rope_bf16(kw["packed_qkv"], kw["norm_q_weight"], kw["norm_k_weight"],
+                                 kw["freqs_re"], kw["freqs_im"], *outs, H, hd, 3, 1e-4)
+    want = ref.qkv_split_norm_rope_bf16(**kw, heads=H, head_dim=hd, seq_len=3, eps=1e-4)
+    for g, w in zip(outs, want):
+        v = compare("bf16", g, w)
+        assert v.ok, v.message
