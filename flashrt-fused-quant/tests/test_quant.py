@@ -141,7 +141,23 @@ def _bad_split(kind, device):
         kw["gate"] = torch.empty(64, 4, dtype=torch.bfloat16, device=device).t()
     elif kind == "empty":
         kw["gate"], kw["up"] = kw["gate"][:0], kw["up"][:0]
+    elif kind == "gate_dtype":
+        kw["gate"] = kw["gate"].float()
+    elif kind == "up_contiguity":  # same values, column-major storage
+        kw["up"] = kw["up"].t().contiguous().t()
+    elif kind == "shape_cols":
+        kw["up"] = kw["up"][:, :48].contiguous()
+    elif kind == "misaligned":  # odd storage offset: the bf16 pairs are not 4-byte words
+        kw["gate"] = _odd_offset_copy(kw["gate"])
     return kw, err
+
+
+def _odd_offset_copy(t):
+    """A contiguous copy of ``t`` starting at an odd bf16 storage offset."""
+    buf = torch.empty(t.numel() + 1, dtype=t.dtype, device=t.device)
+    out = buf[1:].view(t.shape)
+    out.copy_(t)
+    return out
 
 
 SPLIT_BAD = {"rank": "gate must be a 2-D tensor", "dtype": "up must have dtype torch.bfloat16",
@@ -149,7 +165,17 @@ SPLIT_BAD = {"rank": "gate must be a 2-D tensor", "dtype": "up must have dtype t
              "cols": "cols must be positive and divisible by 16",
              "contiguity": "gate must be contiguous", "empty": "rows must be positive",
              "packed_small": "packed must contain at least", "scales_small": "scales must contain at least",
-             "packed_dtype": "packed must have dtype torch.uint8"}
+             "packed_dtype": "packed must have dtype torch.uint8",
+             # the kinds below pin each remaining check (one mutant each survived without them)
+             "gate_dtype": "gate must have dtype torch.bfloat16",
+             "up_contiguity": "up must be contiguous",
+             "shape_cols": "up must have the same sizes as gate",
+             "misaligned": "gate must be 4-byte aligned",
+             "packed_one_short": "packed must contain at least",
+             "scales_one_short": "scales must contain at least",
+             "scales_dtype": "scales must have dtype torch.uint8",
+             "packed_contiguity": "packed must be contiguous",
+             "scales_contiguity": "scales must be contiguous"}
 
 
 @pytest.mark.parametrize("kind", sorted(SPLIT_BAD))
@@ -164,6 +190,16 @@ def test_split_bad_inputs(kernel, device, kind):
         s = scales[:100]
     elif kind == "packed_dtype":
         p = packed.view(torch.int8)
+    elif kind == "packed_one_short":  # 4 x 64 needs 128 packed and 512 scale bytes
+        p = packed.flatten()[:127]
+    elif kind == "scales_one_short":
+        s = scales[:511]
+    elif kind == "scales_dtype":
+        s = scales.view(torch.int8)
+    elif kind == "packed_contiguity":
+        p = packed.t()
+    elif kind == "scales_contiguity":
+        s = scales.view(2, 256).t()
     with pytest.raises(err, match=SPLIT_BAD[kind]):
         kernel.silu_mul_quant_nvfp4_swizzled_bf16(**kw, packed=p, scales=s)
     assert bool((packed == 0x5A).all()) and bool((scales == 0xA5).all())
@@ -178,6 +214,83 @@ def test_merged_bad_width(kernel, device, width, err, message):
     with pytest.raises(err, match=message):
         kernel.silu_mul_merged_quant_nvfp4_swizzled_bf16(x, packed=packed, scales=scales)
     assert bool((packed == 0x5A).all()) and bool((scales == 0xA5).all())
+
+
+MERGED_BAD = {"dtype": "merged_gate_up must have dtype torch.bfloat16",
+              "contiguity": "merged_gate_up must be contiguous",
+              "empty": "rows must be positive", "misaligned": "merged_gate_up must be 4-byte aligned",
+              "packed_one_short": "packed must contain at least",
+              "scales_one_short": "scales must contain at least"}
+
+
+@pytest.mark.parametrize("kind", sorted(MERGED_BAD))
+def test_merged_bad_inputs(kernel, device, kind):
+    """Merged-op input / output checks (dtype, contiguity, rows, alignment, sizes): nothing written."""
+    x = cases.merged_input(4, 64, device, _gen())
+    packed = torch.full((4, 32), 0x5A, dtype=torch.uint8, device=device)
+    scales = torch.full((512,), 0xA5, dtype=torch.uint8, device=device)
+    p, s = packed, scales
+    if kind == "dtype":
+        x = x.half()
+    elif kind == "contiguity":
+        x = x.t().contiguous().t()
+    elif kind == "empty":
+        x = x[:0]
+    elif kind == "misaligned":
+        x = _odd_offset_copy(x)
+    elif kind == "packed_one_short":
+        p = packed.flatten()[:127]
+    elif kind == "scales_one_short":
+        s = scales[:511]
+    with pytest.raises(RuntimeError, match=MERGED_BAD[kind]):
+        kernel.silu_mul_merged_quant_nvfp4_swizzled_bf16(x, packed=p, scales=s)
+    assert bool((packed == 0x5A).all()) and bool((scales == 0xA5).all())
+
+
+def test_flat_packed_accepted_eager(kernel, device):
+    """Eager checks only the packed size (spec §6.3): a flat buffer gets the row-major bytes."""
+    kw = cases.split_inputs(5, 48, device, _gen())
+    packed = torch.full((5 * 24 + 3,), 0x5A, dtype=torch.uint8, device=device)
+    got_p, got_s = kernel.silu_mul_quant_nvfp4_swizzled_bf16(**kw, packed=packed)
+    want_p, want_s = reference_of(kernel).silu_mul_quant_nvfp4_swizzled_bf16(**kw)
+    assert got_p is packed
+    assert torch.equal(packed[:120], want_p.flatten()) and bool((packed[120:] == 0x5A).all())
+    assert torch.equal(got_s, want_s)
+
+
+def test_fake_requires_exact_packed_shape(kernel, device):
+    """The fake (compile-time) impls reject a flat packed buffer (spec §6.3: exact (R, C/2))."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    kw = cases.split_inputs(4, 64, device, _gen())
+    x = cases.merged_input(4, 64, device, _gen())
+    with FakeTensorMode() as mode:
+        gate, up, merged = (mode.from_tensor(t) for t in (kw["gate"], kw["up"], x))
+        flat = torch.empty(128, dtype=torch.uint8, device=device)
+        exact = torch.empty(4, 32, dtype=torch.uint8, device=device)
+        scales = torch.empty(512, dtype=torch.uint8, device=device)
+        _ops(kernel).silu_mul_quant_nvfp4_swizzled_bf16(gate, up, exact, scales)
+        _ops(kernel).silu_mul_merged_quant_nvfp4_swizzled_bf16(merged, exact, scales)
+        with pytest.raises(RuntimeError, match="packed must have shape"):
+            _ops(kernel).silu_mul_quant_nvfp4_swizzled_bf16(gate, up, flat, scales)
+        with pytest.raises(RuntimeError, match="packed must have shape"):
+            _ops(kernel).silu_mul_merged_quant_nvfp4_swizzled_bf16(merged, flat, scales)
+
+
+def test_inf_and_nan_codes(kernel, device):
+    """+-inf blocks: scale 0xFE, codes 0x7 / 0xF, rest as reference; a NaN element codes 7 (§6.2)."""
+    y = (torch.randn(1, 48, generator=_gen()) * 2.0).to(torch.bfloat16)
+    y[0, 2], y[0, 5], y[0, 19] = float("inf"), float("-inf"), float("nan")
+    packed, scales = _quant_of_y(kernel, y, device)
+    want_p, want_s = reference_of(kernel).silu_mul_quant_nvfp4_swizzled_bf16(
+        torch.full_like(y, 64.0).to(device), (y / 64.0).to(device))
+    packed, scales, want_p, want_s = packed.cpu(), scales.cpu(), want_p.cpu(), want_s.cpu()
+    codes = torch.stack([packed & 0xF, packed >> 4], -1).flatten().tolist()
+    assert scales[0].item() == 0xFE and codes[2] == 0x7 and codes[5] == 0xF
+    assert codes[19] == 0x7  # NaN (block 1's scale is left open: NaN in amax is not pinned)
+    for kb in (0, 2):  # rows = 1: scale of block kb at byte kb
+        assert torch.equal(packed[:, 8 * kb:8 * kb + 8], want_p[:, 8 * kb:8 * kb + 8])
+        assert scales[kb].item() == want_s[kb].item()
 
 
 def _ops(kernel):

@@ -79,6 +79,9 @@ BAD = {
     "empty": (lambda s, o: (s[:0], o), RuntimeError, "scales must be non-empty"),
     "out_small": (lambda s, o: (s, o[:100]), RuntimeError, "out must contain at least"),
     "out_dtype": (lambda s, o: (s, o.view(torch.int8)), RuntimeError, "out must have dtype torch.uint8"),
+    # size boundary (8 x 64 needs exactly 512 bytes) and a non-contiguous out (numel enough)
+    "out_one_short": (lambda s, o: (s, o[:511]), RuntimeError, "out must contain at least"),
+    "out_contiguity": (lambda s, o: (s, o.view(2, 256).t()), RuntimeError, "out must be contiguous"),
 }
 
 
@@ -104,6 +107,18 @@ def test_op_checks_D(kernel, device):
         _ops(kernel).nvfp4_sf_linear_to_swizzled(s, out, 40, False)
     with pytest.raises(RuntimeError, match="scales.shape\\[1\\] must be D / 16"):
         _ops(kernel).nvfp4_sf_linear_to_swizzled(s, out, 128, False)
+    assert bool((out == 0).all())
+
+
+def test_op_checks_scales(kernel, device):
+    """The op itself (no wrapper) rejects 1-D, empty and too-wide scales (RuntimeError, §5.3)."""
+    s = cases.linear_scales(4, 64, device, _gen())
+    out = torch.zeros(512, dtype=torch.uint8, device=device)
+    for bad, D, message in [(s.flatten(), 64, "scales must be 2-D"),
+                            (s[:0], 64, "scales must be non-empty"),
+                            (s, 32, "scales.shape\\[1\\] must be D / 16")]:
+        with pytest.raises(RuntimeError, match=message):
+            _ops(kernel).nvfp4_sf_linear_to_swizzled(bad, out, D, False)
     assert bool((out == 0).all())
 
 
