@@ -136,6 +136,9 @@ MATVEC_BAD = {
     "out_shape": (RuntimeError, "out must have shape"),
     "out_dtype": (RuntimeError, "out must have dtype torch.bfloat16"),
     "contiguity": (RuntimeError, "b_packed must be contiguous"),
+    "K_zero": (RuntimeError, "K must be positive and a multiple of 16"),
+    "M_zero": (RuntimeError, "a_packed must have 1 to 64 rows"),
+    "sfa_contiguity": (RuntimeError, "sfa must be contiguous"),
 }
 
 
@@ -164,6 +167,12 @@ def test_matvec_bad_inputs(kernel, device, kind):
         o = out.float()
     elif kind == "contiguity":
         b = torch.zeros(64, 16, dtype=torch.uint8, device=device).t()
+    elif kind == "K_zero":
+        a, b = a[:, :0], b[:, :0]
+    elif kind == "M_zero":
+        a = a[:0]
+    elif kind == "sfa_contiguity":
+        sfa = torch.stack([sfa, sfa], dim=1)[:, 0]
     err, message = MATVEC_BAD[kind]
     before = _bits(out)
     with pytest.raises(err, match=message):
@@ -176,6 +185,9 @@ LINEAR_BAD = {
     "w_rank": "w_packed must be 2-D", "scales": "w_scales must contain at least",
     "bias": "bias must have shape", "out_shape": "out must have shape",
     "empty": "x must be non-empty",
+    "x_contiguity": "x must be contiguous", "out_contiguity": "out must be contiguous",
+    "scales_contiguity": "w_scales must be contiguous",
+    "bias_dtype": "bias must have dtype torch.bfloat16", "x_align": "x must be 4-byte aligned",
 }
 
 
@@ -198,6 +210,18 @@ def test_linear_bad_inputs(kernel, device, kind):
         o = out[:2]
     elif kind == "empty":
         x = x[:0]
+    elif kind == "x_contiguity":  # rows of a wider tensor: unit stride, row stride 2K
+        x = torch.cat([x, x], dim=1)[:, :128]
+    elif kind == "out_contiguity":
+        o = torch.full((16, 3), float("nan"), dtype=torch.bfloat16, device=device).t()
+        out = o
+    elif kind == "scales_contiguity":
+        s = torch.stack([s, s], dim=1)[:, 0]
+    elif kind == "bias_dtype":
+        kw["bias"] = kw["bias"].float()
+    elif kind == "x_align":  # odd bf16 storage offset: not readable as element pairs
+        x = torch.empty(x.numel() + 1, dtype=torch.bfloat16, device=device)[1:].view(3, 128)
+        x.copy_(torch.randn(3, 128, generator=_gen()).to(x))
     before = _bits(out)
     with pytest.raises(RuntimeError, match=LINEAR_BAD[kind]):
         kernel.nvfp4_weight_only_linear_bf16(x, w, s, **kw, out=o)
@@ -661,3 +685,164 @@ def test_mma_graph_replay_and_leading_dims(kernel):
     assert torch.equal(_bits(out), _bits(eager))
     flat = kernel.nvfp4_weight_only_linear_bf16(x.reshape(M, K), w, s, **kw)
     assert torch.equal(_bits(flat.reshape(eager.shape)), _bits(eager))
+
+
+def test_linear_rows_past_one_dot_tile_split_k(kernel, device, monkeypatch):
+    """Catches tl.dot row tiles (> 64 rows, split-K) sharing rows, workspace slots, counters."""
+    sm = _smallm(kernel)
+    M, N, K = 130, 40, 1040
+    cfg = sm.gemm_config(M, N, K // 2, torch.device(device))
+    assert cfg[0] == "dot" and -(-M // cfg[1]) > 1 and cfg[4] > 1, cfg
+    counters = torch.zeros(64, dtype=torch.int32, device=device)
+    monkeypatch.setattr(sm._COUNTERS, "get", lambda dev, count: counters)
+    (x, w, s), kw = cases.linear_inputs(M, N, K, device, _gen())
+    got = kernel.nvfp4_weight_only_linear_bf16(x, w, s, **kw)
+    assert bool((counters == 0).all())
+    want = reference_of(kernel).nvfp4_weight_only_linear_bf16(x, w, s, **kw)
+    tol = cases.gemm_tolerance(K, 0.5, 1.0)["gemm"]
+    for rows in (slice(0, 64), slice(64, 128), slice(128, M)):  # every row tile on its own
+        assert compare("gemm", got[rows], want[rows], **tol).ok, rows
+
+
+def _fill_padding(ref, sf, rows, K, gen):
+    """A copy of swizzled scales ``sf`` with every padding byte set to random UE4M3 bytes."""
+    pad = torch.ones(sf.numel(), dtype=torch.bool)
+    pad[ref.swizzled_offsets(rows, K // 16).flatten()] = False
+    junk = torch.randint(0x30, 0x40, (sf.numel(),), generator=gen, dtype=torch.uint8)
+    return torch.where(pad, junk, sf.cpu()).to(sf.device)
+
+
+@pytest.mark.parametrize("M", [1, 5, 40])  # GEMV, tl.dot (split-K), tl.dot 64-row tile
+def test_scale_padding_bytes_are_not_read(kernel, device, M):
+    """Catches K-tail blocks read past K (weighted by padding scales): junk padding, same bits."""
+    N, K = 72, 1040  # 65 blocks: a ragged last K step and column group
+    gen = torch.Generator().manual_seed(5)
+    ref = reference_of(kernel)
+    (x, w, s), kw = cases.linear_inputs(M, N, K, device, _gen())
+    s_junk = _fill_padding(ref, s, N, K, gen)
+    assert not torch.equal(s_junk, s)
+    y = kernel.nvfp4_weight_only_linear_bf16(x, w, s, **kw)
+    assert torch.equal(_bits(kernel.nvfp4_weight_only_linear_bf16(x, w, s_junk, **kw)), _bits(y))
+    (a, b, sfa, sfb), mkw = cases.matvec_inputs(M, N, K, device, _gen())
+    z = kernel.nvfp4_w4a4_decode_matvec_bf16out(a, b, sfa, sfb, **mkw)
+    z_junk = kernel.nvfp4_w4a4_decode_matvec_bf16out(a, b, _fill_padding(ref, sfa, M, K, gen),
+                                                     _fill_padding(ref, sfb, N, K, gen), **mkw)
+    assert torch.equal(_bits(z_junk), _bits(z))
+    assert compare("gemm", y, ref.nvfp4_weight_only_linear_bf16(x, w, s, **kw),
+                   **cases.gemm_tolerance(K, 0.5, 1.0)["gemm"]).ok
+
+
+@pytest.mark.parametrize("M", [1, 3, 20])
+def test_out_view_leaves_its_neighbours_untouched(kernel, device, M):
+    """Catches M- / N-tail store masks writing outside ``out`` (a row slice of a NaN buffer)."""
+    N, K = 40, 160
+    (x, w, s), kw = cases.linear_inputs(M, N, K, device, _gen())
+    (a, b, sfa, sfb), mkw = cases.matvec_inputs(M, N, K, device, _gen())
+    for fn, args, kwargs in ((kernel.nvfp4_weight_only_linear_bf16, (x, w, s), kw),
+                             (kernel.nvfp4_w4a4_decode_matvec_bf16out, (a, b, sfa, sfb), mkw)):
+        big = torch.full((M + 2, N), float("nan"), dtype=torch.bfloat16, device=device)
+        out = big[1:M + 1]
+        assert fn(*args, **kwargs, out=out) is out
+        assert bool(big[0].isnan().all()) and bool(big[M + 1].isnan().all())
+        assert torch.equal(_bits(out), _bits(fn(*args, **kwargs).reshape(M, N)))
+
+
+@pytest.mark.parametrize("M,N,K", [(3, 130, 80), (1, 16, 208)])
+def test_scale_buffer_one_byte_short_is_rejected(kernel, device, M, N, K):
+    """Catches a wrong bytes(rows, K) at ragged rows / blocks: 1 byte short raises, exact passes."""
+    def need(rows):  # spec §0.3: ceil(rows / 128) * ceil(K / 64) * 512
+        return -(-rows // 128) * -(-K // 64) * 512
+
+    (a, b, sfa, sfb), mkw = cases.matvec_inputs(M, N, K, device, _gen())
+    (x, w, s), kw = cases.linear_inputs(M, N, K, device, _gen())
+    assert sfa.numel() == need(M) and sfb.numel() == need(N) and s.numel() == need(N)
+    with pytest.raises(RuntimeError, match="sfa must contain at least"):
+        kernel.nvfp4_w4a4_decode_matvec_bf16out(a, b, sfa[:-1], sfb, **mkw)
+    with pytest.raises(RuntimeError, match="sfb must contain at least"):
+        kernel.nvfp4_w4a4_decode_matvec_bf16out(a, b, sfa, sfb[:-1], **mkw)
+    with pytest.raises(RuntimeError, match="w_scales must contain at least"):
+        kernel.nvfp4_weight_only_linear_bf16(x, w, s[:-1], **kw)
+    kernel.nvfp4_w4a4_decode_matvec_bf16out(a, b, sfa, sfb, **mkw)
+    kernel.nvfp4_weight_only_linear_bf16(x, w, s, **kw)
+
+
+def test_one_row_with_unaligned_operands_takes_the_dot_kernel(kernel, device):
+    """Catches the GEMV taken at M = 1 for operands that are not 8-byte aligned (int64 words)."""
+    sm = _smallm(kernel)
+    N, K = 24, 256
+    assert sm.gemm_config(1, N, K // 2, torch.device(device), words_aligned=False)[0] == "dot"
+
+    def shifted(t):
+        buf = torch.empty(t.numel() + 4, dtype=torch.uint8, device=device)
+        v = buf[4:].view(t.shape)
+        v.copy_(t)
+        assert v.data_ptr() % 8 != 0
+        return v
+
+    (x, w, s), kw = cases.linear_inputs(1, N, K, device, _gen())
+    want = kernel.nvfp4_weight_only_linear_bf16(x, w, s, **kw)
+    got = kernel.nvfp4_weight_only_linear_bf16(x, shifted(w), s, **kw)
+    assert compare("gemm", got, want, **cases.gemm_tolerance(K, 0.5, 1.0)["gemm"]).ok
+    (a, b, sfa, sfb), mkw = cases.matvec_inputs(1, N, K, device, _gen(), one_d=True)
+    want = kernel.nvfp4_w4a4_decode_matvec_bf16out(a, b, sfa, sfb, **mkw)
+    tol = cases.gemm_tolerance(K, 0.25, cases.E2M1_MEAN_SQ * cases.SCALE_MEAN_SQ)["gemm"]
+    for args in ((shifted(a), b, sfa, sfb), (a, shifted(b), sfa, sfb)):
+        got = kernel.nvfp4_w4a4_decode_matvec_bf16out(*args, **mkw)
+        assert compare("gemm", got, want, **tol).ok
+
+
+def test_dot_tile_rule_row_boundaries(kernel, device):
+    """Catches moved row-class boundaries of dot_config's tiles (16 / 32 / 64 rows; CARD)."""
+    sm = _smallm(kernel)
+    dev = torch.device(device)
+    for M, bm, bn, warps, bk in ((16, 16, 64, 4, 64), (17, 32, 64, 4, 64), (32, 32, 64, 4, 64),
+                                 (33, 64, 128, 8, 128), (64, 64, 128, 8, 128)):
+        cfg = sm.dot_config(M, 4096, 4096 // 16, dev)
+        assert (cfg[1], cfg[2], cfg[6], cfg[3]) == (bm, bn, warps, bk), (M, cfg)
+
+
+def _quant_boundary_weight():
+    """bf16 weight rows of 16-element blocks at the encoder's edges (global_scale 1): for
+    scales s (UE4M3 subnormals m / 512, the normal boundary, 1, 240, 448) a block of amax
+    exactly 6 s and one just above it (scale rounds up), holding the E2M1 ties (x s, both
+    signs) and their bf16 neighbours below; then a zero block, tiny negatives (negative-zero
+    codes), an all-NaN block, +-inf and huge values (saturation)."""
+    ties = torch.tensor([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0])
+    blocks = []
+    for s in [m / 512 for m in range(1, 9)] + [1.0, 240.0, 448.0]:
+        for bump in (False, True):
+            amax = torch.tensor(6 * s).to(torch.bfloat16)
+            if bump:
+                amax = torch.nextafter(amax, torch.tensor(float("inf"), dtype=torch.bfloat16))
+            t = (ties * s).to(torch.bfloat16)
+            below = torch.nextafter(t, torch.zeros_like(t))
+            blk = torch.cat([amax.reshape(1).float(), t.float(), -below[:-1].float(),
+                             -t[-1:].float(), below[-1:].float()])
+            blocks.append(blk)
+    blocks.append(torch.zeros(16))
+    blocks.append(torch.cat([torch.tensor([-0.375]), -torch.rand(15, generator=_gen()) / 256]))
+    blocks.append(torch.full((16,), float("nan")))
+    blocks.append(torch.tensor([float("inf"), -float("inf")] + [1.0, -2.0] * 7))
+    blocks.append(torch.tensor([3e38, -1e30] + [float(v) for v in range(-7, 7)]))
+    w = torch.stack(blocks).to(torch.bfloat16)  # [27, 16]: pad to rows of 2 blocks
+    return torch.cat([w, w[:1]]).reshape(-1, 32)
+
+
+def test_quantize_boundary_scales_ties_and_specials(kernel, device):
+    """Catches encoder edge bugs: subnormal / 240 scale bounds, E2M1 ties, -0 codes, NaN, inf."""
+    w = _quant_boundary_weight().to(device)
+    N, K = w.shape
+    packed, scales = kernel.nvfp4_quantize_weight_bf16(w)
+    ref = reference_of(kernel)
+    want_p, want_s = ref.nvfp4_quantize_weight_bf16(w)
+    assert torch.equal(packed, want_p) and torch.equal(scales, want_s)
+    lin = scales[ref.swizzled_offsets(N, K // 16, device)].flatten()
+    codes = torch.stack([packed & 0xF, packed >> 4], dim=-1).reshape(-1, 16)
+    # block 2 (s = 2 / 512, exact): scale 0x02, amax -> 7, ties 1..7 -> codes 1..7 rounded up
+    assert lin[2].item() == 0x02 and codes[2].tolist()[:8] == [7, 1, 2, 3, 4, 5, 6, 7]
+    assert lin[3].item() == 0x03  # amax just above 6 * 2 / 512: the next subnormal scale
+    assert lin[12].item() == 0x07 and lin[13].item() == 0x08  # 7 / 512; bumped: 2^-6
+    assert lin[14].item() == 0x08 and lin[15].item() == 0x09  # 2^-6, the first normal
+    assert lin[18].item() == 0x77 and lin[19].item() == 0xFE  # t = 240 and t just above
+    assert lin[24].item() == 0xFE and codes[24].tolist() == [7] * 16  # all NaN
+    assert codes[23].tolist() == [15] + [8] * 15  # scale 1/16: tiny negatives -> -0 codes
