@@ -269,6 +269,10 @@ def _linear_bad(kind, device):
         kw["input"] = kw["input"][0]
     elif kind == "empty":
         kw["input"] = kw["input"][:0]
+    elif kind == "bias_rank":
+        kw["bias"] = kw["bias"][:, None]
+    elif kind == "empty_k":
+        kw["input"], kw["weight"] = kw["input"][:, :0], kw["weight"][:, :0]
     return kw, out
 
 
@@ -285,6 +289,8 @@ LINEAR_BAD = {
     "non_contiguous": "input must be contiguous",
     "rank": "input must be 2-D",
     "empty": "input dimensions must be non-zero",
+    "bias_rank": "bias length must match weight.shape\\[0\\]",
+    "empty_k": "input dimensions must be non-zero",
 }
 
 
@@ -312,7 +318,8 @@ MLP_BAD = {
 
 
 @pytest.mark.parametrize("fn", MLP_FUNCS)
-@pytest.mark.parametrize("kind", sorted(MLP_BAD) + ["hidden_fp8_shape", "out_shape"])
+@pytest.mark.parametrize("kind", sorted(MLP_BAD) + ["hidden_bf16_shape", "hidden_fp8_shape",
+                                                 "out_shape"])
 def test_mlp_bad_inputs(kernel, device, kind, fn):
     M, K, H, N = 4, 64, 48, 32
     kw = cases.mlp_inputs(M, K, H, N, device, _gen())
@@ -323,6 +330,8 @@ def test_mlp_bad_inputs(kernel, device, kind, fn):
         kw[name] = edit(kw[name])
     elif kind == "hidden_fp8_shape":
         bufs[1], message = _poison((M, H - 1), FP8, device), "hidden_fp8 must have the shape"
+    elif kind == "hidden_bf16_shape":
+        bufs[0], message = _poison((M, H - 1), BF16, device), "hidden_bf16 must have shape"
     else:
         bufs[2], message = _poison((M, N + 1), BF16, device), "out must have shape"
     before = [_bits(b) for b in bufs]
@@ -731,3 +740,216 @@ def test_unaligned_operands_take_the_pointer_kernel(kernel, device):
     assert shifted.data_ptr() % 16 != 0 and not gemm.tma_ready(shifted, kw["weight"])
     want = kernel.fp8_linear_bias_bf16(**kw)
     assert _same_bits(kernel.fp8_linear_bias_bf16(**dict(kw, input=shifted)), want)
+
+
+# --- gaps found by mutation testing -------------------------------------------------------------
+
+
+FUNCS = ("fp8_gemm_bf16", "fp8_linear_bias_bf16", "fp8_linear_bias_gelu_quant_bf16",
+         "fp8_gelu_mlp_bf16", "fp8_gelu_mlp_v2_bf16", "bf16_fp8_linear_bias_bf16",
+         "bf16_fp8_gelu_mlp_bf16", "bf16_fp8_gelu_mlp_v2_bf16")
+
+
+def _op_args(name, device):
+    """Valid positional arguments of op ``name`` (M = 5; BF16 entries P = 8 rows), outputs
+    poisoned."""
+    M, K, H, N, P = 5, 64, 48, 40, 8
+    p = lambda *s, dt=BF16: _poison(s, dt, device)  # noqa: E731
+    bf16 = name.startswith("bf16_")
+    if "mlp" in name:
+        m = cases.mlp_inputs(M, K, H, N, device, _gen(), bf16_entry=bf16)
+        rows = P if bf16 else M
+        return (_mlp_args(m) + ((p(P, K, dt=FP8),) if bf16 else ())
+                + (p(rows, H), p(rows, H, dt=FP8), p(rows, N)))
+    kw = cases.linear_inputs(M, K, N, device, _gen(), bf16_entry=bf16,
+                             with_bias=name != "fp8_gemm_bf16")
+    ins = ((kw["input"], kw["weight"]) + ((kw["bias"],) if "bias" in kw else ())
+           + (kw["input_scale"], kw["weight_scale"]))
+    if name == "fp8_linear_bias_gelu_quant_bf16":
+        return ins + (cases._scale(cases.HIDDEN_SCALE, device), p(M, N), p(M, N, dt=FP8))
+    return ins + ((p(P, K, dt=FP8), p(P, N)) if bf16 else (p(M, N),))
+
+
+def _written(op):
+    return [i for i, a in enumerate(op.default._schema.arguments)
+            if a.alias_info and a.alias_info.is_write]
+
+
+@pytest.mark.parametrize("name", FUNCS)
+def test_every_op_equals_its_wrapper(kernel, device, name):
+    """Catches an op registered with the wrong epilogue / v2 flag: op == wrapper, bit for bit."""
+    op = getattr(_ops(kernel), name)
+    via_op = _op_args(name, device)
+    op(*via_op)
+    direct = list(via_op)
+    for i in _written(op):
+        direct[i] = _poison(tuple(via_op[i].shape), via_op[i].dtype, device)
+    getattr(kernel, name)(*direct)
+    for i in _written(op):
+        assert _same_bits(via_op[i], direct[i]), op.default._schema.arguments[i].name
+
+
+@pytest.mark.parametrize("name", FUNCS)
+def test_fake_rejects_wrong_output_shapes(kernel, device, name):
+    """Catches a fake (what torch.compile traces) that dropped an output-shape check."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    op = getattr(_ops(kernel), name)
+    args = _op_args(name, device)
+    with FakeTensorMode() as mode:
+        fake = [mode.from_tensor(a) for a in args]
+        op(*fake)  # the valid call traces
+        for i in _written(op):
+            bad = list(fake)
+            shape = list(args[i].shape)
+            shape[-1] += 1
+            bad[i] = torch.empty(shape, dtype=args[i].dtype, device=device)
+            with pytest.raises(RuntimeError, match="must have"):
+                op(*bad)
+
+
+def test_gemm_and_linear_write_the_passed_out(kernel, device):
+    """Catches fp8_gemm_bf16 / fp8_linear_bias_bf16 ignoring a caller's out."""
+    kw = cases.linear_inputs(7, 96, 40, device, _gen())
+    out = _poison((7, 40), BF16, device)
+    assert kernel.fp8_linear_bias_bf16(**kw, out=out) is out
+    assert _same_bits(out, kernel.fp8_linear_bias_bf16(**kw))
+    del kw["bias"]
+    out = _poison((7, 40), BF16, device)
+    assert kernel.fp8_gemm_bf16(**kw, out=out) is out
+    assert _same_bits(out, kernel.fp8_gemm_bf16(**kw))
+
+
+def test_gelu_quant_bad_inputs(kernel, device):
+    """Catches dropped output_scale / hidden_bf16 / out_fp8 checks of the GELU-quant wrapper."""
+    kw = cases.linear_inputs(4, 32, 16, device, _gen())
+    so = cases._scale(cases.HIDDEN_SCALE, device)
+    for kind, message in (("scale", "output_scale must contain exactly one value"),
+                          ("hidden", "hidden_bf16 must have shape"),
+                          ("out_fp8", "out_fp8 must have shape")):
+        hb, q = _poison((4, 16), BF16, device), _poison((4, 16), FP8, device)
+        s = torch.ones(2, device=device) if kind == "scale" else so
+        if kind == "hidden":
+            hb = _poison((4, 15), BF16, device)
+        elif kind == "out_fp8":
+            q = _poison((5, 16), FP8, device)
+        before = [_bits(hb), _bits(q)]
+        with pytest.raises(RuntimeError, match=message):
+            kernel.fp8_linear_bias_gelu_quant_bf16(**kw, output_scale=s, hidden_bf16=hb,
+                                                   out_fp8=q)
+        assert torch.equal(_bits(hb), before[0]) and torch.equal(_bits(q), before[1])
+
+
+def test_quantize_kernel_zeroes_pad_rows(kernel, device):
+    """Catches pad rows left unwritten by the standalone quantize kernel (the tile path)."""
+    M, K, H, N, P = 20, 1100, 80, 40, 40  # K: two 1024-wide quantize blocks, ragged
+    gemm = _gemm_module(kernel)
+    assert gemm.gemm_config(P, 72, K, device)[0] == "tile"
+    assert gemm.gemm_config(P, H, K, device)[0] == "tile"
+    ref = reference_of(kernel)
+    kw = cases.linear_inputs(M, K, 72, device, _gen(), bf16_entry=True)
+    qin, out = _poison((P, K), FP8, device), _poison((P, 72), BF16, device)
+    got = kernel.bf16_fp8_linear_bias_bf16(**kw, input_fp8=qin, out=out, pad_to=P)
+    assert got.shape == (M, 72)
+    assert _same_bits(qin, ref.quantize_input(kw["input"], kw["input_scale"], pad_to=P))
+    assert _same_bits(out, kernel.fp8_linear_bias_bf16(qin, kw["weight"], kw["bias"],
+                                                       kw["input_scale"], kw["weight_scale"]))
+    assert _same_bits(out[M:], kw["bias"].expand(P - M, 72))
+    m = cases.mlp_inputs(M, K, H, N, device, _gen(), bf16_entry=True)
+    for v2 in (False, True):
+        _, bufs, want = _mlp_both_entries(kernel, v2, m, (K, H, N), P, P, device)
+        assert _same_bits(bufs[0], ref.quantize_input(m["input"], m["input_scale"], pad_to=P))
+        for a, b in zip(bufs[1:], want):
+            assert _same_bits(a, b)
+
+
+def test_pad_to_equal_to_rows_is_no_padding(kernel, device):
+    """Catches an off-by-one pad_to check: pad_to == M is valid, the unpadded call."""
+    M, K, H, N = 9, 64, 48, 40
+    kw = cases.linear_inputs(M, K, N, device, _gen(), bf16_entry=True)
+    assert _same_bits(kernel.bf16_fp8_linear_bias_bf16(**kw, pad_to=M),
+                      kernel.bf16_fp8_linear_bias_bf16(**kw))
+    m = cases.mlp_inputs(M, K, H, N, device, _gen(), bf16_entry=True)
+    for fn in MLP_FUNCS:
+        call = getattr(kernel, "bf16_" + fn)
+        assert _same_bits(call(*_mlp_args(m), pad_to=M), call(*_mlp_args(m)))
+
+
+def test_thor_pads_mid_rows_to_a_multiple_of_64(kernel, monkeypatch):
+    """Catches a wrong default padding rule (§1.3: Thor pads 9 <= M <= 128 to ceil(M/64)*64)."""
+    gemm = _gemm_module(kernel)
+    x = lambda m: torch.empty((m, 8), dtype=BF16, device="meta")  # noqa: E731
+    want = {1: 1, 8: 8, 9: 64, 63: 64, 64: 64, 65: 128, 128: 128, 129: 129, 300: 300}
+    assert not gemm._pads_mid_rows(torch.device("cpu"))
+    monkeypatch.setattr(gemm, "_pads_mid_rows", lambda device: True)
+    assert {m: gemm.padded_rows(x(m), None, None) for m in want} == want
+    assert gemm.padded_rows(x(10), 16, None) == 16  # pad_to first
+    assert gemm.padded_rows(x(10), None, torch.empty((12, 8), dtype=FP8, device="meta")) == 12
+    monkeypatch.setattr(gemm, "_pads_mid_rows", lambda device: False)
+    assert all(gemm.padded_rows(x(m), None, None) == m for m in want)
+
+
+@pytest.mark.parametrize("fn", ["bf16_fp8_linear_bias_bf16", "bf16_fp8_gelu_mlp_bf16",
+                                "bf16_fp8_gelu_mlp_v2_bf16"])
+def test_bf16_entry_rejects_longer_scratch(kernel, device, fn):
+    """Catches a one-sided row check: a scratch buffer with more than P rows is rejected too."""
+    M, K, H, N, P = 9, 64, 48, 40, 16
+    if fn == "bf16_fp8_linear_bias_bf16":
+        kw = cases.linear_inputs(M, K, N, device, _gen(), bf16_entry=True)
+    else:
+        kw = cases.mlp_inputs(M, K, H, N, device, _gen(), bf16_entry=True)
+    out = _poison((P + 8, N), BF16, device)
+    before = _bits(out)
+    with pytest.raises((ValueError, RuntimeError), match="padded rows"):
+        getattr(kernel, fn)(**kw, out=out, pad_to=P)
+    assert torch.equal(_bits(out), before)
+
+
+def _on_midpoints(i, e, s):
+    """FP8 rounding midpoints (2i + 1) * 2^e (i in 8..15) times s: 8 significant bits for
+    s = 7 * 2^k, exact in bf16. Q8 by x * fp32(1/s) and by x / s round some of them apart."""
+    return ((2 * i + 1) * 2.0 ** e) * s
+
+
+@pytest.mark.parametrize("M,N", [(5, 16), (20, 72)], ids=str)
+def test_gelu_requant_multiplies_by_the_reciprocal(kernel, device, M, N):
+    """Catches the GELU-quant epilogue dividing by s instead of multiplying by fp32(1/s)."""
+    gen = _gen()
+    i = torch.randint(8, 16, (M, N), generator=gen)
+    j = torch.randint(1, 4, (N,), generator=gen)
+    # identity weight: h = bf16(x * 7/16) exact; h + b on midpoints * 7/16, >= 14.875,
+    # where GELU(v) = v exactly (tanh saturates), on any exp / tanh
+    x = (i * 2.0 ** (j + 1)).to(FP8).to(device)
+    w = torch.eye(N).to(FP8).to(device)
+    b = ((7 / 16) * 2.0 ** j).to(BF16).to(device)
+    s7, one = cases._scale(7 / 16, device), cases._scale(1.0, device)
+    cfg = _gemm_module(kernel).gemm_config(M, N, N, device)
+    assert cfg[0] == ("swap" if M <= 16 else "tile"), cfg
+    h, q = kernel.fp8_linear_bias_gelu_quant_bf16(x, w, b, s7, one, s7)
+    want_h, want_q = reference_of(kernel).fp8_linear_bias_gelu_quant_bf16(x, w, b, s7, one, s7)
+    v = h.float() + b.float()
+    assert torch.equal(v.double(), _on_midpoints(i, j, 7 / 16).double().to(device))
+    assert _same_bits(h, want_h) and _same_bits(q, want_q)
+    assert not _same_bits((v / s7).clamp(-448, 448).to(FP8), want_q)  # the data discriminates
+
+
+@pytest.mark.parametrize("M,N", [(5, 40), (20, 72)], ids=str)
+def test_input_quantizer_multiplies_by_the_reciprocal(kernel, device, M, N):
+    """Catches the BF16-entry quantizers (A load, quantize kernel) dividing by s."""
+    K = 48
+    gen = _gen()
+    i = torch.randint(8, 16, (M, K), generator=gen)
+    e = torch.randint(-4, 4, (M, K), generator=gen).double()
+    sign = torch.randint(0, 2, (M, K), generator=gen) * 2 - 1
+    s = 7 / 256
+    x = (sign * _on_midpoints(i, e, s)).to(BF16).to(device)
+    assert torch.equal(x.double().cpu(), sign * _on_midpoints(i, e, s))  # exact in bf16
+    kw = cases.linear_inputs(M, K, N, device, _gen(), bf16_entry=True)
+    kw["input"], kw["input_scale"] = x, cases._scale(s, device)
+    cfg = _gemm_module(kernel).gemm_config(M, N, K, device)
+    assert cfg[0] == ("swap" if M <= 16 else "tile"), cfg
+    qin = _poison((M, K), FP8, device)
+    kernel.bf16_fp8_linear_bias_bf16(**kw, input_fp8=qin)
+    want = reference_of(kernel).quantize_input(x, kw["input_scale"])
+    assert _same_bits(qin, want)
+    assert not _same_bits((x.float() / kw["input_scale"]).to(FP8), want)

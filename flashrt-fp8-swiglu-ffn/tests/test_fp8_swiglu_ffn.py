@@ -178,6 +178,9 @@ def test_bf16_entry_quantizes_in_the_split_k_gated_gemm(kernel, device, act):
                   "gate_up_bf16.shape\\[1\\] / 2\\)"),
     ("dtype", "gate_up_bf16 must have dtype torch.bfloat16"),
     ("scale", "output_scale must contain exactly one value"),
+    ("out_rows", "out_fp8 must have shape \\(gate_up_bf16.shape\\[0\\], "
+                 "gate_up_bf16.shape\\[1\\] / 2\\)"),
+    ("out_dtype", "out_fp8 must have dtype torch.float8_e4m3fn"),
 ])
 def test_act_quant_bad_inputs(kernel, device, fn, kind, message):
     kw = cases.act_quant_inputs(4, 128, device, _gen(), scale=0.5)
@@ -189,6 +192,10 @@ def test_act_quant_bad_inputs(kernel, device, fn, kind, message):
         out = _poison((4, 127), FP8, device)
     elif kind == "dtype":
         kw["gate_up_bf16"] = kw["gate_up_bf16"].half()
+    elif kind == "out_rows":
+        out = _poison((5, 128), FP8, device)
+    elif kind == "out_dtype":
+        out = _poison((4, 128), BF16, device)
     else:
         kw["output_scale"] = torch.ones(2, device=device)
     before = _bits(out)
@@ -212,7 +219,8 @@ MLP_BAD = {
 
 
 @pytest.mark.parametrize("act", sorted(ACTS))
-@pytest.mark.parametrize("kind", sorted(MLP_BAD) + ["hidden_fp8_shape", "out_shape"])
+@pytest.mark.parametrize("kind", sorted(MLP_BAD) + ["gate_up_bf16_shape", "hidden_fp8_shape",
+                                                 "out_shape"])
 def test_mlp_bad_inputs(kernel, device, kind, act):
     M, K, H, N = 4, 64, 128, 32
     kw = cases.mlp_inputs(M, K, H, N, device, _gen())
@@ -223,6 +231,8 @@ def test_mlp_bad_inputs(kernel, device, kind, act):
         kw[name] = edit(kw[name])
     elif kind == "hidden_fp8_shape":  # spec: [4, 255] for H = 256 -> here [4, H - 1]
         bufs[1], message = _poison((M, H - 1), FP8, device), "hidden_fp8 must have shape"
+    elif kind == "gate_up_bf16_shape":
+        bufs[0], message = _poison((M, 2 * H - 2), BF16, device), "gate_up_bf16 must have shape"
     else:
         bufs[2], message = _poison((M, N - 1), BF16, device), "out must have shape"
     before = [_bits(b) for b in bufs]
@@ -389,3 +399,193 @@ def test_direct_launch_equals_op(kernel, device):
                     torch.empty(M, H, dtype=FP8, device=device), torch.empty_like(out1))
     ops.fp8_swiglu_mlp_bf16(*_args(m), gu, hq, out2)
     assert _same_bits(out1, out2)
+
+
+# --- gaps found by mutation testing -------------------------------------------------------------
+
+
+FUNCS = ("fp8_gemm_bf16", "silu_mul_merged_quantize_fp8_static_bf16",
+         "gelu_mul_merged_quantize_fp8_static_bf16", "fp8_swiglu_mlp_bf16", "fp8_geglu_mlp_bf16",
+         "bf16_fp8_swiglu_mlp_bf16", "bf16_fp8_geglu_mlp_bf16")
+
+
+def _gemm_module(kernel):
+    return importlib.import_module(kernel.__name__ + ".fp8_gemm")
+
+
+def _op_args(name, device):
+    """Valid positional arguments of op ``name`` (M = 5; BF16 entries P = 8 rows), outputs
+    poisoned."""
+    M, K, H, N, P = 5, 64, 24, 40, 8
+    p = lambda *s, dt=BF16: _poison(s, dt, device)  # noqa: E731
+    if name == "fp8_gemm_bf16":
+        g = cases.gemm_inputs(M, K, N, device, _gen())
+        return (g["input"], g["weight"], g["input_scale"], g["weight_scale"], p(M, N))
+    if "merged_quantize" in name:
+        a = cases.act_quant_inputs(M, H, device, _gen())
+        return (a["gate_up_bf16"], a["output_scale"], p(M, H, dt=FP8))
+    bf16 = name.startswith("bf16_")
+    m = cases.mlp_inputs(M, K, H, N, device, _gen(), bf16_entry=bf16)
+    rows = P if bf16 else M
+    return (_args(m) + ((p(P, K, dt=FP8),) if bf16 else ())
+            + (p(rows, 2 * H), p(rows, H, dt=FP8), p(rows, N)))
+
+
+def _written(op):
+    return [i for i, a in enumerate(op.default._schema.arguments)
+            if a.alias_info and a.alias_info.is_write]
+
+
+@pytest.mark.parametrize("name", FUNCS)
+def test_every_op_equals_its_wrapper(kernel, device, name):
+    """Catches an op registered with the wrong activation: op == eager wrapper, bit for bit."""
+    op = getattr(_ops(kernel), name)
+    via_op = _op_args(name, device)
+    op(*via_op)
+    direct = list(via_op)
+    for i in _written(op):
+        direct[i] = _poison(tuple(via_op[i].shape), via_op[i].dtype, device)
+    getattr(kernel, name)(*direct)
+    for i in _written(op):
+        assert _same_bits(via_op[i], direct[i]), op.default._schema.arguments[i].name
+
+
+@pytest.mark.parametrize("name", FUNCS)
+def test_fake_rejects_wrong_output_shapes(kernel, device, name):
+    """Catches a fake (what torch.compile traces) that dropped an output-shape check."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    op = getattr(_ops(kernel), name)
+    args = _op_args(name, device)
+    with FakeTensorMode() as mode:
+        fake = [mode.from_tensor(a) for a in args]
+        op(*fake)  # the valid call traces
+        for i in _written(op):
+            bad = list(fake)
+            shape = list(args[i].shape)
+            shape[-1] += 1
+            bad[i] = torch.empty(shape, dtype=args[i].dtype, device=device)
+            with pytest.raises(RuntimeError, match="must have"):
+                op(*bad)
+
+
+def test_nan_quantizes_to_minus_448(kernel, device):
+    """Catches a clamp that passes NaN or saturates it to +448: NaN must give -448 (code 0xFE)."""
+    ref = reference_of(kernel)
+    kw = cases.act_quant_inputs(3, 32, device, _gen(), scale=0.25)
+    gu = kw["gate_up_bf16"]
+    gu[0, 5] = float("nan")  # a gate
+    gu[2, 32 + 7] = float("nan")  # an up
+    for _, fn in ACTS.values():
+        got = getattr(kernel, fn)(gu, kw["output_scale"])
+        codes = got.view(torch.uint8)
+        assert codes[0, 5].item() == 0xFE and codes[2, 7].item() == 0xFE, fn
+        assert _same_bits(got, getattr(ref, fn)(gu, kw["output_scale"])), fn
+    M, K, H, N = 3, 32, 16, 24
+    m = cases.mlp_inputs(M, K, H, N, device, _gen(), bf16_entry=True)
+    m["input"][1, 4] = float("nan")
+    qin = _poison((M, K), FP8, device)
+    kernel.bf16_fp8_swiglu_mlp_bf16(*_args(m), input_fp8=qin)
+    assert qin.view(torch.uint8)[1, 4].item() == 0xFE
+    assert _same_bits(qin, ref.quantize_input(m["input"], m["input_scale"]))
+
+
+@pytest.mark.parametrize("act", sorted(ACTS))
+def test_quantize_kernel_zeroes_pad_rows(kernel, device, act):
+    """Catches pad rows left unwritten by the standalone quantize kernel (the tile path)."""
+    M, K, H, N, P = 20, 1100, 40, 24, 40  # K: two 1024-wide quantize blocks, ragged
+    assert _gemm_module(kernel).gemm_config(P, 2 * H, K, device)[0] == "tile"
+    kw = cases.mlp_inputs(M, K, H, N, device, _gen(), bf16_entry=True)
+    got, bufs, want = _both_entries(kernel, act, kw, (K, H, N), P, P, device)
+    assert got.shape == (M, N)
+    assert _same_bits(bufs[0], reference_of(kernel).quantize_input(kw["input"],
+                                                                   kw["input_scale"], pad_to=P))
+    for a, b in zip(bufs[1:], want):
+        assert _same_bits(a, b)
+
+
+@pytest.mark.parametrize("act", sorted(ACTS))
+def test_act_quant_wide_ragged_rows(kernel, device, act):
+    """Catches a merged-quantizer grid missing the columns past the last full 1024-wide block."""
+    M, H = 3, 1100
+    fn = ACTS[act][1]
+    kw = cases.act_quant_inputs(M, H, device, _gen(), scale=0.25)
+    out = _poison((M, H), FP8, device)
+    getattr(kernel, fn)(**kw, out_fp8=out)
+    _ok("fp8", out, getattr(reference_of(kernel), fn)(**kw))
+
+
+def test_act_quant_multiplies_by_the_reciprocal(kernel, device):
+    """Catches Q8 dividing by s or reassociating act * (up * r) instead of (act * up) * (1/s)."""
+    M, H = 6, 64
+    gen = _gen()
+    s = 7 / 16
+    g = 28.0 * 2 ** torch.randint(0, 2, (M, H), generator=gen).double()  # act(g) == g exactly
+    i = torch.randint(8, 16, (M, H), generator=gen)
+    e = torch.randint(-4, 4, (M, H), generator=gen).double()
+    sign = torch.randint(0, 2, (M, H), generator=gen) * 2 - 1
+    v = sign * ((2 * i + 1) * 2.0 ** e) * s  # FP8 midpoints * s, 8 significant bits
+    u = v / g  # exact: g = 7 * 2^k
+    gu = torch.cat([g, u], dim=1).to(BF16)
+    assert torch.equal(gu.double(), torch.cat([g, u], dim=1))  # exact in bf16
+    gu, scale = gu.to(device), cases._scale(s, device)
+    for _, fn in ACTS.values():
+        got = getattr(kernel, fn)(gu, scale)
+        want = getattr(reference_of(kernel), fn)(gu, scale)
+        assert _same_bits(got, want), fn
+    gf, uf = gu[:, :H].float(), gu[:, H:].float()
+    assert not _same_bits(((gf * uf) / scale).to(FP8), want)  # the data tells them apart
+    assert not _same_bits((gf * (uf * (1.0 / scale))).to(FP8), want)
+
+
+def test_pad_to_equal_to_rows_is_no_padding(kernel, device):
+    """Catches an off-by-one pad_to check: pad_to == M is valid, the unpadded call."""
+    M, K, H, N = 9, 64, 24, 40
+    kw = cases.mlp_inputs(M, K, H, N, device, _gen(), bf16_entry=True)
+    for act in ACTS:
+        call = getattr(kernel, f"bf16_fp8_{act}_mlp_bf16")
+        assert _same_bits(call(*_args(kw), pad_to=M), call(*_args(kw)))
+
+
+def test_thor_pads_mid_rows_to_a_multiple_of_64(kernel, monkeypatch):
+    """Catches a wrong default padding rule (§1.3: Thor pads 9 <= M <= 128 to ceil(M/64)*64)."""
+    gemm = _gemm_module(kernel)
+    x = lambda m: torch.empty((m, 8), dtype=BF16, device="meta")  # noqa: E731
+    want = {1: 1, 8: 8, 9: 64, 63: 64, 64: 64, 65: 128, 128: 128, 129: 129, 300: 300}
+    assert not gemm._pads_mid_rows(torch.device("cpu"))
+    monkeypatch.setattr(gemm, "_pads_mid_rows", lambda device: True)
+    assert {m: gemm.padded_rows(x(m), None, None) for m in want} == want
+    assert gemm.padded_rows(x(10), 16, None) == 16  # pad_to first
+    assert gemm.padded_rows(x(10), None, torch.empty((12, 8), dtype=FP8, device="meta")) == 12
+    monkeypatch.setattr(gemm, "_pads_mid_rows", lambda device: False)
+    assert all(gemm.padded_rows(x(m), None, None) == m for m in want)
+
+
+@pytest.mark.parametrize("act", sorted(ACTS))
+def test_bf16_entry_rejects_longer_scratch(kernel, device, act):
+    """Catches a one-sided row check: a scratch buffer with more than P rows is rejected too."""
+    M, K, H, N, P = 9, 64, 24, 40, 16
+    kw = cases.mlp_inputs(M, K, H, N, device, _gen(), bf16_entry=True)
+    out = _poison((P + 8, N), BF16, device)
+    before = _bits(out)
+    with pytest.raises((ValueError, RuntimeError), match="padded rows"):
+        getattr(kernel, f"bf16_fp8_{act}_mlp_bf16")(*_args(kw), out=out, pad_to=P)
+    assert torch.equal(_bits(out), before)
+
+
+@pytest.mark.parametrize("act", sorted(ACTS))
+def test_each_scale_goes_to_its_gemm(kernel, device, act):
+    """Catches a scale swap that the sweep hides (its input_scale == hidden_scale == 1/16)."""
+    M, K, H, N = 7, 96, 40, 40
+    kw = cases.mlp_inputs(M, K, H, N, device, _gen())
+    kw["hidden_scale"] = cases._scale(0.1, device)  # not a power of two, != input_scale
+    assert len({float(kw[k]) for k in ("input_scale", "gate_up_weight_scale", "hidden_scale",
+                                       "down_weight_scale")}) == 4
+    gu, hq = _poison((M, 2 * H), BF16, device), _poison((M, H), FP8, device)
+    out = getattr(kernel, f"fp8_{act}_mlp_bf16")(*_args(kw), gu, hq)
+    ref = reference_of(kernel)
+    _ok("gemm", gu, ref.fp8_gemm_bf16(kw["input"], kw["gate_up_weight"], kw["input_scale"],
+                                      kw["gate_up_weight_scale"]))
+    _ok("fp8", hq, getattr(ref, ACTS[act][1])(gu, kw["hidden_scale"]))
+    _ok("gemm", out, ref.fp8_gemm_bf16(hq, kw["down_weight"], kw["hidden_scale"],
+                                       kw["down_weight_scale"]))
