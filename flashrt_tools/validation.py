@@ -8,6 +8,7 @@ benchmarks' correctness gate, so "verified" means one thing everywhere.
 import dataclasses
 import importlib
 import os
+import re
 import time
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
@@ -121,3 +122,45 @@ def _fresh(args, kwargs):
 def worst(verdicts: Sequence[Verdict]) -> Verdict:
     failing = [v for v in verdicts if not v.ok]
     return failing[0] if failing else max(verdicts, key=lambda v: v.max_abs)
+
+
+# --- out-variant op checks (the registered op against its wrapper and its fake) ----------
+
+def written_args(op) -> list:
+    """Positions of the arguments an out-variant custom op writes (``Tensor!``)."""
+    return [i for i, a in enumerate(op.default._schema.arguments)
+            if a.alias_info and a.alias_info.is_write]
+
+
+def assert_op_equals_wrapper(op, wrapper, args, poison, same_bits):
+    """The registered op (what torch.compile calls) writes the bits the eager wrapper
+    writes: ``args`` (outputs included) through ``op``; the same inputs with fresh
+    ``poison(shape, dtype, device)`` outputs through ``wrapper``."""
+    op(*args)
+    direct = list(args)
+    for i in written_args(op):
+        direct[i] = poison(tuple(args[i].shape), args[i].dtype, args[i].device)
+    wrapper(*direct)
+    for i in written_args(op):
+        assert same_bits(args[i], direct[i]), op.default._schema.arguments[i].name
+
+
+def assert_fake_rejects_wrong_output_shapes(op, args, match="must have"):
+    """The op's fake (what torch.compile traces) accepts ``args`` and raises RuntimeError
+    when any one output is one element too wide in its last dimension."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode() as mode:
+        fake = [mode.from_tensor(a) if isinstance(a, torch.Tensor) else a for a in args]
+        op(*fake)  # the valid call traces
+        for i in written_args(op):
+            bad = list(fake)
+            shape = list(args[i].shape)
+            shape[-1] += 1
+            bad[i] = torch.empty(shape, dtype=args[i].dtype, device=args[i].device)
+            try:
+                op(*bad)
+            except RuntimeError as e:
+                assert re.search(match, str(e)), f"{op}: output {i}: {e}"
+            else:
+                raise AssertionError(f"{op}: the fake accepted output {i} of shape {shape}")

@@ -15,7 +15,8 @@ import torch
 
 from flashrt_tools.repo import ROOT, load_file
 from flashrt_tools.tolerance import compare
-from flashrt_tools.validation import reference_of, run_case
+from flashrt_tools.validation import (assert_fake_rejects_wrong_output_shapes,
+                                      assert_op_equals_wrapper, reference_of, run_case)
 
 cases = load_file(ROOT / "flashrt-fp8-swiglu-ffn" / "tests" / "cases.py",
                   "_flashrt_cases_flashrt_fp8_swiglu_ffn")
@@ -49,6 +50,17 @@ def _ok(fmt, got, want):
     assert v.ok, v.message
 
 
+def _assert_stages(kernel, act, kw, gu, hq, out):
+    """Each stage of an FP8-entry MLP against the reference applied to our previous stage
+    (a last-ulp GEMM difference moves FP8 codes downstream: see cases._mlp_expected)."""
+    ref = reference_of(kernel)
+    _ok("gemm", gu, ref.fp8_gemm_bf16(kw["input"], kw["gate_up_weight"], kw["input_scale"],
+                                      kw["gate_up_weight_scale"]))
+    _ok("fp8", hq, getattr(ref, ACTS[act][1])(gu, kw["hidden_scale"]))
+    _ok("gemm", out, ref.fp8_gemm_bf16(hq, kw["down_weight"], kw["hidden_scale"],
+                                       kw["down_weight_scale"]))
+
+
 def _args(kw):
     return (kw["input"], kw["gate_up_weight"], kw["down_weight"], kw["input_scale"],
             kw["gate_up_weight_scale"], kw["hidden_scale"], kw["down_weight_scale"])
@@ -74,14 +86,7 @@ def test_mlp_every_buffer(kernel, device, shape, act):
                    _poison((M, N), BF16, device))
     got = getattr(kernel, f"fp8_{act}_mlp_bf16")(*_args(kw), gu, hq, out)
     assert got is out
-    # Each stage against the reference applied to our previous stage (see
-    # cases._mlp_expected: a last-ulp GEMM difference moves FP8 codes downstream).
-    ref = reference_of(kernel)
-    _ok("gemm", gu, ref.fp8_gemm_bf16(kw["input"], kw["gate_up_weight"], kw["input_scale"],
-                                      kw["gate_up_weight_scale"]))
-    _ok("fp8", hq, getattr(ref, ACTS[act][1])(gu, kw["hidden_scale"]))
-    _ok("gemm", out, ref.fp8_gemm_bf16(hq, kw["down_weight"], kw["hidden_scale"],
-                                       kw["down_weight_scale"]))
+    _assert_stages(kernel, act, kw, gu, hq, out)
 
 
 @pytest.mark.parametrize("act", sorted(ACTS))
@@ -137,18 +142,26 @@ def _both_entries(kernel, act, kw, dims, P, pad_to, device):
     return got, bufs, want
 
 
+def _bf16_entry_checked(kernel, act, kw, dims, P, pad_to, device):
+    """The BF16 entry's input_fp8 equals the reference quantizer (pad rows included) and
+    its other outputs equal the FP8 entry's on that input_fp8, bit for bit; returns
+    (output, the BF16 entry's buffers)."""
+    got, bufs, want = _both_entries(kernel, act, kw, dims, P, pad_to, device)
+    assert _same_bits(bufs[0], reference_of(kernel).quantize_input(kw["input"],
+                                                                   kw["input_scale"], pad_to=P))
+    for a, b in zip(bufs[1:], want):
+        assert _same_bits(a, b)
+    return got, bufs
+
+
 @pytest.mark.parametrize("act", sorted(ACTS))
 @pytest.mark.parametrize("pad_to", [None, 16, 64], ids=lambda p: f"pad_to={p}")
 def test_bf16_entry_equals_fp8_entry(kernel, device, pad_to, act):
     M, K, H, N = 9, 64, 24, 40
     P = M if pad_to is None else pad_to
     kw = cases.mlp_inputs(M, K, H, N, device, _gen(), bf16_entry=True)
-    got, bufs, want = _both_entries(kernel, act, kw, (K, H, N), P, pad_to, device)
+    got, bufs = _bf16_entry_checked(kernel, act, kw, (K, H, N), P, pad_to, device)
     assert got.shape == (M, N) and got.data_ptr() == bufs[3].data_ptr()
-    assert _same_bits(bufs[0], reference_of(kernel).quantize_input(kw["input"],
-                                                                   kw["input_scale"], pad_to=P))
-    for a, b in zip(bufs[1:], want):
-        assert _same_bits(a, b)
 
 
 @pytest.mark.parametrize("act", sorted(ACTS))
@@ -161,11 +174,7 @@ def test_bf16_entry_quantizes_in_the_split_k_gated_gemm(kernel, device, act):
     cfg = gemm.gemm_config(P, 2 * H, K, device)
     assert cfg[0] == "swap" and cfg[4] > 1 and K % cfg[3] != 0, cfg
     kw = cases.mlp_inputs(M, K, H, N, device, _gen(), bf16_entry=True)
-    _, bufs, want = _both_entries(kernel, act, kw, (K, H, N), P, P, device)
-    assert _same_bits(bufs[0], reference_of(kernel).quantize_input(kw["input"],
-                                                                   kw["input_scale"], pad_to=P))
-    for a, b in zip(bufs[1:], want):
-        assert _same_bits(a, b)
+    _bf16_entry_checked(kernel, act, kw, (K, H, N), P, P, device)
 
 
 # --- bad inputs --------------------------------------------------------------------------------
@@ -431,42 +440,17 @@ def _op_args(name, device):
             + (p(rows, 2 * H), p(rows, H, dt=FP8), p(rows, N)))
 
 
-def _written(op):
-    return [i for i, a in enumerate(op.default._schema.arguments)
-            if a.alias_info and a.alias_info.is_write]
-
-
 @pytest.mark.parametrize("name", FUNCS)
 def test_every_op_equals_its_wrapper(kernel, device, name):
     """Catches an op registered with the wrong activation: op == eager wrapper, bit for bit."""
-    op = getattr(_ops(kernel), name)
-    via_op = _op_args(name, device)
-    op(*via_op)
-    direct = list(via_op)
-    for i in _written(op):
-        direct[i] = _poison(tuple(via_op[i].shape), via_op[i].dtype, device)
-    getattr(kernel, name)(*direct)
-    for i in _written(op):
-        assert _same_bits(via_op[i], direct[i]), op.default._schema.arguments[i].name
+    assert_op_equals_wrapper(getattr(_ops(kernel), name), getattr(kernel, name),
+                             _op_args(name, device), _poison, _same_bits)
 
 
 @pytest.mark.parametrize("name", FUNCS)
 def test_fake_rejects_wrong_output_shapes(kernel, device, name):
     """Catches a fake (what torch.compile traces) that dropped an output-shape check."""
-    from torch._subclasses.fake_tensor import FakeTensorMode
-
-    op = getattr(_ops(kernel), name)
-    args = _op_args(name, device)
-    with FakeTensorMode() as mode:
-        fake = [mode.from_tensor(a) for a in args]
-        op(*fake)  # the valid call traces
-        for i in _written(op):
-            bad = list(fake)
-            shape = list(args[i].shape)
-            shape[-1] += 1
-            bad[i] = torch.empty(shape, dtype=args[i].dtype, device=device)
-            with pytest.raises(RuntimeError, match="must have"):
-                op(*bad)
+    assert_fake_rejects_wrong_output_shapes(getattr(_ops(kernel), name), _op_args(name, device))
 
 
 def test_nan_quantizes_to_minus_448(kernel, device):
@@ -496,12 +480,8 @@ def test_quantize_kernel_zeroes_pad_rows(kernel, device, act):
     M, K, H, N, P = 20, 1100, 40, 24, 40  # K: two 1024-wide quantize blocks, ragged
     assert _gemm_module(kernel).gemm_config(P, 2 * H, K, device)[0] == "tile"
     kw = cases.mlp_inputs(M, K, H, N, device, _gen(), bf16_entry=True)
-    got, bufs, want = _both_entries(kernel, act, kw, (K, H, N), P, P, device)
+    got, _ = _bf16_entry_checked(kernel, act, kw, (K, H, N), P, P, device)
     assert got.shape == (M, N)
-    assert _same_bits(bufs[0], reference_of(kernel).quantize_input(kw["input"],
-                                                                   kw["input_scale"], pad_to=P))
-    for a, b in zip(bufs[1:], want):
-        assert _same_bits(a, b)
 
 
 @pytest.mark.parametrize("act", sorted(ACTS))
@@ -547,20 +527,6 @@ def test_pad_to_equal_to_rows_is_no_padding(kernel, device):
         assert _same_bits(call(*_args(kw), pad_to=M), call(*_args(kw)))
 
 
-def test_thor_pads_mid_rows_to_a_multiple_of_64(kernel, monkeypatch):
-    """Catches a wrong default padding rule (§1.3: Thor pads 9 <= M <= 128 to ceil(M/64)*64)."""
-    gemm = _gemm_module(kernel)
-    x = lambda m: torch.empty((m, 8), dtype=BF16, device="meta")  # noqa: E731
-    want = {1: 1, 8: 8, 9: 64, 63: 64, 64: 64, 65: 128, 128: 128, 129: 129, 300: 300}
-    assert not gemm._pads_mid_rows(torch.device("cpu"))
-    monkeypatch.setattr(gemm, "_pads_mid_rows", lambda device: True)
-    assert {m: gemm.padded_rows(x(m), None, None) for m in want} == want
-    assert gemm.padded_rows(x(10), 16, None) == 16  # pad_to first
-    assert gemm.padded_rows(x(10), None, torch.empty((12, 8), dtype=FP8, device="meta")) == 12
-    monkeypatch.setattr(gemm, "_pads_mid_rows", lambda device: False)
-    assert all(gemm.padded_rows(x(m), None, None) == m for m in want)
-
-
 @pytest.mark.parametrize("act", sorted(ACTS))
 def test_bf16_entry_rejects_longer_scratch(kernel, device, act):
     """Catches a one-sided row check: a scratch buffer with more than P rows is rejected too."""
@@ -583,9 +549,4 @@ def test_each_scale_goes_to_its_gemm(kernel, device, act):
                                        "down_weight_scale")}) == 4
     gu, hq = _poison((M, 2 * H), BF16, device), _poison((M, H), FP8, device)
     out = getattr(kernel, f"fp8_{act}_mlp_bf16")(*_args(kw), gu, hq)
-    ref = reference_of(kernel)
-    _ok("gemm", gu, ref.fp8_gemm_bf16(kw["input"], kw["gate_up_weight"], kw["input_scale"],
-                                      kw["gate_up_weight_scale"]))
-    _ok("fp8", hq, getattr(ref, ACTS[act][1])(gu, kw["hidden_scale"]))
-    _ok("gemm", out, ref.fp8_gemm_bf16(hq, kw["down_weight"], kw["hidden_scale"],
-                                       kw["down_weight_scale"]))
+    _assert_stages(kernel, act, kw, gu, hq, out)
