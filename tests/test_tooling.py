@@ -1,6 +1,7 @@
 """The repository tooling: build layout, unique ids, the check gate, loading
 paths of `kernels`, and the tolerance helpers (that they fail when they must)."""
 
+import functools
 import json
 import os
 import re
@@ -342,3 +343,44 @@ def test_offline_compile_refuses_an_interpreted_kernel():
         return
     with pytest.raises(TypeError, match="not a compilable"):
         compile_sm90(k, {"x_ptr": "*fp32"}, {"BLOCK": 16})
+
+
+# --- the out-variant op checks of flashrt_tools.validation fail when they must -------------
+
+@functools.lru_cache(maxsize=None)  # an op name registers once per process
+def _toy_ops():
+    """Two toy out-variant ops, out = 2x: one whose fake checks out's shape, one whose fake
+    does not."""
+    def make(name, check):
+        @torch.library.custom_op(f"flashrt_tooling_test::{name}", mutates_args=("out",))
+        def op(x: torch.Tensor, out: torch.Tensor) -> None:
+            out.copy_(2 * x)
+
+        @op.register_fake
+        def _(x, out):
+            if check and out.shape != x.shape:
+                raise RuntimeError("out must have the shape of x")
+        return getattr(torch.ops.flashrt_tooling_test, name)
+    return make("double_checked", True), make("double_unchecked", False)
+
+
+def _nan_like(shape, dtype, device):
+    return torch.full(shape, float("nan"), dtype=dtype, device=device)
+
+
+def test_op_checks_pass_and_fail_when_they_must():
+    from flashrt_tools.validation import (assert_fake_rejects_wrong_output_shapes,
+                                          assert_op_equals_wrapper, written_args)
+
+    checked, unchecked = _toy_ops()
+    assert written_args(checked) == [1]
+    args = (torch.randn(3, 5), torch.empty(3, 5))
+    same = lambda a, b: torch.equal(a, b)  # noqa: E731
+    assert_op_equals_wrapper(checked, lambda x, out: out.copy_(2 * x), args, _nan_like, same)
+    with pytest.raises(AssertionError, match="out"):
+        assert_op_equals_wrapper(checked, lambda x, out: out.copy_(3 * x), args, _nan_like, same)
+    assert_fake_rejects_wrong_output_shapes(checked, args)
+    with pytest.raises(AssertionError, match="accepted"):
+        assert_fake_rejects_wrong_output_shapes(unchecked, args)
+    with pytest.raises(AssertionError):  # a different message than the one asked for
+        assert_fake_rejects_wrong_output_shapes(checked, args, match="must be even")
