@@ -136,12 +136,13 @@ def assert_op_equals_wrapper(op, wrapper, args, poison, same_bits):
     """The registered op (what torch.compile calls) writes the bits the eager wrapper
     writes: ``args`` (outputs included) through ``op``; the same inputs with fresh
     ``poison(shape, dtype, device)`` outputs through ``wrapper``."""
+    written = written_args(op)
     op(*args)
     direct = list(args)
-    for i in written_args(op):
+    for i in written:
         direct[i] = poison(tuple(args[i].shape), args[i].dtype, args[i].device)
     wrapper(*direct)
-    for i in written_args(op):
+    for i in written:
         assert same_bits(args[i], direct[i]), op.default._schema.arguments[i].name
 
 

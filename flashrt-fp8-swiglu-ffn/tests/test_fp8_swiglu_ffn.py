@@ -170,7 +170,7 @@ def test_bf16_entry_quantizes_in_the_split_k_gated_gemm(kernel, device, act):
     and writes input_fp8 as it goes, here over two K splits with a ragged K tail and
     pad rows: every output equals the FP8 entry on that input_fp8, bit for bit."""
     M, K, H, N, P = 3, 600, 24, 40, 16
-    gemm = importlib.import_module(kernel.__name__ + ".fp8_gemm")
+    gemm = _gemm_module(kernel)
     cfg = gemm.gemm_config(P, 2 * H, K, device)
     assert cfg[0] == "swap" and cfg[4] > 1 and K % cfg[3] != 0, cfg
     kw = cases.mlp_inputs(M, K, H, N, device, _gen(), bf16_entry=True)

@@ -83,8 +83,9 @@ def row_config(D: int, n_rows: int, device, broadcast: bool, fused: bool = False
 
 
 def _late_rows(block_d, n_rows, device, broadcast, fused) -> bool:
-    """Many register rows that run one row per program with late style loads."""
-    if few_rows(n_rows, device) or block_d > REG_MAX_BLOCK:
+    """Many register rows (both callers exclude chunked rows) that run one row per
+    program with late style loads."""
+    if few_rows(n_rows, device):
         return False
     return block_d >= LATE_STYLE_BLOCK or (
         broadcast and block_d >= LATE_BROADCAST_BLOCK and (not fused or n_rows >= LATE_FUSED_ROWS))

@@ -358,6 +358,13 @@ def _launch_heads(*, n_rows, NA, NB, xa, xb, wa, wb, cos, sin, oa, ob, eps, xa_r
         )
 
 
+def _wan_launch_args(cfg, D, head_dim):
+    """The launch settings both Wan kernels take from a ``WanConfig``."""
+    return dict(P=D // 2, HALF_HD=head_dim // 2, BLOCK_T=cfg.block_t, CHUNK=cfg.chunk,
+                N_CHUNKS=cfg.n_chunks, HOLD=cfg.hold, EARLY_LOADS=cfg.early,
+                num_warps=cfg.num_warps)
+
+
 def _launch_wan(packed, bias, wq, wk, freqs_re, freqs_im, q, k, v, heads, head_dim, rope_len,
                 eps, out_tokens=None, out_off=0):
     """One launch of the whole-hidden kernel under ``row_config``; returns the launched
@@ -371,10 +378,8 @@ def _launch_wan(packed, bias, wq, wk, freqs_re, freqs_im, q, k, v, heads, head_d
         return _wan_qkv_kernel[(cdiv(B * L, cfg.block_t),)](
             x32, x32 if b32 is None else b32, wq32, wk32, freqs_re, freqs_im, q32, k32,
             q32 if v32 is None else v32, B * L, L, rope_len, L if out_tokens is None else out_tokens,
-            out_off, eps, P=D // 2, HALF_HD=head_dim // 2, BLOCK_T=cfg.block_t,
-            CHUNK=cfg.chunk, N_CHUNKS=cfg.n_chunks, HOLD=cfg.hold, EARLY_LOADS=cfg.early,
-            HAS_BIAS=bias is not None, HAS_V=v is not None, num_warps=cfg.num_warps,
-            **dependent_launch(packed.device),
+            out_off, eps, HAS_BIAS=bias is not None, HAS_V=v is not None,
+            **_wan_launch_args(cfg, D, head_dim), **dependent_launch(packed.device),
         )
 
 
@@ -683,13 +688,12 @@ def _run_joint3(packed_v, bias, wvq, wvk, freqs_re, freqs_im, packed_a, waq, wak
                                              packed_u, wuq, wuk, q_cat, k_cat, v_cat)]
         grid = (sum(cdiv(B * L, cfg_v.block_t) for L in (L_v, L_a, L_u)),)
         with device_guard(packed_v):
-            return _wan_joint3_kernel[grid](
+            _wan_joint3_kernel[grid](
                 *i32[:4], freqs_re, freqs_im, *i32[4:], B, L_v, L_a, L_u, rope_seq_len, eps_v,
-                eps_a, eps_u, P=D // 2, HALF_HD=head_dim // 2, BLOCK_T=cfg_v.block_t,
-                CHUNK=cfg_v.chunk, N_CHUNKS=cfg_v.n_chunks, HOLD=cfg_v.hold,
-                EARLY_LOADS=cfg_v.early, num_warps=cfg_v.num_warps,
+                eps_a, eps_u, **_wan_launch_args(cfg_v, D, head_dim),
                 **dependent_launch(packed_v.device),
             )
+        return
     total = L_v + L_a + L_u  # the workspaces' rows (checked)
     _launch_wan(packed_v, bias, wvq, wvk, freqs_re, freqs_im, q_cat, k_cat, v_cat, heads,
                 head_dim, rope_seq_len, eps_v, out_tokens=total, out_off=0)
